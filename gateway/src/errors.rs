@@ -1,0 +1,149 @@
+//! Every answer the gateway makes itself, in one place: status, headers and
+//! a JSON body with an `error` code and a `message` an agent can act on
+//! (COMPAT.md). Nothing here ever includes a token or a secret.
+
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No policy snapshot yet.
+    NotReady,
+    /// Missing or unknown proxy token.
+    ProxyAuthRequired,
+    BadRequest(&'static str),
+    /// Origin-form request for something other than the gateway's own API.
+    NotAProxyRequest,
+    /// Inside a tunnel, `Host`/`:authority` names another host.
+    Misdirected { connect_host: String },
+    EgressBlocked { host: String },
+    BadGateway { message: String },
+    UpstreamTimeout { host: String },
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NotReady => 503,
+            Refusal::ProxyAuthRequired => 407,
+            Refusal::BadRequest(_) | Refusal::NotAProxyRequest => 400,
+            Refusal::Misdirected { .. } => 421,
+            Refusal::EgressBlocked { .. } => 403,
+            Refusal::BadGateway { .. } => 502,
+            Refusal::UpstreamTimeout { .. } => 504,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotReady => "gateway_not_ready",
+            Refusal::ProxyAuthRequired => "proxy_authentication_required",
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::NotAProxyRequest => "not_a_proxy_request",
+            Refusal::Misdirected { .. } => "misdirected_request",
+            Refusal::EgressBlocked { .. } => "egress_blocked",
+            Refusal::BadGateway { .. } => "bad_gateway",
+            Refusal::UpstreamTimeout { .. } => "upstream_timeout",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::NotReady => "The OneCLI gateway has no policy loaded yet. Retry shortly.".into(),
+            Refusal::ProxyAuthRequired => {
+                "OneCLI gateway needs a valid agent token in Proxy-Authorization (Basic, token as password).".into()
+            }
+            Refusal::BadRequest(why) => format!("Malformed request: {why}."),
+            Refusal::NotAProxyRequest => {
+                "This is the OneCLI gateway, an HTTP proxy. Send requests through it (HTTPS_PROXY), not to it.".into()
+            }
+            Refusal::Misdirected { connect_host } => format!(
+                "This tunnel was opened for {connect_host}; requests in it must be for that host. Open a new CONNECT for another host."
+            ),
+            Refusal::EgressBlocked { host } => format!(
+                "OneCLI gateway does not connect to {host}: it resolves to a loopback, private or link-local address. An operator can allow it (--allow-egress or --resolve)."
+            ),
+            Refusal::BadGateway { message } => message.clone(),
+            Refusal::UpstreamTimeout { host } => format!("{host} did not answer in time."),
+        }
+    }
+
+    pub fn body(&self) -> Bytes {
+        Bytes::from(json!({ "error": self.code(), "message": self.message() }).to_string())
+    }
+
+    /// Whether the client should close the connection after this answer.
+    pub fn closes(&self) -> bool {
+        matches!(self, Refusal::ProxyAuthRequired | Refusal::BadRequest(_))
+    }
+
+    pub fn response_header(&self, body_len: usize) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(self.status(), Some(4)).unwrap_or_else(|_| ResponseHeader::new(None));
+        // The names and values below are static and valid: inserting cannot fail.
+        let _ = resp.insert_header("content-type", "application/json");
+        let _ = resp.insert_header("content-length", body_len.to_string());
+        if let Refusal::ProxyAuthRequired = self {
+            let _ = resp.insert_header("proxy-authenticate", PROXY_AUTHENTICATE);
+        }
+        if self.closes() {
+            let _ = resp.insert_header("connection", "close");
+        }
+        resp
+    }
+
+    /// The answer as raw HTTP/1.1 bytes, for the front door, which writes
+    /// before any HTTP session exists.
+    pub fn to_http1(&self) -> Vec<u8> {
+        let body = self.body();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            self.status(),
+            reason(self.status()),
+            body.len()
+        );
+        if let Refusal::ProxyAuthRequired = self {
+            out.push_str(&format!("proxy-authenticate: {PROXY_AUTHENTICATE}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+pub const PROXY_AUTHENTICATE: &str = "Basic realm=\"OneCLI Gateway\"";
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_json_with_code_and_message() {
+        for r in [
+            Refusal::NotReady,
+            Refusal::ProxyAuthRequired,
+            Refusal::BadRequest("x"),
+            Refusal::Misdirected { connect_host: "a".into() },
+            Refusal::EgressBlocked { host: "h".into() },
+            Refusal::BadGateway { message: "m".into() },
+            Refusal::UpstreamTimeout { host: "h".into() },
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&r.body()).expect("json");
+            assert_eq!(v["error"], r.code());
+            assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    #[test]
+    fn http1_407_carries_the_realm() {
+        let raw = String::from_utf8(Refusal::ProxyAuthRequired.to_http1()).expect("utf8");
+        assert!(raw.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"), "{raw}");
+        assert!(raw.contains("proxy-authenticate: Basic realm=\"OneCLI Gateway\"\r\n"));
+        assert!(raw.contains("connection: close\r\n"));
+    }
+}

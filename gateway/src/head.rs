@@ -1,0 +1,154 @@
+//! Reads the first request head off a fresh connection, bounded in size and
+//! time, before anything else looks at the bytes.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Large enough for real clients' heads (cookies included), small enough
+/// that a slow or hostile client cannot make us buffer much.
+pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    TooLarge,
+    Malformed,
+    TimedOut,
+    /// The client closed before sending a whole head.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    pub proxy_authorization: Option<Vec<u8>>,
+    /// Length of the head in the buffer; bytes after it belong to the body
+    /// or, after CONNECT, to the tunnel.
+    pub len: usize,
+}
+
+/// Reads until a whole head is in `buf` and parses it.
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, timeout: Duration) -> Result<Head, HeadError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(head) = parse(buf)? {
+            return Ok(head);
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .map_err(|_| HeadError::TimedOut)?
+            .map_err(|_| HeadError::Closed)?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) => {
+            if len > MAX_HEAD {
+                return Err(HeadError::TooLarge);
+            }
+            let (Some(method), Some(target)) = (req.method, req.path) else {
+                return Err(HeadError::Malformed);
+            };
+            let proxy_authorization = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+                .map(|h| h.value.to_vec());
+            Ok(Some(Head {
+                method: method.to_owned(),
+                target: target.to_owned(),
+                proxy_authorization,
+                len,
+            }))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(_) => Err(HeadError::Malformed),
+    }
+}
+
+/// Splits a CONNECT target `host:port` / `[v6]:port`. The port is required.
+pub fn split_authority(target: &str) -> Option<(&str, u16)> {
+    let (host, port) = if let Some(rest) = target.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':')?)
+    } else {
+        let (host, port) = target.rsplit_once(':')?;
+        if host.contains(':') {
+            return None;
+        }
+        (host, port)
+    };
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+    valid.then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_a_head_split_across_reads() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for part in ["CONNECT a.test:443 HTTP/1.1\r\n", "Proxy-Authorization: Basic eDp5\r\n", "\r\nTLSBYTES"] {
+                client.write_all(part.as_bytes()).await.expect("write");
+            }
+        });
+        let mut buf = Vec::new();
+        let head = read_head(&mut server, &mut buf, Duration::from_secs(5)).await.expect("head");
+        assert_eq!((head.method.as_str(), head.target.as_str()), ("CONNECT", "a.test:443"));
+        assert_eq!(head.proxy_authorization.as_deref(), Some(&b"Basic eDp5"[..]));
+        // Bytes past the head may or may not have arrived yet; what did is kept.
+        assert!(b"TLSBYTES".starts_with(&buf[head.len..]));
+    }
+
+    #[tokio::test]
+    async fn oversize_heads_are_refused() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        use tokio::io::AsyncWriteExt;
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        client.write_all(big.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        assert_eq!(read_head(&mut server, &mut buf, Duration::from_secs(5)).await.err(), Some(HeadError::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_silence_are_errors() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.expect("write");
+        let mut buf = Vec::new();
+        assert_eq!(read_head(&mut server, &mut buf, Duration::from_secs(5)).await.err(), Some(HeadError::Malformed));
+        let (_quiet, mut server) = tokio::io::duplex(1024);
+        let mut buf = Vec::new();
+        assert_eq!(read_head(&mut server, &mut buf, Duration::from_millis(20)).await.err(), Some(HeadError::TimedOut));
+    }
+
+    #[test]
+    fn connect_targets() {
+        assert_eq!(split_authority("a.test:443"), Some(("a.test", 443)));
+        assert_eq!(split_authority("[::1]:8443"), Some(("::1", 8443)));
+        assert_eq!(split_authority("127.0.0.1:80"), Some(("127.0.0.1", 80)));
+        for bad in ["a.test", "a.test:", "a.test:0", "a.test:99999", ":443", "a b:443", "::1:443", "a/b:443", "[::1]443"] {
+            assert_eq!(split_authority(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Credential injection (SPEC §3.6): applies the recipes of the matching
+//! secrets to the upstream request. Header values are replaced, never merged.
+
+use http::HeaderValue;
+use onecli_policy::{InjectOp, Secret};
+use pingora_http::RequestHeader;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InjectError {
+    /// The secret's formatted value is not a valid header value (say, a
+    /// newline in it). The name is the secret's, never its value.
+    #[error("secret {secret:?} cannot be sent in header {header}: the value contains characters not allowed in a header")]
+    BadHeaderValue { secret: String, header: String },
+    #[error("the request target cannot carry secret {secret:?} as a query parameter")]
+    BadTarget { secret: String },
+}
+
+/// Applies `secrets` in order; returns how many were applied.
+pub fn apply<'a>(req: &mut RequestHeader, secrets: impl Iterator<Item = &'a Secret>) -> Result<Vec<&'a str>, InjectError> {
+    let mut applied = Vec::new();
+    for secret in secrets {
+        for op in &secret.ops {
+            match op {
+                InjectOp::SetHeader { name, format } => {
+                    let rendered = format.render(secret.value());
+                    let mut value = HeaderValue::from_str(&rendered).map_err(|_| InjectError::BadHeaderValue {
+                        secret: secret.name.clone(),
+                        header: name.clone(),
+                    })?;
+                    value.set_sensitive(true);
+                    req.insert_header(name.clone(), value).map_err(|_| InjectError::BadHeaderValue {
+                        secret: secret.name.clone(),
+                        header: name.clone(),
+                    })?;
+                }
+                InjectOp::RemoveHeader { name } => {
+                    req.remove_header(name.as_str());
+                }
+                InjectOp::SetQuery { name, format } => {
+                    let rendered = format.render(secret.value());
+                    let target = set_query_param(req.raw_path(), name, &rendered);
+                    req.set_raw_path(&target).map_err(|_| InjectError::BadTarget { secret: secret.name.clone() })?;
+                }
+            }
+        }
+        applied.push(secret.id.as_str());
+    }
+    Ok(applied)
+}
+
+/// `path?query` with `name` set to `value` (percent-encoded): existing
+/// parameters of that name are dropped, the new one appended.
+fn set_query_param(target: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], Some(&target[i + 1..])),
+        None => (target, None),
+    };
+    let encoded_name = percent_encode(name);
+    let mut out = Vec::with_capacity(target.len() + name.len() + value.len() * 3 + 2);
+    out.extend_from_slice(path);
+    out.push(b'?');
+    if let Some(query) = query {
+        for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            if key == name.as_bytes() || key == encoded_name.as_bytes() {
+                continue;
+            }
+            out.extend_from_slice(pair);
+            out.push(b'&');
+        }
+    }
+    out.extend_from_slice(encoded_name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(percent_encode(value).as_bytes());
+    out
+}
+
+/// RFC 3986 unreserved characters pass; everything else is `%XX`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onecli_policy::model::{InjectionDoc, SecretDoc, SecretKind};
+    use onecli_policy::{PolicyDoc, Snapshot};
+
+    fn snapshot(secrets: Vec<(SecretKind, &str, Option<InjectionDoc>)>) -> Snapshot {
+        let secrets = secrets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (kind, value, injection))| SecretDoc {
+                id: format!("s{i}"),
+                name: format!("s{i}"),
+                kind,
+                value: zeroize::Zeroizing::new(value.into()),
+                host_pattern: "h.test".into(),
+                path_pattern: "*".into(),
+                injection,
+            })
+            .collect();
+        Snapshot::compile(PolicyDoc { secrets, ..PolicyDoc::default() }).expect("valid")
+    }
+
+    fn request(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", target.as_bytes(), None).expect("req");
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).expect("header");
+        }
+        req
+    }
+
+    fn header(req: &RequestHeader, name: &str) -> Vec<String> {
+        req.headers.get_all(name).iter().map(|v| v.to_str().expect("ascii").to_owned()).collect()
+    }
+
+    macro_rules! case {
+        ($kind:expr, $value:expr, $inj:expr, $target:expr, [$(($k:expr, $v:expr)),*] => $want_target:expr, [$(($wk:expr, $wv:expr)),*], absent [$($absent:expr),*]) => {{
+            let snap = snapshot(vec![($kind, $value, $inj)]);
+            let mut req = request($target, &[$(($k, $v)),*]);
+            apply(&mut req, snap.secrets().iter()).expect("applies");
+            assert_eq!(String::from_utf8_lossy(req.raw_path()), $want_target);
+            $( assert_eq!(header(&req, $wk), vec![$wv.to_string()], "header {}", $wk); )*
+            $( assert!(header(&req, $absent).is_empty(), "{} should be gone", $absent); )*
+        }};
+    }
+
+    fn hdr(name: &str, format: &str) -> Option<InjectionDoc> {
+        Some(InjectionDoc::Header { name: name.into(), format: format.into() })
+    }
+
+    fn query(name: &str, format: &str) -> Option<InjectionDoc> {
+        Some(InjectionDoc::Query { name: name.into(), format: format.into() })
+    }
+
+    #[test]
+    fn recipes() {
+        case!(SecretKind::Anthropic, "sk-ant-api03-k", None, "/v1/messages", [("authorization", "Bearer agent"), ("x-api-key", "placeholder")]
+            => "/v1/messages", [("x-api-key", "sk-ant-api03-k")], absent ["authorization"]);
+        case!(SecretKind::Anthropic, "sk-ant-oat01-t", None, "/v1/messages", [("x-api-key", "placeholder")]
+            => "/v1/messages", [("authorization", "Bearer sk-ant-oat01-t")], absent ["x-api-key"]);
+        case!(SecretKind::Anthropic, "sk-ant-oat01-t", None, "/v1/messages", []
+            => "/v1/messages", [("authorization", "Bearer sk-ant-oat01-t")], absent []);
+        case!(SecretKind::Openai, "sk-proj", None, "/v1/chat", [("authorization", "Bearer a"), ("Authorization", "Bearer b")]
+            => "/v1/chat", [("authorization", "Bearer sk-proj")], absent []);
+        case!(SecretKind::Generic, "ghp", hdr("Authorization", "token {value}"), "/user", []
+            => "/user", [("authorization", "token ghp")], absent []);
+        case!(SecretKind::Generic, "k1", hdr("X-Api-Key", "{value}"), "/", [("x-api-key", "agent-sent")]
+            => "/", [("x-api-key", "k1")], absent []);
+        case!(SecretKind::Generic, "a b&c", query("key", "{value}"), "/maps?q=1&key=agent&z", []
+            => "/maps?q=1&z&key=a%20b%26c", [], absent []);
+        case!(SecretKind::Generic, "v", query("api_key", "pre-{value}"), "/x", []
+            => "/x?api_key=pre-v", [], absent []);
+    }
+
+    #[test]
+    fn a_value_with_a_newline_is_refused_without_echoing_it() {
+        let snap = snapshot(vec![(SecretKind::Generic, "line1\nline2", hdr("x-k", "{value}"))]);
+        let mut req = request("/", &[]);
+        let err = apply(&mut req, snap.secrets().iter()).expect_err("refused");
+        assert!(!err.to_string().contains("line1"), "{err}");
+    }
+
+    #[test]
+    fn injected_header_values_are_marked_sensitive() {
+        let snap = snapshot(vec![(SecretKind::Openai, "sk", None)]);
+        let mut req = request("/", &[]);
+        apply(&mut req, snap.secrets().iter()).expect("applies");
+        assert!(req.headers.get("authorization").expect("set").is_sensitive());
+    }
+}

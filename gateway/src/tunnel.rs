@@ -1,0 +1,74 @@
+//! Pass-through tunnels: bytes copied both ways, untouched, for hosts the
+//! policy marks pass-through (certificate-pinned clients, mTLS). Bounded by
+//! an idle limit and ended at shutdown.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Shared;
+
+pub async fn pass_through(shared: &Shared, mut client: Box<L4Stream>, early: &[u8], host: &str, port: u16, shutdown: &ShutdownWatch) {
+    let addr = match shared.egress.resolve(host, port).await {
+        Ok(addr) => addr,
+        Err(error) => {
+            tracing::info!(%error, "pass-through tunnel refused");
+            return;
+        }
+    };
+    let timeouts = shared.config.timeouts;
+    let mut upstream = match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            tracing::info!(%error, host, "pass-through connect failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let _ = upstream.set_nodelay(true);
+    if !early.is_empty() && upstream.write_all(early).await.is_err() {
+        return;
+    }
+    let mut shutdown = shutdown.clone();
+    let (cr, cw) = tokio::io::split(&mut *client);
+    let (ur, uw) = upstream.split();
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    tokio::select! {
+        _ = async { tokio::join!(copy(cr, uw, &last, start), copy(ur, cw, &last, start)) } => {}
+        _ = idle_watch(&last, start, timeouts.idle) => tracing::debug!(host, "pass-through tunnel idle, closed"),
+        _ = shutdown.changed() => {}
+    }
+}
+
+async fn copy<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut from: R, mut to: W, last: &AtomicU64, start: Instant) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+                    break;
+                }
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+async fn idle_watch(last: &AtomicU64, start: Instant, idle: Duration) {
+    let tick = (idle / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(tick).await;
+        let quiet = start.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+        if quiet >= idle {
+            return;
+        }
+    }
+}

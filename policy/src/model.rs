@@ -1,0 +1,132 @@
+//! The policy document: the data model of SPEC §5 as it travels between
+//! processes (postcard, see `wire`). Plain serde data with patterns as text;
+//! [`crate::Snapshot::compile`] validates it into the form the gateway uses.
+//! Both the producer (control service, policy file) and the consumer
+//! (gateway) compile it, so neither trusts the other's validation.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDoc {
+    /// Monotonic version; a gateway never swaps in an older one.
+    pub version: u64,
+    pub agents: Vec<AgentDoc>,
+    pub secrets: Vec<SecretDoc>,
+    pub rules: Vec<RuleDoc>,
+    /// Hosts whose CONNECT tunnels are passed through untouched (no
+    /// interception, no injection): certificate-pinned clients, mTLS.
+    pub passthrough_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentDoc {
+    pub id: String,
+    pub name: String,
+    pub identifier: String,
+    /// SHA-256 of the access token (`aoc_…`): the token itself never travels.
+    pub token_sha256: [u8; 32],
+    pub is_default: bool,
+    pub secret_mode: SecretMode,
+    /// Secret ids the agent may use when `secret_mode` is `Selective`.
+    pub secret_ids: Vec<String>,
+    pub policy_mode: PolicyMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretMode {
+    #[default]
+    All,
+    Selective,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    #[default]
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretDoc {
+    pub id: String,
+    pub name: String,
+    pub kind: SecretKind,
+    /// The plaintext, zeroized when the document is dropped.
+    pub value: Zeroizing<String>,
+    pub host_pattern: String,
+    pub path_pattern: String,
+    pub injection: Option<InjectionDoc>,
+}
+
+impl std::fmt::Debug for SecretDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretDoc")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("value", &"<redacted>")
+            .field("host_pattern", &self.host_pattern)
+            .field("path_pattern", &self.path_pattern)
+            .field("injection", &self.injection)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretKind {
+    Anthropic,
+    Openai,
+    Generic,
+}
+
+/// How a generic secret is injected: a header or a query parameter, each
+/// with a format in which `{value}` stands for the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InjectionDoc {
+    Header { name: String, format: String },
+    Query { name: String, format: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleDoc {
+    pub id: String,
+    pub name: String,
+    pub host_pattern: String,
+    pub path_pattern: String,
+    /// Upper-case methods; empty means every method.
+    pub methods: Vec<String>,
+    /// `None`: the rule applies to every agent.
+    pub agent_id: Option<String>,
+    pub action: RuleAction,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleAction {
+    Block,
+    Allow,
+    ManualApproval,
+    RateLimit { limit: u32, window: RateWindow },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateWindow {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl RateWindow {
+    pub fn seconds(self) -> u64 {
+        match self {
+            RateWindow::Minute => 60,
+            RateWindow::Hour => 3_600,
+            RateWindow::Day => 86_400,
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The compiled, immutable policy the gateway enforces: validated patterns,
+//! injection recipes and lookup indices built once per version, so a request
+//! costs a hash lookup and a few comparisons.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{
+    InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode,
+};
+use crate::pattern::{HostPattern, PathPattern};
+use crate::secret::SecretValue;
+
+pub type TokenHash = [u8; 32];
+
+/// SHA-256 of a proxy token: how snapshots name agents without holding
+/// usable tokens.
+pub fn token_sha256(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// One problem found while compiling a policy document. `item` locates it
+/// (`secrets[2]`), `field` names the field when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub item: String,
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "{}.{}: {}", self.item, field, self.message),
+            None => write!(f, "{}: {}", self.item, self.message),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    version: u64,
+    agents: Vec<Agent>,
+    agents_by_token: HashMap<TokenHash, usize>,
+    secrets: Vec<Secret>,
+    /// Secrets with an exact host pattern, by host.
+    secrets_by_host: HashMap<String, Vec<usize>>,
+    /// Secrets whose host pattern has a wildcard.
+    wildcard_secrets: Vec<usize>,
+    rules: Vec<Rule>,
+    passthrough: Vec<HostPattern>,
+}
+
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub identifier: String,
+    pub is_default: bool,
+    pub policy_mode: PolicyMode,
+    /// `None`: every secret (mode `all`); otherwise the indices it may use.
+    visible_secrets: Option<HashSet<usize>>,
+}
+
+#[derive(Debug)]
+pub struct Secret {
+    pub id: String,
+    pub name: String,
+    pub kind: SecretKind,
+    pub host: HostPattern,
+    pub path: PathPattern,
+    pub ops: Vec<InjectOp>,
+    value: SecretValue,
+}
+
+impl Secret {
+    /// The credential, for the injection site only.
+    pub fn value(&self) -> &SecretValue {
+        &self.value
+    }
+}
+
+/// One step of an injection recipe. A secret's steps run in the order
+/// set header, remove header, set query parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InjectOp {
+    /// Replace the header (lowercase name) with the formatted value.
+    SetHeader { name: String, format: ValueFormat },
+    RemoveHeader { name: String },
+    /// Replace the query parameter with the formatted value.
+    SetQuery { name: String, format: ValueFormat },
+}
+
+/// A format such as `Bearer {value}`, split around its one `{value}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueFormat {
+    prefix: String,
+    suffix: String,
+}
+
+impl ValueFormat {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.split_once("{value}") {
+            Some((prefix, suffix)) if !suffix.contains("{value}") => Ok(ValueFormat {
+                prefix: prefix.to_owned(),
+                suffix: suffix.to_owned(),
+            }),
+            Some(_) => Err(format!("format {raw:?} must contain {{value}} exactly once")),
+            None => Err(format!("format {raw:?} must contain {{value}}")),
+        }
+    }
+
+    fn plain() -> Self {
+        ValueFormat {
+            prefix: String::new(),
+            suffix: String::new(),
+        }
+    }
+
+    fn bearer() -> Self {
+        ValueFormat {
+            prefix: "Bearer ".to_owned(),
+            suffix: String::new(),
+        }
+    }
+
+    /// The formatted credential, zeroized when dropped.
+    pub fn render(&self, value: &SecretValue) -> zeroize::Zeroizing<String> {
+        let v = value.expose();
+        let mut out = String::with_capacity(self.prefix.len() + v.len() + self.suffix.len());
+        out.push_str(&self.prefix);
+        out.push_str(v);
+        out.push_str(&self.suffix);
+        zeroize::Zeroizing::new(out)
+    }
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub name: String,
+    pub host: HostPattern,
+    pub path: PathPattern,
+    pub methods: Vec<String>,
+    pub agent: Option<usize>,
+    pub action: RuleAction,
+}
+
+/// Anthropic OAuth tokens go in `authorization: Bearer`, API keys in `x-api-key`.
+const ANTHROPIC_OAUTH_PREFIX: &str = "sk-ant-oat";
+
+impl Snapshot {
+    /// Validates a document and builds the indices. Every problem is
+    /// reported, not just the first.
+    pub fn compile(doc: PolicyDoc) -> Result<Snapshot, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let mut err = |item: String, field: Option<&'static str>, message: String| {
+            errors.push(ValidationError {
+                item,
+                field,
+                message,
+            })
+        };
+
+        let mut secrets = Vec::with_capacity(doc.secrets.len());
+        let mut secret_index = HashMap::new();
+        for (i, s) in doc.secrets.into_iter().enumerate() {
+            let item = format!("secrets[{i}]");
+            if secret_index.insert(s.id.clone(), i).is_some() {
+                err(item.clone(), Some("id"), format!("duplicate secret id {:?}", s.id));
+            }
+            if s.value.is_empty() {
+                err(item.clone(), Some("value"), "the secret value is empty".into());
+            }
+            let host = HostPattern::parse(&s.host_pattern)
+                .map_err(|e| err(item.clone(), Some("host_pattern"), e.to_string()));
+            let path = PathPattern::parse(&s.path_pattern)
+                .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()));
+            let ops = injection_ops(s.kind, &s.value, s.injection.as_ref())
+                .map_err(|e| err(item.clone(), Some("injection"), e));
+            if let (Ok(host), Ok(path), Ok(ops)) = (host, path, ops) {
+                secrets.push(Secret {
+                    id: s.id,
+                    name: s.name,
+                    kind: s.kind,
+                    host,
+                    path,
+                    ops,
+                    value: SecretValue::new(s.value.to_string()),
+                });
+            }
+        }
+
+        let mut agents = Vec::with_capacity(doc.agents.len());
+        let mut agents_by_token = HashMap::with_capacity(doc.agents.len());
+        let mut agent_index = HashMap::new();
+        let mut identifiers = HashSet::new();
+        for (i, a) in doc.agents.into_iter().enumerate() {
+            let item = format!("agents[{i}]");
+            if !crate::is_valid_identifier(&a.identifier) {
+                err(item.clone(), Some("identifier"), format!(
+                    "{:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$", a.identifier));
+            }
+            if !identifiers.insert(a.identifier.clone()) {
+                err(item.clone(), Some("identifier"), format!("duplicate identifier {:?}", a.identifier));
+            }
+            if agent_index.insert(a.id.clone(), i).is_some() {
+                err(item.clone(), Some("id"), format!("duplicate agent id {:?}", a.id));
+            }
+            if agents_by_token.insert(a.token_sha256, i).is_some() {
+                err(item.clone(), Some("token"), "two agents share one token".into());
+            }
+            let visible_secrets = match a.secret_mode {
+                SecretMode::All => None,
+                SecretMode::Selective => {
+                    let mut set = HashSet::new();
+                    for id in &a.secret_ids {
+                        match secret_index.get(id) {
+                            Some(&idx) => {
+                                set.insert(idx);
+                            }
+                            None => err(item.clone(), Some("secrets"), format!("unknown secret id {id:?}")),
+                        }
+                    }
+                    Some(set)
+                }
+            };
+            agents.push(Agent {
+                id: a.id,
+                name: a.name,
+                identifier: a.identifier,
+                is_default: a.is_default,
+                policy_mode: a.policy_mode,
+                visible_secrets,
+            });
+        }
+
+        let mut rules = Vec::new();
+        for (i, r) in doc.rules.into_iter().enumerate() {
+            let item = format!("rules[{i}]");
+            let host = HostPattern::parse(&r.host_pattern)
+                .map_err(|e| err(item.clone(), Some("host_pattern"), e.to_string()));
+            let path = PathPattern::parse(&r.path_pattern)
+                .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()));
+            let agent = match &r.agent_id {
+                None => Ok(None),
+                Some(id) => agent_index.get(id).map(|&i| Some(i)).ok_or_else(|| {
+                    err(item.clone(), Some("agent"), format!("unknown agent {id:?}"))
+                }),
+            };
+            for m in &r.methods {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    err(item.clone(), Some("methods"), format!("{m:?} is not an upper-case HTTP method"));
+                }
+            }
+            if let RuleAction::RateLimit { limit: 0, .. } = r.action {
+                err(item.clone(), Some("rate_limit"), "the limit must be at least 1".into());
+            }
+            if let (Ok(host), Ok(path), Ok(agent)) = (host, path, agent) {
+                if r.enabled {
+                    rules.push(Rule {
+                        id: r.id,
+                        name: r.name,
+                        host,
+                        path,
+                        methods: r.methods,
+                        agent,
+                        action: r.action,
+                    });
+                }
+            }
+        }
+
+        let mut passthrough = Vec::new();
+        for (i, h) in doc.passthrough_hosts.iter().enumerate() {
+            match HostPattern::parse(h) {
+                Ok(p) => passthrough.push(p),
+                Err(e) => err(format!("passthrough_hosts[{i}]"), None, e.to_string()),
+            }
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        // Least specific first, so that when several secrets set the same
+        // header, the most specific one is applied last and wins.
+        secrets.sort_by_key(|s| (s.host.exact_host().is_some(), path_specificity(&s.path)));
+        let mut secrets_by_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut wildcard_secrets = Vec::new();
+        for (i, s) in secrets.iter().enumerate() {
+            match s.host.exact_host() {
+                Some(h) => secrets_by_host.entry(h.to_owned()).or_default().push(i),
+                None => wildcard_secrets.push(i),
+            }
+        }
+        // Agents refer to secrets by index: remap after the sort.
+        let new_index: HashMap<&str, usize> =
+            secrets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let old_to_id: HashMap<usize, &str> = secret_index.iter().map(|(id, &i)| (i, id.as_str())).collect();
+        for agent in &mut agents {
+            if let Some(visible) = &mut agent.visible_secrets {
+                *visible = visible
+                    .iter()
+                    .filter_map(|old| old_to_id.get(old).and_then(|id| new_index.get(id)).copied())
+                    .collect();
+            }
+        }
+
+        Ok(Snapshot {
+            version: doc.version,
+            agents,
+            agents_by_token,
+            secrets,
+            secrets_by_host,
+            wildcard_secrets,
+            rules,
+            passthrough,
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn agents(&self) -> &[Agent] {
+        &self.agents
+    }
+
+    pub fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn agent_by_token_hash(&self, hash: &TokenHash) -> Option<&Agent> {
+        self.agents_by_token.get(hash).map(|&i| &self.agents[i])
+    }
+
+    /// The secrets to inject for `agent` on this request, least specific
+    /// first. `host` must be normalized ([`crate::normalize_host`]).
+    pub fn injections<'a>(
+        &'a self,
+        agent: &'a Agent,
+        host: &'a str,
+        port: u16,
+        path: &'a str,
+    ) -> impl Iterator<Item = &'a Secret> + 'a {
+        let exact = self.secrets_by_host.get(host).map(Vec::as_slice).unwrap_or(&[]);
+        // Most requests match zero or one secret: this rarely allocates.
+        let mut indices: Vec<usize> = self
+            .wildcard_secrets
+            .iter()
+            .chain(exact)
+            .copied()
+            .filter(move |&i| {
+                let s = &self.secrets[i];
+                s.host.matches(host, port)
+                    && s.path.matches(path)
+                    && agent.visible_secrets.as_ref().is_none_or(|v| v.contains(&i))
+            })
+            .collect();
+        indices.sort_unstable();
+        indices.into_iter().map(move |i| &self.secrets[i])
+    }
+
+    /// Whether any secret (visible to the agent or not) matches the host:
+    /// tells `access_restricted` from `credential_not_found`.
+    pub fn any_secret_for_host(&self, host: &str, port: u16) -> bool {
+        self.secrets_by_host.get(host).is_some_and(|v| v.iter().any(|&i| self.secrets[i].host.matches(host, port)))
+            || self.wildcard_secrets.iter().any(|&i| self.secrets[i].host.matches(host, port))
+    }
+
+    pub fn is_passthrough(&self, host: &str, port: u16) -> bool {
+        self.passthrough.iter().any(|p| p.matches(host, port))
+    }
+}
+
+fn path_specificity(p: &PathPattern) -> usize {
+    match p {
+        PathPattern::Any => 0,
+        PathPattern::Prefix(s) | PathPattern::Subtree(s) => 1 + s.len(),
+        PathPattern::Segments(s) => 1 + s.len() * 8,
+        PathPattern::Exact(s) => 10_000 + s.len(),
+    }
+}
+
+fn injection_ops(
+    kind: SecretKind,
+    value: &str,
+    injection: Option<&InjectionDoc>,
+) -> Result<Vec<InjectOp>, String> {
+    let header = |name: &str, format: ValueFormat| InjectOp::SetHeader {
+        name: name.to_owned(),
+        format,
+    };
+    let remove = |name: &str| InjectOp::RemoveHeader { name: name.to_owned() };
+    Ok(match kind {
+        SecretKind::Anthropic if value.starts_with(ANTHROPIC_OAUTH_PREFIX) => {
+            vec![header("authorization", ValueFormat::bearer()), remove("x-api-key")]
+        }
+        SecretKind::Anthropic => vec![header("x-api-key", ValueFormat::plain()), remove("authorization")],
+        SecretKind::Openai => vec![header("authorization", ValueFormat::bearer())],
+        SecretKind::Generic => match injection {
+            None => return Err("a generic secret needs a header_name or a param_name".into()),
+            Some(InjectionDoc::Header { name, format }) => {
+                if !is_header_name(name) {
+                    return Err(format!("{name:?} is not a valid header name"));
+                }
+                vec![header(&name.to_ascii_lowercase(), ValueFormat::parse(format)?)]
+            }
+            Some(InjectionDoc::Query { name, format }) => {
+                if name.is_empty() || name.contains(['&', '=', '#', ' ']) {
+                    return Err(format!("{name:?} is not a valid query parameter name"));
+                }
+                vec![InjectOp::SetQuery {
+                    name: name.clone(),
+                    format: ValueFormat::parse(format)?,
+                }]
+            }
+        },
+    })
+}
+
+/// RFC 9110 token characters; also refuses the headers the gateway owns.
+fn is_header_name(name: &str) -> bool {
+    const RESERVED: [&str; 6] = ["host", "content-length", "transfer-encoding", "connection", "upgrade", "proxy-authorization"];
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests;
