@@ -79,7 +79,7 @@ impl Refusal {
     }
 
     pub fn response_header(&self, body_len: usize) -> ResponseHeader {
-        let mut resp = ResponseHeader::build(self.status(), Some(4)).unwrap_or_else(|_| ResponseHeader::new(None));
+        let mut resp = ResponseHeader::build(self.status(), Some(4)).expect("every refusal status is a valid status code");
         // The names and values below are static and valid: inserting cannot fail.
         let _ = resp.insert_header("content-type", "application/json");
         let _ = resp.insert_header("content-length", body_len.to_string());

@@ -96,7 +96,7 @@ impl FrontDoor {
 
         let stream: Stream = if tls {
             let installer = LeafInstaller { shared: self.shared.clone(), host: connect_host };
-            let handshake = handshake_with_callback(&self.shared.acceptor, l4, &installer);
+            let handshake = handshake_with_callback(&self.shared.acceptor, *l4, &installer);
             match tokio::time::timeout(self.shared.config.timeouts.client_head, handshake).await {
                 Ok(Ok(tls_stream)) => Box::new(tls_stream),
                 Ok(Err(error)) => {
@@ -157,7 +157,7 @@ async fn refuse(l4: &mut L4Stream, refusal: Refusal) {
 }
 
 fn established() -> ResponseHeader {
-    ResponseHeader::build(200, Some(0)).unwrap_or_else(|_| ResponseHeader::new(None))
+    ResponseHeader::build(200, Some(0)).expect("200 is a valid status code")
 }
 
 /// Installs the leaf for the CONNECT host when the TLS handshake asks for a

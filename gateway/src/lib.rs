@@ -1,1 +1,41 @@
+//! The OneCLI gateway: the data plane. A CONNECT/MITM forward proxy on
+//! Pingora that authenticates agents by proxy token, intercepts their TLS
+//! with leaves minted from its own CA, injects the credentials the policy
+//! snapshot assigns, and forwards over verified TLS.
+//!
+//! The gateway never reads the store: it enforces an immutable snapshot
+//! held in an `ArcSwap` ([`policy_source::PolicyHandle`]).
 
+pub mod auth;
+pub mod ca;
+pub mod config;
+pub mod egress;
+pub mod errors;
+pub mod front_door;
+pub mod head;
+pub mod inject;
+pub mod leaf;
+pub mod metrics;
+pub mod policy_source;
+pub mod proxy;
+pub mod server;
+pub mod tunnel;
+
+use std::sync::Arc;
+
+use pingora_core::tls::ssl::SslAcceptor;
+
+pub use config::GatewayConfig;
+pub use server::{build_server, BuildError, PolicySource};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What every connection and request shares: built once at start-up.
+pub struct Shared {
+    pub config: GatewayConfig,
+    pub policy: Arc<policy_source::PolicyHandle>,
+    pub leaves: leaf::LeafCertCache,
+    pub acceptor: SslAcceptor,
+    pub egress: egress::EgressGuard,
+    pub metrics: Arc<metrics::GatewayMetrics>,
+}

@@ -1,0 +1,132 @@
+//! `onecli gateway`: the data plane on its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use onecli_gateway::config::{EgressAllow, ResolveOverride, Timeouts};
+use onecli_gateway::{build_server, GatewayConfig, PolicySource};
+
+use super::CliError;
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address of the proxy listener.
+    #[arg(long, default_value = "127.0.0.1:10255")]
+    pub listen: SocketAddr,
+    /// Where the CA and other state live.
+    #[arg(long, env = "ONECLI_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Policy file (TOML): agents, secrets, rules. Reloaded when it changes and on SIGHUP.
+    #[arg(long, env = "ONECLI_POLICY")]
+    pub policy: PathBuf,
+    /// CA certificate PEM (with --ca-key); default: generated into the data dir.
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// CA private key PEM (with --ca-cert).
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Extra roots to trust for upstream TLS, on top of the system roots.
+    #[arg(long)]
+    pub upstream_ca: Option<PathBuf>,
+    /// Pin HOST:PORT to ADDR (curl's syntax; repeatable). Pinned addresses pass the egress guard.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<ResolveOverride>,
+    /// Allow upstreams in a network (CIDR) or a host otherwise refused as internal (repeatable).
+    #[arg(long, value_name = "CIDR|HOST")]
+    pub allow_egress: Vec<EgressAllow>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Upstream TCP connect timeout (e.g. 10s, 500ms).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Upstream connect + TLS handshake timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub tls_timeout: Duration,
+    /// Longest an upstream may stay silent (response head, or between body chunks).
+    #[arg(long, value_parser = parse_duration, default_value = "300s")]
+    pub read_timeout: Duration,
+    /// Idle limit of pooled upstream connections and pass-through tunnels.
+    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    pub idle_timeout: Duration,
+    /// Time a client has to send its request head or TLS hello.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub client_timeout: Duration,
+    /// Dashboard base URL used in links of error bodies.
+    #[arg(long, env = "ONECLI_DASHBOARD_URL", default_value = "http://localhost:10254")]
+    pub dashboard_url: String,
+    /// Worker threads.
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+    /// How long a graceful shutdown (SIGTERM) waits for in-flight requests.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub shutdown_timeout: Duration,
+}
+
+pub fn run(args: GatewayArgs) -> Result<(), CliError> {
+    let mut config = GatewayConfig::new(args.listen, args.data_dir);
+    config.metrics_listen = args.metrics_listen;
+    config.ca_files = args.ca_cert.zip(args.ca_key);
+    config.upstream_ca = args.upstream_ca;
+    config.resolve = args.resolve;
+    config.egress_allow = args.allow_egress;
+    config.timeouts = Timeouts {
+        client_head: args.client_timeout,
+        connect: args.connect_timeout,
+        tls: args.tls_timeout,
+        read: args.read_timeout,
+        idle: args.idle_timeout,
+    };
+    config.dashboard_url = args.dashboard_url;
+    config.threads = args.threads;
+    config.shutdown_timeout = args.shutdown_timeout;
+    let listen = config.listen;
+    let ca_path = config.data_dir.join("gateway").join("ca.pem");
+    let server = build_server(config, PolicySource::File(args.policy)).map_err(|e| CliError::config(e.to_string()))?;
+    tracing::info!(%listen, ca = %ca_path.display(), "gateway listening");
+    server.run_forever()
+}
+
+pub fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".onecli").join("data"),
+        None => PathBuf::from("data"),
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `250ms`, `10s`, `5m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 500ms, 10s or 5m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

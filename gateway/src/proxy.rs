@@ -1,0 +1,445 @@
+//! The per-request phases, on Pingora's `HttpProxy`. Each phase is a short
+//! dispatcher into the synchronous pieces: who is asking (`auth`, tunnel
+//! facts), where to (`egress`), what to add (`inject`), what went wrong
+//! (`errors`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use onecli_policy::{normalize_host, Snapshot, TokenHash};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::egress::EgressError;
+use crate::errors::Refusal;
+use crate::front_door::TunnelFacts;
+use crate::{auth, inject, Shared};
+
+pub struct GatewayProxy {
+    shared: Arc<Shared>,
+}
+
+impl GatewayProxy {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        GatewayProxy { shared }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Normalized host (lowercase, no brackets).
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Target {
+    /// The `Host` header value for the upstream request.
+    fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+pub struct RequestCtx {
+    started: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    token: Option<TokenHash>,
+    target: Option<Target>,
+    /// Set by a phase that fails, read by `fail_to_proxy`.
+    refusal: Option<Refusal>,
+    injected: Vec<String>,
+    outcome: &'static str,
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            token: None,
+            target: None,
+            refusal: None,
+            injected: Vec::new(),
+            outcome: "forwarded",
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let facts = tunnel_facts(session);
+        let (token, target) = match facts {
+            Some(facts) => {
+                if let Some(refusal) = misdirected(session.req_header(), facts) {
+                    return self.answer(session, ctx, refusal).await;
+                }
+                let target = Target { host: facts.host.clone(), port: facts.port, tls: facts.tls };
+                (Some(facts.token), target)
+            }
+            None => match absolute_target(session.req_header()) {
+                Ok(Some(target)) => {
+                    let token = session.req_header().headers.get("proxy-authorization").and_then(|v| auth::token_hash(v.as_bytes()));
+                    (token, target)
+                }
+                Ok(None) => return self.own_api(session, ctx).await,
+                Err(refusal) => return self.answer(session, ctx, refusal).await,
+            },
+        };
+        let Some(snapshot) = self.shared.policy.current() else {
+            return self.answer(session, ctx, Refusal::NotReady).await;
+        };
+        let Some(token) = token.filter(|t| snapshot.agent_by_token_hash(t).is_some()) else {
+            return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
+        };
+        ctx.snapshot = Some(snapshot);
+        ctx.token = Some(token);
+        ctx.target = Some(target);
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(target) = ctx.target.as_ref() else {
+            return Err(Error::explain(ErrorType::InternalError, "no target for request"));
+        };
+        let addr = match self.shared.egress.resolve(&target.host, target.port).await {
+            Ok(addr) => addr,
+            Err(error) => {
+                let refusal = match error {
+                    EgressError::Refused { .. } => Refusal::EgressBlocked { host: target.host.clone() },
+                    EgressError::Unresolvable(_) => Refusal::BadGateway { message: format!("OneCLI gateway could not resolve {}.", target.host) },
+                };
+                return Err(self.fail(ctx, refusal));
+            }
+        };
+        let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
+        let t = &self.shared.config.timeouts;
+        let options = &mut peer.options;
+        options.connection_timeout = Some(t.connect);
+        options.total_connection_timeout = Some(t.tls);
+        options.read_timeout = Some(t.read);
+        options.write_timeout = Some(t.read);
+        options.idle_timeout = Some(t.idle);
+        if session.is_upgrade_req() {
+            // WebSocket and friends need HTTP/1.1 end to end.
+            options.set_http_version(1, 1);
+        } else {
+            options.set_http_version(2, 1);
+            options.max_h2_streams = 100;
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let (Some(target), Some(snapshot), Some(token)) = (ctx.target.clone(), ctx.snapshot.clone(), ctx.token) else {
+            return Err(Error::explain(ErrorType::InternalError, "request context incomplete"));
+        };
+        strip_hop_by_hop(req);
+        to_origin_form(req, &target).map_err(|refusal| self.fail(ctx, refusal))?;
+        let Some(agent) = snapshot.agent_by_token_hash(&token) else {
+            return Err(self.fail(ctx, Refusal::ProxyAuthRequired));
+        };
+        let path = String::from_utf8_lossy(req.raw_path()).into_owned();
+        let secrets = snapshot.injections(agent, &target.host, target.port, &path);
+        match inject::apply(req, secrets) {
+            Ok(ids) => {
+                self.shared.metrics.injections.inc_by(ids.len() as u64);
+                ctx.injected = ids.into_iter().map(str::to_owned).collect();
+                Ok(())
+            }
+            Err(error) => Err(self.fail(ctx, Refusal::BadGateway { message: format!("OneCLI gateway could not inject a credential: {error}") })),
+        }
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let refusal = ctx.refusal.take().or_else(|| classify(e, ctx.target.as_ref()));
+        let Some(refusal) = refusal else {
+            // The client went away: nobody to answer.
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        };
+        ctx.outcome = refusal.code();
+        let status = refusal.status();
+        if session.response_written().is_none() {
+            let body = refusal.body();
+            let resp = refusal.response_header(body.len());
+            if session.write_response_header(Box::new(resp), false).await.is_ok() {
+                let _ = session.write_response_body(Some(body), true).await;
+            }
+        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let metrics = &self.shared.metrics;
+        metrics.requests.with_label_values(&[ctx.outcome, status_class(status)]).inc();
+        metrics.request_seconds.observe(ctx.started.elapsed().as_secs_f64());
+        let Some(target) = &ctx.target else { return };
+        let agent = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.token.as_ref())
+            .and_then(|(s, t)| s.agent_by_token_hash(t))
+            .map_or("", |a| a.identifier.as_str());
+        let req = session.req_header();
+        tracing::info!(
+            agent,
+            method = %req.method,
+            host = %target.host,
+            path = req.uri.path(),
+            injected = ?ctx.injected,
+            status,
+            outcome = ctx.outcome,
+            ms = ctx.started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}
+
+impl GatewayProxy {
+    /// Answers a request with a refusal; `Ok(true)` tells Pingora it is done.
+    async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+        ctx.outcome = refusal.code();
+        let body = refusal.body();
+        let resp = refusal.response_header(body.len());
+        if refusal.closes() {
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
+    /// Records the refusal for `fail_to_proxy` and returns the error that gets there.
+    fn fail(&self, ctx: &mut RequestCtx, refusal: Refusal) -> Box<Error> {
+        let status = refusal.status();
+        ctx.refusal = Some(refusal);
+        Error::new(ErrorType::HTTPStatus(status))
+    }
+
+    /// Origin-form requests to the gateway itself: `/healthz`, `/readyz`.
+    async fn own_api(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let ready = self.shared.policy.current().is_some();
+        let (status, body) = match session.req_header().uri.path() {
+            "/healthz" => (200, serde_json::json!({ "status": "ok", "version": crate::VERSION })),
+            "/readyz" if ready => (200, serde_json::json!({ "status": "ready" })),
+            "/readyz" => (503, serde_json::json!({ "status": "not_ready" })),
+            _ => return self.answer(session, ctx, Refusal::NotAProxyRequest).await,
+        };
+        ctx.outcome = "own_api";
+        let body = Bytes::from(body.to_string());
+        let mut resp = ResponseHeader::build(status, Some(2))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+}
+
+fn tunnel_facts(session: &Session) -> Option<&TunnelFacts> {
+    session.digest()?.proxy_digest.as_ref()?.user_data.as_ref()?.downcast_ref::<TunnelFacts>()
+}
+
+/// Inside a tunnel, the request must be for the CONNECT host (no domain
+/// fronting through an intercepted connection).
+fn misdirected(req: &RequestHeader, facts: &TunnelFacts) -> Option<Refusal> {
+    let absolute = raw_target_authority(req.raw_path()).authority().and_then(|a| std::str::from_utf8(a).ok());
+    let authority = absolute
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))?;
+    let (host, port) = split_host_port(authority);
+    let same_host = normalize_host(host) == facts.host.as_str();
+    let same_port = port.is_none_or(|p| p == facts.port);
+    (!(same_host && same_port)).then(|| Refusal::Misdirected { connect_host: facts.host.clone() })
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+        _ => (authority, None),
+    }
+}
+
+/// An absolute-form target (`http://host/…`, `https://host/…`) sent to the
+/// gateway as a proxy. `Ok(None)`: origin-form, a request for the gateway.
+fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, Refusal> {
+    match raw_target_authority(req.raw_path()) {
+        RawTargetAuthority::None => Ok(None),
+        RawTargetAuthority::AmbiguousAuthority => Err(Refusal::BadRequest("ambiguous request target")),
+        RawTargetAuthority::Absolute { scheme, authority, .. } => {
+            let tls = if scheme.eq_ignore_ascii_case(b"https") {
+                true
+            } else if scheme.eq_ignore_ascii_case(b"http") {
+                false
+            } else {
+                return Err(Refusal::BadRequest("only http:// and https:// targets are proxied"));
+            };
+            let authority = std::str::from_utf8(authority).map_err(|_| Refusal::BadRequest("request target is not ASCII"))?;
+            let (host, port) = split_host_port(authority);
+            if host.is_empty() {
+                return Err(Refusal::BadRequest("request target has no host"));
+            }
+            let port = port.unwrap_or(if tls { 443 } else { 80 });
+            Ok(Some(Target { host: normalize_host(host).into_owned(), port, tls }))
+        }
+    }
+}
+
+/// Connection-level headers are the client's business with us, not the
+/// upstream's. `Upgrade` survives for WebSocket handshakes.
+fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let upgrade = req.headers.contains_key("upgrade");
+    let named: Vec<String> = req
+        .headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "upgrade" && t != "close" && t != "keep-alive")
+        .collect();
+    for name in named {
+        req.remove_header(name.as_str());
+    }
+    for name in ["proxy-authorization", "proxy-connection", "keep-alive", "te", "trailer"] {
+        req.remove_header(name);
+    }
+    if !upgrade {
+        req.remove_header("connection");
+    }
+}
+
+/// Upstream requests carry an origin-form target and the target's `Host`.
+fn to_origin_form(req: &mut RequestHeader, target: &Target) -> std::result::Result<(), Refusal> {
+    let origin: Vec<u8> = match raw_target_authority(req.raw_path()) {
+        RawTargetAuthority::Absolute { path_and_query, .. } if path_and_query.is_empty() => b"/".to_vec(),
+        RawTargetAuthority::Absolute { path_and_query, .. } => path_and_query.to_vec(),
+        _ => match req.uri.path_and_query() {
+            Some(pq) => pq.as_str().as_bytes().to_vec(),
+            None => b"/".to_vec(),
+        },
+    };
+    req.set_raw_path(&origin).map_err(|_| Refusal::BadRequest("request target is not valid"))?;
+    req.insert_header("host", target.authority()).map_err(|_| Refusal::BadRequest("bad host"))?;
+    Ok(())
+}
+
+/// Pingora's errors, as answers: timeouts are 504, other upstream trouble
+/// 502. `None` when the client itself failed and there is nobody to answer.
+fn classify(e: &Error, target: Option<&Target>) -> Option<Refusal> {
+    let host = target.map_or_else(String::new, |t| t.host.clone());
+    match e.etype() {
+        ErrorType::HTTPStatus(400) => Some(Refusal::BadRequest("the request could not be parsed")),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::TLSHandshakeTimedout => {
+            if e.esource() == &ErrorSource::Downstream {
+                None
+            } else {
+                Some(Refusal::UpstreamTimeout { host })
+            }
+        }
+        _ => match e.esource() {
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                _ => Some(Refusal::BadRequest("the request could not be parsed")),
+            },
+            _ => Some(Refusal::BadGateway { message: upstream_message(e.etype(), &host) }),
+        },
+    }
+}
+
+fn upstream_message(etype: &ErrorType, host: &str) -> String {
+    match etype {
+        ErrorType::ConnectRefused => format!("{host} refused the connection."),
+        ErrorType::ConnectNoRoute => format!("{host} is unreachable."),
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => {
+            format!("TLS with {host} failed: its certificate is not trusted or the handshake failed.")
+        }
+        _ => "OneCLI gateway internal error.".to_owned(),
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        0 => "none",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", target.as_bytes(), None).expect("req");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    fn facts(host: &str, port: u16) -> TunnelFacts {
+        TunnelFacts { token: [0; 32], host: host.into(), port, tls: true }
+    }
+
+    #[test]
+    fn host_must_match_the_connect_host() {
+        let f = facts("api.test", 443);
+        assert_eq!(misdirected(&req("/", &[("host", "api.test")]), &f), None);
+        assert_eq!(misdirected(&req("/", &[("host", "API.test:443")]), &f), None);
+        assert!(misdirected(&req("/", &[("host", "evil.test")]), &f).is_some());
+        assert!(misdirected(&req("/", &[("host", "api.test:8443")]), &f).is_some());
+        assert!(misdirected(&req("https://evil.test/", &[]), &f).is_some());
+    }
+
+    #[test]
+    fn absolute_targets() {
+        let t = absolute_target(&req("http://Example.test:8080/x?y", &[])).expect("ok").expect("absolute");
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("example.test", 8080, false));
+        let t = absolute_target(&req("https://example.test/x", &[])).expect("ok").expect("absolute");
+        assert_eq!((t.port, t.tls), (443, true));
+        assert!(absolute_target(&req("/healthz", &[])).expect("ok").is_none());
+        assert!(absolute_target(&req("ftp://example.test/", &[])).is_err());
+    }
+
+    #[test]
+    fn origin_form_and_host_for_the_upstream() {
+        let target = Target { host: "api.test".into(), port: 8443, tls: true };
+        let mut r = req("https://api.test:8443/v1/x?q=1", &[("proxy-authorization", "Basic eDp5"), ("connection", "keep-alive, x-private"), ("x-private", "1"), ("te", "trailers")]);
+        strip_hop_by_hop(&mut r);
+        to_origin_form(&mut r, &target).expect("origin form");
+        assert_eq!(r.raw_path(), b"/v1/x?q=1");
+        assert_eq!(r.headers.get("host").map(|h| h.as_bytes()), Some(&b"api.test:8443"[..]));
+        for gone in ["proxy-authorization", "connection", "x-private", "te"] {
+            assert!(!r.headers.contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn websocket_handshakes_keep_upgrade() {
+        let mut r = req("/chat", &[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut r);
+        assert!(r.headers.contains_key("connection") && r.headers.contains_key("upgrade"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Assembles the Pingora server: the front door on the proxy port, metrics
+//! on their own port, and the policy source as a background service.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use pingora_core::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod};
+use pingora_core::tls::x509::X509;
+
+use crate::ca::{write_atomic, CaError, CertificateAuthority};
+use crate::egress::EgressGuard;
+use crate::front_door::FrontDoor;
+use crate::leaf::LeafCertCache;
+use crate::metrics::{GatewayMetrics, MetricsApp};
+use crate::policy_source::{PolicyFile, PolicyHandle};
+use crate::proxy::GatewayProxy;
+use crate::{GatewayConfig, Shared};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("{0}")]
+    Policy(String),
+    #[error("{path}: {message}")]
+    UpstreamCa { path: PathBuf, message: String },
+    #[error("cannot prepare {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("metrics setup failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+pub enum PolicySource {
+    /// `--policy FILE`, watched for changes.
+    File(PathBuf),
+}
+
+/// Builds a ready-to-run server. Everything that can fail at start-up fails
+/// here, with a message naming what to fix.
+pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Server, BuildError> {
+    let gateway_dir = config.data_dir.join("gateway");
+    fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir { path: gateway_dir.clone(), source })?;
+
+    let metrics = Arc::new(GatewayMetrics::new()?);
+    let ca = match &config.ca_files {
+        Some((cert, key)) => CertificateAuthority::load(cert, key)?,
+        None => CertificateAuthority::load_or_generate(&gateway_dir)?,
+    };
+    let minted = metrics.leaf_minted.clone();
+    let leaves = LeafCertCache::new(ca, config.leaf_cache_capacity, Box::new(move || minted.inc()))
+        .map_err(|e| BuildError::Tls(e.to_string()))?;
+
+    let policy = Arc::new(PolicyHandle::default());
+    let PolicySource::File(policy_path) = source;
+    let policy_file = PolicyFile::new(policy_path, policy.clone(), metrics.clone());
+    policy_file.reload().map_err(|errors| {
+        BuildError::Policy(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    })?;
+
+    let mut conf = ServerConf {
+        threads: config.threads.max(1),
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout.as_secs().max(1)),
+        upstream_keepalive_pool_size: 256,
+        ..ServerConf::default()
+    };
+    if let Some(extra) = &config.upstream_ca {
+        conf.ca_file = Some(upstream_roots(extra, &gateway_dir)?.display().to_string());
+    }
+
+    let mut own = vec![config.listen];
+    own.extend(config.metrics_listen);
+    let shared = Arc::new(Shared {
+        acceptor: interception_acceptor()?,
+        egress: EgressGuard::new(config.resolve.clone(), config.egress_allow.clone(), own),
+        config,
+        policy,
+        leaves,
+        metrics: metrics.clone(),
+    });
+
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let proxy = Arc::new(pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(shared.clone())));
+    let mut front = Service::new("onecli-gateway".to_owned(), FrontDoor::new(shared.clone(), proxy));
+    front.add_tcp(&shared.config.listen.to_string());
+    server.add_service(front);
+    if let Some(addr) = shared.config.metrics_listen {
+        let leaf_count = {
+            let shared = shared.clone();
+            Arc::new(move || shared.leaves.len())
+        };
+        let mut svc = Service::new("onecli-gateway-metrics".to_owned(), MetricsApp { metrics, leaf_count });
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    server.add_service(background_service("onecli-policy-file", policy_file));
+    Ok(server)
+}
+
+/// The acceptor for intercepted tunnels: Mozilla intermediate settings,
+/// ALPN h2 then http/1.1, no certificate (the leaf is installed per
+/// connection by the certificate callback).
+fn interception_acceptor() -> Result<SslAcceptor, BuildError> {
+    let tls = |e: pingora_core::tls::error::ErrorStack| BuildError::Tls(e.to_string());
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(tls)?;
+    builder.set_alpn_select_callback(|_, client| select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK));
+    Ok(builder.build())
+}
+
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+/// System roots plus `extra`, written once to the data dir: Pingora's
+/// connector loads one CA file for every upstream.
+fn upstream_roots(extra: &Path, dir: &Path) -> Result<PathBuf, BuildError> {
+    let bad = |message: String| BuildError::UpstreamCa { path: extra.to_owned(), message };
+    let extra_pem = fs::read(extra).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let certs = X509::stack_from_pem(&extra_pem).map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find_map(|p| fs::read(&p).ok());
+    let mut bundle = system.unwrap_or_default();
+    if !bundle.ends_with(b"\n") && !bundle.is_empty() {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(&extra_pem);
+    let path = dir.join("upstream-roots.pem");
+    write_atomic(&path, &bundle, 0o644)?;
+    Ok(path)
+}
