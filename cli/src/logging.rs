@@ -3,7 +3,11 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum, Default)]
 pub enum LogFormat {
@@ -15,15 +19,35 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, verbose: bool) {
     let default = if verbose { "debug" } else { "info,pingora_core=warn,pingora_proxy=warn" };
     let filter = EnvFilter::try_from_env("ONECLI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let ansi = std::io::stderr().is_terminal();
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).boxed(),
     };
+    let result = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(filter_fn(|meta| !is_pingora_debug(meta.target(), meta.level()))))
+        .try_init();
     if let Err(error) = result {
         eprintln!("onecli: logging is unavailable: {error}");
+    }
+}
+
+/// Pingora's debug and trace records print whole upstream requests, query
+/// strings included, and an injected credential may sit in a query string:
+/// they are dropped whatever the filter asks for.
+fn is_pingora_debug(target: &str, level: &Level) -> bool {
+    target.starts_with("pingora") && *level > Level::INFO
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingora_debug_is_never_logged() {
+        assert!(is_pingora_debug("pingora_proxy::proxy_h2", &Level::DEBUG));
+        assert!(is_pingora_debug("pingora_core::connectors", &Level::TRACE));
+        assert!(!is_pingora_debug("pingora_proxy", &Level::WARN));
+        assert!(!is_pingora_debug("onecli_gateway::proxy", &Level::DEBUG));
     }
 }

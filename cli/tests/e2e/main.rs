@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `onecli` binary, a TLS origin we start, and
+//! real clients (curl, Python `requests`, raw sockets).
+
+mod gateway;
+mod harness;
