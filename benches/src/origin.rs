@@ -29,7 +29,9 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -47,14 +49,21 @@ impl TestPki {
     pub fn new(hosts: &[&str]) -> anyhow::Result<Self> {
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name.push(DnType::CommonName, "OneCLI Test Origin CA");
+        ca.distinguished_name
+            .push(DnType::CommonName, "OneCLI Test Origin CA");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate()?;
         let mut leaf = CertificateParams::new(Vec::<String>::new())?;
-        leaf.distinguished_name.push(DnType::CommonName, hosts.first().copied().unwrap_or("localhost"));
+        leaf.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().copied().unwrap_or("localhost"),
+        );
         for host in hosts {
             leaf.subject_alt_names.push(match host.parse() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -63,7 +72,11 @@ impl TestPki {
         }
         leaf.use_authority_key_identifier_extension = true;
         let cert = leaf.signed_by(&key, &issuer)?;
-        Ok(TestPki { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(TestPki {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -90,7 +103,11 @@ impl Drop for Origin {
 impl Origin {
     /// Starts a TLS origin on 127.0.0.1 with a certificate for `hosts`;
     /// writes its CA to `dir/origin-ca.pem`.
-    pub async fn start_tls(dir: &Path, hosts: &[&str], protocols: Protocols) -> anyhow::Result<Origin> {
+    pub async fn start_tls(
+        dir: &Path,
+        hosts: &[&str],
+        protocols: Protocols,
+    ) -> anyhow::Result<Origin> {
         let pki = TestPki::new(hosts)?;
         let ca_path = dir.join("origin-ca.pem");
         std::fs::write(&ca_path, &pki.ca_pem).context("writing the origin CA")?;
@@ -108,7 +125,11 @@ impl Origin {
                 });
             }
         });
-        Ok(Origin { addr, ca_path: Some(ca_path), task })
+        Ok(Origin {
+            addr,
+            ca_path: Some(ca_path),
+            task,
+        })
     }
 
     /// Starts a plain-HTTP origin on 127.0.0.1.
@@ -127,7 +148,11 @@ impl Origin {
                 });
             }
         });
-        Ok(Origin { addr, ca_path: None, task })
+        Ok(Origin {
+            addr,
+            ca_path: None,
+            task,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -145,7 +170,9 @@ fn acceptor(pki: &TestPki, protocols: Protocols) -> anyhow::Result<SslAcceptor> 
         Protocols::Both => b"\x02h2\x08http/1.1",
         Protocols::Http1Only => b"\x08http/1.1",
     };
-    b.set_alpn_select_callback(move |_, client| select_next_proto(offer, client).ok_or(AlpnError::NOACK));
+    b.set_alpn_select_callback(move |_, client| {
+        select_next_proto(offer, client).ok_or(AlpnError::NOACK)
+    });
     Ok(b.build())
 }
 
@@ -154,7 +181,9 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let _ = builder.serve_connection_with_upgrades(io, hyper::service::service_fn(handle)).await;
+    let _ = builder
+        .serve_connection_with_upgrades(io, hyper::service::service_fn(handle))
+        .await;
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -174,19 +203,25 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
             Response::new(full(""))
         }
         "/unauthorized" => {
-            let mut r = Response::new(full(r#"{"error":{"type":"authentication_error","message":"invalid x-api-key"}}"#));
+            let mut r = Response::new(full(
+                r#"{"error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+            ));
             *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
             r
         }
         "/redirect" => {
             let mut r = Response::new(full(""));
             *r.status_mut() = hyper::StatusCode::FOUND;
-            r.headers_mut().insert("location", hyper::header::HeaderValue::from_static("/echo"));
+            r.headers_mut()
+                .insert("location", hyper::header::HeaderValue::from_static("/echo"));
             r
         }
         _ if req.headers().contains_key(hyper::header::UPGRADE) => {
             // `?delay_ms=N` models the network hop between gateway and origin.
-            let delay = query.split('&').find_map(|kv| kv.strip_prefix("delay_ms=")).and_then(|v| v.parse().ok());
+            let delay = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("delay_ms="))
+                .and_then(|v| v.parse().ok());
             if let Some(ms) = delay {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
@@ -215,14 +250,22 @@ pub fn fnv1a(bytes: &[u8]) -> String {
 
 async fn echo(req: Request<Incoming>, query: String) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let mut headers = serde_json::Map::new();
     for (name, value) in &parts.headers {
-        let value = serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let value =
+            serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
         match headers.get_mut(name.as_str()) {
             Some(serde_json::Value::Array(list)) => list.push(value),
             _ => {
-                headers.insert(name.as_str().to_owned(), serde_json::Value::Array(vec![value]));
+                headers.insert(
+                    name.as_str().to_owned(),
+                    serde_json::Value::Array(vec![value]),
+                );
             }
         }
     }
@@ -236,7 +279,10 @@ async fn echo(req: Request<Incoming>, query: String) -> Response<Body> {
         "body_fnv1a": fnv1a(&bytes),
     });
     let mut r = Response::new(full(body.to_string()));
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -257,7 +303,10 @@ fn sse(query: &str) -> Response<Body> {
         Ok::<_, Infallible>(Frame::data(Bytes::from(format!("data: event {i}\n\n"))))
     });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
     r
 }
 
@@ -267,7 +316,10 @@ fn upgrade(req: &mut Request<Incoming>) -> Response<Body> {
     let mut r = Response::new(full(""));
     *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
-    h.insert("connection", hyper::header::HeaderValue::from_static("upgrade"));
+    h.insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("upgrade"),
+    );
     if let Some(proto) = req.headers().get(hyper::header::UPGRADE) {
         h.insert("upgrade", proto.clone());
     }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::logging::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "onecli", version, about = "Credential and policy gateway for AI agents")]
+#[command(
+    name = "onecli",
+    version,
+    about = "Credential and policy gateway for AI agents"
+)]
 pub struct Cli {
     /// Log format for the servers.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -40,7 +44,10 @@ pub mod exit {
 
 impl CliError {
     pub fn config(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), exit_code: exit::CONFIG }
+        CliError {
+            message: message.into(),
+            exit_code: exit::CONFIG,
+        }
     }
 }
 

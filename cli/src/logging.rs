@@ -17,15 +17,28 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat, verbose: bool) {
-    let default = if verbose { "debug" } else { "info,pingora_core=warn,pingora_proxy=warn" };
+    let default = if verbose {
+        "debug"
+    } else {
+        "info,pingora_core=warn,pingora_proxy=warn"
+    };
     let filter = EnvFilter::try_from_env("ONECLI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::stderr().is_terminal();
     let fmt = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
     let result = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(filter_fn(|meta| !is_pingora_debug(meta.target(), meta.level()))))
+        .with(fmt.with_filter(filter).with_filter(filter_fn(|meta| {
+            !is_pingora_debug(meta.target(), meta.level())
+        })))
         .try_init();
     if let Err(error) = result {
         eprintln!("onecli: logging is unavailable: {error}");

@@ -13,7 +13,11 @@ pub fn token_hash(header_value: &[u8]) -> Option<TokenHash> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(creds.trim()).ok()?);
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(creds.trim())
+            .ok()?,
+    );
     let decoded = std::str::from_utf8(&decoded).ok()?;
     let token = match decoded.split_once(':') {
         Some((user, "")) => user,
@@ -28,7 +32,11 @@ mod tests {
     use super::*;
 
     fn basic(scheme: &str, creds: &str) -> Vec<u8> {
-        format!("{scheme} {}", base64::engine::general_purpose::STANDARD.encode(creds)).into_bytes()
+        format!(
+            "{scheme} {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+        .into_bytes()
     }
 
     #[test]

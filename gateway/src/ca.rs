@@ -15,9 +15,15 @@ use rcgen::{
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a usable CA certificate")]
     BadCert { path: PathBuf },
     #[error("{path} is not a usable private key (PEM, PKCS#8)")]
@@ -53,7 +59,10 @@ impl CertificateAuthority {
         if cert_path.exists() && key_path.exists() {
             return Self::load(&cert_path, &key_path);
         }
-        fs::create_dir_all(dir).map_err(|source| CaError::Write { path: dir.into(), source })?;
+        fs::create_dir_all(dir).map_err(|source| CaError::Write {
+            path: dir.into(),
+            source,
+        })?;
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
         let params = ca_params();
@@ -65,11 +74,20 @@ impl CertificateAuthority {
     }
 
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CaError> {
-        let read = |p: &Path| fs::read_to_string(p).map_err(|source| CaError::Read { path: p.into(), source });
+        let read = |p: &Path| {
+            fs::read_to_string(p).map_err(|source| CaError::Read {
+                path: p.into(),
+                source,
+            })
+        };
         let cert_pem = read(cert_path)?;
         let key_pem = zeroize::Zeroizing::new(read(key_path)?);
-        let key = KeyPair::from_pem(&key_pem).map_err(|_| CaError::BadKey { path: key_path.into() })?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|_| CaError::BadCert { path: cert_path.into() })?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|_| CaError::BadKey {
+            path: key_path.into(),
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|_| CaError::BadCert {
+            path: cert_path.into(),
+        })?;
         Ok(CertificateAuthority { issuer, cert_pem })
     }
 }
@@ -81,7 +99,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, "OneCLI");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
@@ -99,10 +121,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
 /// Writes through a temporary file and a rename, so a crash never leaves a
 /// half-written key or certificate.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
-    let err = |source| CaError::Write { path: path.into(), source };
+    let err = |source| CaError::Write {
+        path: path.into(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(err)?;
-    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(err)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)

@@ -94,8 +94,12 @@ impl std::str::FromStr for ResolveOverride {
         }
         Ok(ResolveOverride {
             host: host.to_ascii_lowercase(),
-            port: port.parse().map_err(|_| format!("{s:?}: bad port {port:?}"))?,
-            addr: addr.parse().map_err(|_| format!("{s:?}: bad address {addr:?}"))?,
+            port: port
+                .parse()
+                .map_err(|_| format!("{s:?}: bad port {port:?}"))?,
+            addr: addr
+                .parse()
+                .map_err(|_| format!("{s:?}: bad address {addr:?}"))?,
         })
     }
 }
@@ -115,16 +119,26 @@ impl std::str::FromStr for EgressAllow {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        match addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        match addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             Ok(ip) => {
                 let max = if ip.is_ipv4() { 32 } else { 128 };
                 let prefix = match prefix {
-                    Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+                    Some(p) => p
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|&p| p <= max)
+                        .ok_or_else(|| format!("{s:?}: bad prefix length"))?,
                     None => max,
                 };
                 Ok(EgressAllow::Net { addr: ip, prefix })
             }
-            Err(_) if prefix.is_none() && !s.is_empty() => Ok(EgressAllow::Host(s.to_ascii_lowercase())),
+            Err(_) if prefix.is_none() && !s.is_empty() => {
+                Ok(EgressAllow::Host(s.to_ascii_lowercase()))
+            }
             Err(_) => Err(format!("{s:?} is neither an address, a network nor a host")),
         }
     }
@@ -137,7 +151,14 @@ mod tests {
     #[test]
     fn resolve_overrides_parse_like_curl() {
         let r: ResolveOverride = "API.test:443:127.0.0.1".parse().expect("valid");
-        assert_eq!(r, ResolveOverride { host: "api.test".into(), port: 443, addr: "127.0.0.1".parse().expect("ip") });
+        assert_eq!(
+            r,
+            ResolveOverride {
+                host: "api.test".into(),
+                port: 443,
+                addr: "127.0.0.1".parse().expect("ip")
+            }
+        );
         let r: ResolveOverride = "h:8443:[::1]".parse().expect("valid");
         assert_eq!(r.addr, "::1".parse::<IpAddr>().expect("ip"));
         assert!("h:443".parse::<ResolveOverride>().is_err());
@@ -147,9 +168,24 @@ mod tests {
 
     #[test]
     fn egress_allow_parses_nets_and_hosts() {
-        assert_eq!("10.0.0.0/8".parse(), Ok(EgressAllow::Net { addr: "10.0.0.0".parse().expect("ip"), prefix: 8 }));
-        assert_eq!("::1".parse(), Ok(EgressAllow::Net { addr: "::1".parse().expect("ip"), prefix: 128 }));
-        assert_eq!("Intranet.corp".parse(), Ok(EgressAllow::Host("intranet.corp".into())));
+        assert_eq!(
+            "10.0.0.0/8".parse(),
+            Ok(EgressAllow::Net {
+                addr: "10.0.0.0".parse().expect("ip"),
+                prefix: 8
+            })
+        );
+        assert_eq!(
+            "::1".parse(),
+            Ok(EgressAllow::Net {
+                addr: "::1".parse().expect("ip"),
+                prefix: 128
+            })
+        );
+        assert_eq!(
+            "Intranet.corp".parse(),
+            Ok(EgressAllow::Host("intranet.corp".into()))
+        );
         assert!("10.0.0.0/33".parse::<EgressAllow>().is_err());
     }
 }

@@ -33,7 +33,10 @@ impl EgressGuard {
         if let Some(pin) = self.pins.iter().find(|p| p.port == port && p.host == host) {
             return Ok(SocketAddr::new(pin.addr, port));
         }
-        let host_allowed = self.allow.iter().any(|a| matches!(a, EgressAllow::Host(h) if h == host));
+        let host_allowed = self
+            .allow
+            .iter()
+            .any(|a| matches!(a, EgressAllow::Host(h) if h == host));
         let candidates: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((host, port))
@@ -53,18 +56,25 @@ impl EgressGuard {
             refused.get_or_insert(addr.ip());
         }
         match refused {
-            Some(addr) => Err(EgressError::Refused { host: host.to_owned(), addr }),
+            Some(addr) => Err(EgressError::Refused {
+                host: host.to_owned(),
+                addr,
+            }),
             None => Err(EgressError::Unresolvable(host.to_owned())),
         }
     }
 
     fn ip_allowed(&self, ip: IpAddr) -> bool {
-        !is_internal(ip) || self.allow.iter().any(|a| matches!(a, EgressAllow::Net { addr, prefix } if in_net(ip, *addr, *prefix)))
+        !is_internal(ip)
+            || self.allow.iter().any(
+                |a| matches!(a, EgressAllow::Net { addr, prefix } if in_net(ip, *addr, *prefix)),
+            )
     }
 }
 
 fn is_same_listener(own: &SocketAddr, addr: &SocketAddr) -> bool {
-    own.port() == addr.port() && (own.ip() == addr.ip() || (own.ip().is_unspecified() && is_internal(addr.ip())))
+    own.port() == addr.port()
+        && (own.ip() == addr.ip() || (own.ip().is_unspecified() && is_internal(addr.ip())))
 }
 
 /// Loopback, private, link-local (cloud metadata), unique-local, CGNAT,
@@ -123,11 +133,31 @@ mod tests {
 
     #[test]
     fn internal_ranges() {
-        for s in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-            "255.255.255.255", "::1", "::", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254"] {
+        for s in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(is_internal(ip(s)), "{s}");
         }
-        for s in ["1.1.1.1", "93.184.216.34", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for s in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             assert!(!is_internal(ip(s)), "{s}");
         }
     }
@@ -135,25 +165,50 @@ mod tests {
     #[tokio::test]
     async fn literals_are_judged_by_address() {
         let guard = EgressGuard::new(vec![], vec![], vec![]);
-        assert!(matches!(guard.resolve("127.0.0.1", 443).await, Err(EgressError::Refused { .. })));
-        assert!(matches!(guard.resolve("169.254.169.254", 80).await, Err(EgressError::Refused { .. })));
-        assert_eq!(guard.resolve("1.1.1.1", 443).await, Ok("1.1.1.1:443".parse().expect("addr")));
+        assert!(matches!(
+            guard.resolve("127.0.0.1", 443).await,
+            Err(EgressError::Refused { .. })
+        ));
+        assert!(matches!(
+            guard.resolve("169.254.169.254", 80).await,
+            Err(EgressError::Refused { .. })
+        ));
+        assert_eq!(
+            guard.resolve("1.1.1.1", 443).await,
+            Ok("1.1.1.1:443".parse().expect("addr"))
+        );
     }
 
     #[tokio::test]
     async fn names_are_judged_by_what_they_resolve_to() {
         let guard = EgressGuard::new(vec![], vec![], vec![]);
-        assert!(matches!(guard.resolve("localhost", 443).await, Err(EgressError::Refused { .. })));
+        assert!(matches!(
+            guard.resolve("localhost", 443).await,
+            Err(EgressError::Refused { .. })
+        ));
     }
 
     #[tokio::test]
     async fn pins_and_allow_lists_open_the_guard() {
         let pin = "api.test:443:127.0.0.1".parse().expect("pin");
-        let guard = EgressGuard::new(vec![pin], vec!["10.0.0.0/8".parse().expect("net"), "localhost".parse().expect("host")], vec![]);
-        assert_eq!(guard.resolve("api.test", 443).await, Ok("127.0.0.1:443".parse().expect("addr")));
+        let guard = EgressGuard::new(
+            vec![pin],
+            vec![
+                "10.0.0.0/8".parse().expect("net"),
+                "localhost".parse().expect("host"),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            guard.resolve("api.test", 443).await,
+            Ok("127.0.0.1:443".parse().expect("addr"))
+        );
         // A pin is for one port only.
         assert!(guard.resolve("api.test", 80).await.is_err());
-        assert_eq!(guard.resolve("10.9.9.9", 443).await, Ok("10.9.9.9:443".parse().expect("addr")));
+        assert_eq!(
+            guard.resolve("10.9.9.9", 443).await,
+            Ok("10.9.9.9:443".parse().expect("addr"))
+        );
         assert!(guard.resolve("192.168.0.1", 443).await.is_err());
         assert!(guard.resolve("localhost", 8080).await.is_ok());
     }

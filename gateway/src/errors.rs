@@ -16,10 +16,18 @@ pub enum Refusal {
     /// Origin-form request for something other than the gateway's own API.
     NotAProxyRequest,
     /// Inside a tunnel, `Host`/`:authority` names another host.
-    Misdirected { connect_host: String },
-    EgressBlocked { host: String },
-    BadGateway { message: String },
-    UpstreamTimeout { host: String },
+    Misdirected {
+        connect_host: String,
+    },
+    EgressBlocked {
+        host: String,
+    },
+    BadGateway {
+        message: String,
+    },
+    UpstreamTimeout {
+        host: String,
+    },
 }
 
 impl Refusal {
@@ -79,7 +87,8 @@ impl Refusal {
     }
 
     pub fn response_header(&self, body_len: usize) -> ResponseHeader {
-        let mut resp = ResponseHeader::build(self.status(), Some(4)).expect("every refusal status is a valid status code");
+        let mut resp = ResponseHeader::build(self.status(), Some(4))
+            .expect("every refusal status is a valid status code");
         // The names and values below are static and valid: inserting cannot fail.
         let _ = resp.insert_header("content-type", "application/json");
         let _ = resp.insert_header("content-length", body_len.to_string());
@@ -115,7 +124,10 @@ impl Refusal {
 pub const PROXY_AUTHENTICATE: &str = "Basic realm=\"OneCLI Gateway\"";
 
 fn reason(status: u16) -> &'static str {
-    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
 }
 
 #[cfg(test)]
@@ -128,9 +140,13 @@ mod tests {
             Refusal::NotReady,
             Refusal::ProxyAuthRequired,
             Refusal::BadRequest("x"),
-            Refusal::Misdirected { connect_host: "a".into() },
+            Refusal::Misdirected {
+                connect_host: "a".into(),
+            },
             Refusal::EgressBlocked { host: "h".into() },
-            Refusal::BadGateway { message: "m".into() },
+            Refusal::BadGateway {
+                message: "m".into(),
+            },
             Refusal::UpstreamTimeout { host: "h".into() },
         ] {
             let v: serde_json::Value = serde_json::from_slice(&r.body()).expect("json");
@@ -142,7 +158,10 @@ mod tests {
     #[test]
     fn http1_407_carries_the_realm() {
         let raw = String::from_utf8(Refusal::ProxyAuthRequired.to_http1()).expect("utf8");
-        assert!(raw.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"), "{raw}");
+        assert!(
+            raw.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"),
+            "{raw}"
+        );
         assert!(raw.contains("proxy-authenticate: Basic realm=\"OneCLI Gateway\"\r\n"));
         assert!(raw.contains("connection: close\r\n"));
     }

@@ -51,7 +51,15 @@ impl FrontDoor {
         FrontDoor { shared, proxy }
     }
 
-    async fn connect(self: &Arc<Self>, mut l4: Box<L4Stream>, mut buf: Vec<u8>, head_len: usize, token: Option<TokenHash>, target: &str, shutdown: &ShutdownWatch) {
+    async fn connect(
+        self: &Arc<Self>,
+        mut l4: Box<L4Stream>,
+        mut buf: Vec<u8>,
+        head_len: usize,
+        token: Option<TokenHash>,
+        target: &str,
+        shutdown: &ShutdownWatch,
+    ) {
         let Some((host, port)) = split_authority(target) else {
             return refuse(&mut l4, Refusal::BadRequest("CONNECT needs host:port")).await;
         };
@@ -65,7 +73,12 @@ impl FrontDoor {
         let passthrough = snapshot.is_passthrough(&host, port);
         drop(snapshot);
 
-        if l4.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() || l4.flush().await.is_err() {
+        if l4
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .is_err()
+            || l4.flush().await.is_err()
+        {
             return;
         }
         let mut early = buf.split_off(head_len);
@@ -81,21 +94,34 @@ impl FrontDoor {
         // anything else is served as plain HTTP (CONNECT host:80).
         if early.is_empty() {
             let mut first = [0u8; 1024];
-            match tokio::time::timeout(self.shared.config.timeouts.client_head, l4.read(&mut first)).await {
+            match tokio::time::timeout(self.shared.config.timeouts.client_head, l4.read(&mut first))
+                .await
+            {
                 Ok(Ok(n)) if n > 0 => early.extend_from_slice(&first[..n]),
                 _ => return,
             }
         }
         let tls = early[0] == TLS_HANDSHAKE_RECORD;
         l4.rewind(&early);
-        let facts = TunnelFacts { token, host, port, tls };
+        let facts = TunnelFacts {
+            token,
+            host,
+            port,
+            tls,
+        };
         let mode = if tls { "intercept" } else { "plain" };
         metrics.tunnels.with_label_values(&[mode]).inc();
         let connect_host = facts.host.clone();
-        l4.set_proxy_digest(ProxyDigest::new(Box::new(established()), Some(Box::new(facts))));
+        l4.set_proxy_digest(ProxyDigest::new(
+            Box::new(established()),
+            Some(Box::new(facts)),
+        ));
 
         let stream: Stream = if tls {
-            let installer = LeafInstaller { shared: self.shared.clone(), host: connect_host };
+            let installer = LeafInstaller {
+                shared: self.shared.clone(),
+                host: connect_host,
+            };
             let handshake = handshake_with_callback(&self.shared.acceptor, *l4, &installer);
             match tokio::time::timeout(self.shared.config.timeouts.client_head, handshake).await {
                 Ok(Ok(tls_stream)) => Box::new(tls_stream),
@@ -114,7 +140,11 @@ impl FrontDoor {
 
 #[async_trait]
 impl ServerApp for FrontDoor {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let mut l4 = match stream.into_any().downcast::<L4Stream>() {
             Ok(l4) => l4,
             Err(_) => {
@@ -123,7 +153,8 @@ impl ServerApp for FrontDoor {
             }
         };
         let mut buf = Vec::with_capacity(1024);
-        let head = match read_head(&mut l4, &mut buf, self.shared.config.timeouts.client_head).await {
+        let head = match read_head(&mut l4, &mut buf, self.shared.config.timeouts.client_head).await
+        {
             Ok(head) => head,
             Err(HeadError::TooLarge) => {
                 refuse(&mut l4, Refusal::BadRequest("request head too large")).await;
@@ -136,8 +167,12 @@ impl ServerApp for FrontDoor {
             Err(HeadError::TimedOut | HeadError::Closed) => return None,
         };
         if head.method.eq_ignore_ascii_case("CONNECT") {
-            let token = head.proxy_authorization.as_deref().and_then(auth::token_hash);
-            self.connect(l4, buf, head.len, token, &head.target, shutdown).await;
+            let token = head
+                .proxy_authorization
+                .as_deref()
+                .and_then(auth::token_hash);
+            self.connect(l4, buf, head.len, token, &head.target, shutdown)
+                .await;
             return None;
         }
         l4.rewind(&buf);
@@ -173,7 +208,9 @@ impl TlsAccept for LeafInstaller {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         match self.shared.leaves.get(&self.host).await {
             Ok(leaf) => {
-                if let Err(error) = ssl_use_certificate(ssl, &leaf.cert).and_then(|()| ssl_use_private_key(ssl, self.shared.leaves.key())) {
+                if let Err(error) = ssl_use_certificate(ssl, &leaf.cert)
+                    .and_then(|()| ssl_use_private_key(ssl, self.shared.leaves.key()))
+                {
                     tracing::error!(%error, host = %self.host, "cannot install leaf certificate");
                 }
             }

@@ -30,7 +30,11 @@ pub struct Head {
 }
 
 /// Reads until a whole head is in `buf` and parses it.
-pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, timeout: Duration) -> Result<Head, HeadError> {
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<Head, HeadError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut chunk = [0u8; 4096];
     loop {
@@ -95,7 +99,9 @@ pub fn split_authority(target: &str) -> Option<(&str, u16)> {
     let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
     let valid = !host.is_empty()
         && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
     valid.then_some((host, port))
 }
 
@@ -108,14 +114,26 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(64);
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            for part in ["CONNECT a.test:443 HTTP/1.1\r\n", "Proxy-Authorization: Basic eDp5\r\n", "\r\nTLSBYTES"] {
+            for part in [
+                "CONNECT a.test:443 HTTP/1.1\r\n",
+                "Proxy-Authorization: Basic eDp5\r\n",
+                "\r\nTLSBYTES",
+            ] {
                 client.write_all(part.as_bytes()).await.expect("write");
             }
         });
         let mut buf = Vec::new();
-        let head = read_head(&mut server, &mut buf, Duration::from_secs(5)).await.expect("head");
-        assert_eq!((head.method.as_str(), head.target.as_str()), ("CONNECT", "a.test:443"));
-        assert_eq!(head.proxy_authorization.as_deref(), Some(&b"Basic eDp5"[..]));
+        let head = read_head(&mut server, &mut buf, Duration::from_secs(5))
+            .await
+            .expect("head");
+        assert_eq!(
+            (head.method.as_str(), head.target.as_str()),
+            ("CONNECT", "a.test:443")
+        );
+        assert_eq!(
+            head.proxy_authorization.as_deref(),
+            Some(&b"Basic eDp5"[..])
+        );
         // Bytes past the head may or may not have arrived yet; what did is kept.
         assert!(b"TLSBYTES".starts_with(&buf[head.len..]));
     }
@@ -127,19 +145,37 @@ mod tests {
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         client.write_all(big.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
-        assert_eq!(read_head(&mut server, &mut buf, Duration::from_secs(5)).await.err(), Some(HeadError::TooLarge));
+        assert_eq!(
+            read_head(&mut server, &mut buf, Duration::from_secs(5))
+                .await
+                .err(),
+            Some(HeadError::TooLarge)
+        );
     }
 
     #[tokio::test]
     async fn garbage_and_silence_are_errors() {
         let (mut client, mut server) = tokio::io::duplex(1024);
         use tokio::io::AsyncWriteExt;
-        client.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.expect("write");
+        client
+            .write_all(b"\x16\x03\x01garbage\r\n\r\n")
+            .await
+            .expect("write");
         let mut buf = Vec::new();
-        assert_eq!(read_head(&mut server, &mut buf, Duration::from_secs(5)).await.err(), Some(HeadError::Malformed));
+        assert_eq!(
+            read_head(&mut server, &mut buf, Duration::from_secs(5))
+                .await
+                .err(),
+            Some(HeadError::Malformed)
+        );
         let (_quiet, mut server) = tokio::io::duplex(1024);
         let mut buf = Vec::new();
-        assert_eq!(read_head(&mut server, &mut buf, Duration::from_millis(20)).await.err(), Some(HeadError::TimedOut));
+        assert_eq!(
+            read_head(&mut server, &mut buf, Duration::from_millis(20))
+                .await
+                .err(),
+            Some(HeadError::TimedOut)
+        );
     }
 
     #[test]
@@ -147,7 +183,17 @@ mod tests {
         assert_eq!(split_authority("a.test:443"), Some(("a.test", 443)));
         assert_eq!(split_authority("[::1]:8443"), Some(("::1", 8443)));
         assert_eq!(split_authority("127.0.0.1:80"), Some(("127.0.0.1", 80)));
-        for bad in ["a.test", "a.test:", "a.test:0", "a.test:99999", ":443", "a b:443", "::1:443", "a/b:443", "[::1]443"] {
+        for bad in [
+            "a.test",
+            "a.test:",
+            "a.test:0",
+            "a.test:99999",
+            ":443",
+            "a b:443",
+            "::1:443",
+            "a/b:443",
+            "[::1]443",
+        ] {
             assert_eq!(split_authority(bad), None, "{bad}");
         }
     }

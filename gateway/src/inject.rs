@@ -16,21 +16,28 @@ pub enum InjectError {
 }
 
 /// Applies `secrets` in order; returns how many were applied.
-pub fn apply<'a>(req: &mut RequestHeader, secrets: impl Iterator<Item = &'a Secret>) -> Result<Vec<&'a str>, InjectError> {
+pub fn apply<'a>(
+    req: &mut RequestHeader,
+    secrets: impl Iterator<Item = &'a Secret>,
+) -> Result<Vec<&'a str>, InjectError> {
     let mut applied = Vec::new();
     for secret in secrets {
         for op in &secret.ops {
             match op {
                 InjectOp::SetHeader { name, format } => {
                     let rendered = format.render(secret.value());
-                    let mut value = HeaderValue::from_str(&rendered).map_err(|_| InjectError::BadHeaderValue {
-                        secret: secret.name.clone(),
-                        header: name.clone(),
+                    let mut value = HeaderValue::from_str(&rendered).map_err(|_| {
+                        InjectError::BadHeaderValue {
+                            secret: secret.name.clone(),
+                            header: name.clone(),
+                        }
                     })?;
                     value.set_sensitive(true);
-                    req.insert_header(name.clone(), value).map_err(|_| InjectError::BadHeaderValue {
-                        secret: secret.name.clone(),
-                        header: name.clone(),
+                    req.insert_header(name.clone(), value).map_err(|_| {
+                        InjectError::BadHeaderValue {
+                            secret: secret.name.clone(),
+                            header: name.clone(),
+                        }
                     })?;
                 }
                 InjectOp::RemoveHeader { name } => {
@@ -39,7 +46,10 @@ pub fn apply<'a>(req: &mut RequestHeader, secrets: impl Iterator<Item = &'a Secr
                 InjectOp::SetQuery { name, format } => {
                     let rendered = format.render(secret.value());
                     let target = set_query_param(req.raw_path(), name, &rendered);
-                    req.set_raw_path(&target).map_err(|_| InjectError::BadTarget { secret: secret.name.clone() })?;
+                    req.set_raw_path(&target)
+                        .map_err(|_| InjectError::BadTarget {
+                            secret: secret.name.clone(),
+                        })?;
                 }
             }
         }
@@ -108,7 +118,11 @@ mod tests {
                 injection,
             })
             .collect();
-        Snapshot::compile(PolicyDoc { secrets, ..PolicyDoc::default() }).expect("valid")
+        Snapshot::compile(PolicyDoc {
+            secrets,
+            ..PolicyDoc::default()
+        })
+        .expect("valid")
     }
 
     fn request(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
@@ -120,7 +134,11 @@ mod tests {
     }
 
     fn header(req: &RequestHeader, name: &str) -> Vec<String> {
-        req.headers.get_all(name).iter().map(|v| v.to_str().expect("ascii").to_owned()).collect()
+        req.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
     }
 
     macro_rules! case {
@@ -135,11 +153,17 @@ mod tests {
     }
 
     fn hdr(name: &str, format: &str) -> Option<InjectionDoc> {
-        Some(InjectionDoc::Header { name: name.into(), format: format.into() })
+        Some(InjectionDoc::Header {
+            name: name.into(),
+            format: format.into(),
+        })
     }
 
     fn query(name: &str, format: &str) -> Option<InjectionDoc> {
-        Some(InjectionDoc::Query { name: name.into(), format: format.into() })
+        Some(InjectionDoc::Query {
+            name: name.into(),
+            format: format.into(),
+        })
     }
 
     #[test]
@@ -164,7 +188,11 @@ mod tests {
 
     #[test]
     fn a_value_with_a_newline_is_refused_without_echoing_it() {
-        let snap = snapshot(vec![(SecretKind::Generic, "line1\nline2", hdr("x-k", "{value}"))]);
+        let snap = snapshot(vec![(
+            SecretKind::Generic,
+            "line1\nline2",
+            hdr("x-k", "{value}"),
+        )]);
         let mut req = request("/", &[]);
         let err = apply(&mut req, snap.secrets().iter()).expect_err("refused");
         assert!(!err.to_string().contains("line1"), "{err}");
@@ -175,6 +203,10 @@ mod tests {
         let snap = snapshot(vec![(SecretKind::Openai, "sk", None)]);
         let mut req = request("/", &[]);
         apply(&mut req, snap.secrets().iter()).expect("applies");
-        assert!(req.headers.get("authorization").expect("set").is_sensitive());
+        assert!(req
+            .headers
+            .get("authorization")
+            .expect("set")
+            .is_sensitive());
     }
 }

@@ -53,10 +53,19 @@ struct Slots {
 }
 
 impl LeafCertCache {
-    pub fn new(ca: CertificateAuthority, capacity: usize, on_mint: Box<dyn Fn() + Send + Sync>) -> Result<Self, LeafError> {
-        let mint_err = |reason: String| LeafError::Mint { host: "*".into(), reason };
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| mint_err(e.to_string()))?;
-        let pkey = PKey::private_key_from_der(&key.serialize_der()).map_err(|e| mint_err(e.to_string()))?;
+    pub fn new(
+        ca: CertificateAuthority,
+        capacity: usize,
+        on_mint: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, LeafError> {
+        let mint_err = |reason: String| LeafError::Mint {
+            host: "*".into(),
+            reason,
+        };
+        let key =
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| mint_err(e.to_string()))?;
+        let pkey = PKey::private_key_from_der(&key.serialize_der())
+            .map_err(|e| mint_err(e.to_string()))?;
         Ok(LeafCertCache {
             ca,
             key,
@@ -88,20 +97,30 @@ impl LeafCertCache {
     /// many connections ask at the same time.
     pub async fn get(&self, host: &str) -> Result<Arc<Leaf>, LeafError> {
         let slot = self.slot(host);
-        let leaf = slot.get_or_try_init(|| async { self.mint(host).map(Arc::new) }).await?.clone();
+        let leaf = slot
+            .get_or_try_init(|| async { self.mint(host).map(Arc::new) })
+            .await?
+            .clone();
         if SystemTime::now() < leaf.renew_at {
             return Ok(leaf);
         }
         // Expiring: drop this slot (unless another caller already replaced it) and mint afresh.
         {
             let mut slots = self.lock();
-            if slots.by_host.get(host).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            if slots
+                .by_host
+                .get(host)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot))
+            {
                 slots.by_host.remove(host);
                 slots.order.retain(|h| h != host);
             }
         }
         let slot = self.slot(host);
-        Ok(slot.get_or_try_init(|| async { self.mint(host).map(Arc::new) }).await?.clone())
+        Ok(slot
+            .get_or_try_init(|| async { self.mint(host).map(Arc::new) })
+            .await?
+            .clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -130,14 +149,20 @@ impl LeafCertCache {
     }
 
     fn mint(&self, host: &str) -> Result<Leaf, LeafError> {
-        let err = |reason: String| LeafError::Mint { host: host.to_owned(), reason };
+        let err = |reason: String| LeafError::Mint {
+            host: host.to_owned(),
+            reason,
+        };
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, host);
         params.distinguished_name = dn;
         params.subject_alt_names = vec![match host.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.try_into().map_err(|e: rcgen::Error| err(e.to_string()))?),
+            Err(_) => SanType::DnsName(
+                host.try_into()
+                    .map_err(|e: rcgen::Error| err(e.to_string()))?,
+            ),
         }];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -152,7 +177,9 @@ impl LeafCertCache {
         let now = SystemTime::now();
         params.not_before = (now - Duration::from_secs(3600)).into();
         params.not_after = (now + LEAF_LIFETIME).into();
-        let cert = params.signed_by(&self.key, self.ca.issuer()).map_err(|e| err(e.to_string()))?;
+        let cert = params
+            .signed_by(&self.key, self.ca.issuer())
+            .map_err(|e| err(e.to_string()))?;
         let cert = X509::from_der(cert.der()).map_err(|e| err(e.to_string()))?;
         (self.on_mint)();
         Ok(Leaf {
@@ -172,9 +199,13 @@ mod tests {
         let ca = CertificateAuthority::load_or_generate(dir.path()).expect("ca");
         let minted = Arc::new(AtomicUsize::new(0));
         let m = minted.clone();
-        let cache = LeafCertCache::new(ca, capacity, Box::new(move || {
-            m.fetch_add(1, Ordering::SeqCst);
-        }))
+        let cache = LeafCertCache::new(
+            ca,
+            capacity,
+            Box::new(move || {
+                m.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
         .expect("cache");
         (cache, minted, dir)
     }
@@ -186,7 +217,10 @@ mod tests {
         for host in ["api.test", "127.0.0.1", "::1"] {
             let leaf = cache.get(host).await.expect("leaf");
             let ca_key = ca.public_key().expect("ca key");
-            assert!(leaf.cert.verify(&ca_key).expect("verify runs"), "{host} leaf not signed by CA");
+            assert!(
+                leaf.cert.verify(&ca_key).expect("verify runs"),
+                "{host} leaf not signed by CA"
+            );
             let sans = leaf.cert.subject_alt_names().expect("SANs");
             let san = sans.iter().next().expect("one SAN");
             match host.parse::<IpAddr>() {
@@ -235,7 +269,11 @@ mod tests {
         }
         assert_eq!(cache.len(), 3);
         cache.get("a.t").await.expect("leaf");
-        assert_eq!(minted.load(Ordering::SeqCst), 5, "the oldest was evicted and minted again");
+        assert_eq!(
+            minted.load(Ordering::SeqCst),
+            5,
+            "the oldest was evicted and minted again"
+        );
     }
 
     #[test]
@@ -245,7 +283,10 @@ mod tests {
         let first = CertificateAuthority::load_or_generate(dir.path()).expect("ca");
         let second = CertificateAuthority::load_or_generate(dir.path()).expect("ca");
         assert_eq!(first.cert_pem(), second.cert_pem());
-        let mode = std::fs::metadata(dir.path().join("ca.key")).expect("key").permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("ca.key"))
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

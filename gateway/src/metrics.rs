@@ -6,7 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct GatewayMetrics {
     registry: Registry,
@@ -25,22 +28,47 @@ impl GatewayMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("onecli_gateway_requests_total", "Requests by outcome and status class"),
+            Opts::new(
+                "onecli_gateway_requests_total",
+                "Requests by outcome and status class",
+            ),
             &["outcome", "status"],
         )?;
-        let injections = IntCounter::new("onecli_gateway_injections_total", "Credentials injected into upstream requests")?;
-        let tunnels_open = IntGauge::new("onecli_gateway_tunnels_open", "CONNECT tunnels open now")?;
+        let injections = IntCounter::new(
+            "onecli_gateway_injections_total",
+            "Credentials injected into upstream requests",
+        )?;
+        let tunnels_open =
+            IntGauge::new("onecli_gateway_tunnels_open", "CONNECT tunnels open now")?;
         let tunnels = IntCounterVec::new(
             Opts::new("onecli_gateway_tunnels_total", "CONNECT tunnels by mode"),
             &["mode"],
         )?;
-        let leaf_minted = IntCounter::new("onecli_gateway_leaf_certs_minted_total", "Leaf certificates minted")?;
-        let leaf_cached = IntGauge::new("onecli_gateway_leaf_certs_cached", "Leaf certificates in the cache")?;
-        let policy_version = IntGauge::new("onecli_gateway_policy_version", "Version of the policy in force (0: none)")?;
-        let policy_rejected = IntCounter::new("onecli_gateway_policy_rejected_total", "Policy updates rejected as invalid")?;
+        let leaf_minted = IntCounter::new(
+            "onecli_gateway_leaf_certs_minted_total",
+            "Leaf certificates minted",
+        )?;
+        let leaf_cached = IntGauge::new(
+            "onecli_gateway_leaf_certs_cached",
+            "Leaf certificates in the cache",
+        )?;
+        let policy_version = IntGauge::new(
+            "onecli_gateway_policy_version",
+            "Version of the policy in force (0: none)",
+        )?;
+        let policy_rejected = IntCounter::new(
+            "onecli_gateway_policy_rejected_total",
+            "Policy updates rejected as invalid",
+        )?;
         let request_seconds = Histogram::with_opts(
-            HistogramOpts::new("onecli_gateway_request_duration_seconds", "Time from request head to end of response")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0]),
+            HistogramOpts::new(
+                "onecli_gateway_request_duration_seconds",
+                "Time from request head to end of response",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                60.0,
+            ]),
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(injections.clone()))?;
@@ -66,7 +94,8 @@ impl GatewayMetrics {
     }
 
     pub fn policy_installed(&self, version: u64) {
-        self.policy_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.policy_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 
     pub fn policy_rejected(&self) {
@@ -92,7 +121,9 @@ impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path();
         let (status, ctype, body) = if path == "/metrics" {
-            self.metrics.leaf_cached.set(i64::try_from((self.leaf_count)()).unwrap_or(i64::MAX));
+            self.metrics
+                .leaf_cached
+                .set(i64::try_from((self.leaf_count)()).unwrap_or(i64::MAX));
             (200, "text/plain; version=0.0.4", self.metrics.render())
         } else {
             (404, "text/plain", b"not found\n".to_vec())

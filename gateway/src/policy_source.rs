@@ -76,7 +76,9 @@ impl PolicyFile {
 
     fn reload_and_report(&self, why: &'static str) {
         match self.reload() {
-            Ok(version) => tracing::info!(version, why, path = %self.path.display(), "policy reloaded"),
+            Ok(version) => {
+                tracing::info!(version, why, path = %self.path.display(), "policy reloaded")
+            }
             Err(errors) => {
                 self.metrics.policy_rejected();
                 for error in errors {
@@ -96,7 +98,8 @@ impl PolicyFile {
 #[async_trait]
 impl BackgroundService for PolicyFile {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
             Ok(s) => Some(s),
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGHUP; relying on file polling");

@@ -43,7 +43,11 @@ impl Target {
     /// The `Host` header value for the upstream request.
     fn authority(&self) -> String {
         let default_port = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         if self.port == default_port {
             host
         } else {
@@ -86,12 +90,20 @@ impl ProxyHttp for GatewayProxy {
                 if let Some(refusal) = misdirected(session.req_header(), facts) {
                     return self.answer(session, ctx, refusal).await;
                 }
-                let target = Target { host: facts.host.clone(), port: facts.port, tls: facts.tls };
+                let target = Target {
+                    host: facts.host.clone(),
+                    port: facts.port,
+                    tls: facts.tls,
+                };
                 (Some(facts.token), target)
             }
             None => match absolute_target(session.req_header()) {
                 Ok(Some(target)) => {
-                    let token = session.req_header().headers.get("proxy-authorization").and_then(|v| auth::token_hash(v.as_bytes()));
+                    let token = session
+                        .req_header()
+                        .headers
+                        .get("proxy-authorization")
+                        .and_then(|v| auth::token_hash(v.as_bytes()));
                     (token, target)
                 }
                 Ok(None) => return self.own_api(session, ctx).await,
@@ -110,16 +122,27 @@ impl ProxyHttp for GatewayProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let Some(target) = ctx.target.as_ref() else {
-            return Err(Error::explain(ErrorType::InternalError, "no target for request"));
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no target for request",
+            ));
         };
         let addr = match self.shared.egress.resolve(&target.host, target.port).await {
             Ok(addr) => addr,
             Err(error) => {
                 let refusal = match error {
-                    EgressError::Refused { .. } => Refusal::EgressBlocked { host: target.host.clone() },
-                    EgressError::Unresolvable(_) => Refusal::BadGateway { message: format!("OneCLI gateway could not resolve {}.", target.host) },
+                    EgressError::Refused { .. } => Refusal::EgressBlocked {
+                        host: target.host.clone(),
+                    },
+                    EgressError::Unresolvable(_) => Refusal::BadGateway {
+                        message: format!("OneCLI gateway could not resolve {}.", target.host),
+                    },
                 };
                 return Err(self.fail(ctx, refusal));
             }
@@ -142,9 +165,19 @@ impl ProxyHttp for GatewayProxy {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let (Some(target), Some(snapshot), Some(token)) = (ctx.target.clone(), ctx.snapshot.clone(), ctx.token) else {
-            return Err(Error::explain(ErrorType::InternalError, "request context incomplete"));
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(target), Some(snapshot), Some(token)) =
+            (ctx.target.clone(), ctx.snapshot.clone(), ctx.token)
+        else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "request context incomplete",
+            ));
         };
         strip_hop_by_hop(req);
         to_origin_form(req, &target).map_err(|refusal| self.fail(ctx, refusal))?;
@@ -159,33 +192,61 @@ impl ProxyHttp for GatewayProxy {
                 ctx.injected = ids.into_iter().map(str::to_owned).collect();
                 Ok(())
             }
-            Err(error) => Err(self.fail(ctx, Refusal::BadGateway { message: format!("OneCLI gateway could not inject a credential: {error}") })),
+            Err(error) => Err(self.fail(
+                ctx,
+                Refusal::BadGateway {
+                    message: format!("OneCLI gateway could not inject a credential: {error}"),
+                },
+            )),
         }
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let refusal = ctx.refusal.take().or_else(|| classify(e, ctx.target.as_ref()));
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let refusal = ctx
+            .refusal
+            .take()
+            .or_else(|| classify(e, ctx.target.as_ref()));
         let Some(refusal) = refusal else {
             // The client went away: nobody to answer.
-            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
         ctx.outcome = refusal.code();
         let status = refusal.status();
         if session.response_written().is_none() {
             let body = refusal.body();
             let resp = refusal.response_header(body.len());
-            if session.write_response_header(Box::new(resp), false).await.is_ok() {
+            if session
+                .write_response_header(Box::new(resp), false)
+                .await
+                .is_ok()
+            {
                 let _ = session.write_response_body(Some(body), true).await;
             }
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let metrics = &self.shared.metrics;
-        metrics.requests.with_label_values(&[ctx.outcome, status_class(status)]).inc();
-        metrics.request_seconds.observe(ctx.started.elapsed().as_secs_f64());
+        metrics
+            .requests
+            .with_label_values(&[ctx.outcome, status_class(status)])
+            .inc();
+        metrics
+            .request_seconds
+            .observe(ctx.started.elapsed().as_secs_f64());
         let Some(target) = &ctx.target else { return };
         let agent = ctx
             .snapshot
@@ -210,7 +271,12 @@ impl ProxyHttp for GatewayProxy {
 
 impl GatewayProxy {
     /// Answers a request with a refusal; `Ok(true)` tells Pingora it is done.
-    async fn answer(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        refusal: Refusal,
+    ) -> Result<bool> {
         ctx.outcome = refusal.code();
         let body = refusal.body();
         let resp = refusal.response_header(body.len());
@@ -233,7 +299,10 @@ impl GatewayProxy {
     async fn own_api(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let ready = self.shared.policy.current().is_some();
         let (status, body) = match session.req_header().uri.path() {
-            "/healthz" => (200, serde_json::json!({ "status": "ok", "version": crate::VERSION })),
+            "/healthz" => (
+                200,
+                serde_json::json!({ "status": "ok", "version": crate::VERSION }),
+            ),
             "/readyz" if ready => (200, serde_json::json!({ "status": "ready" })),
             "/readyz" => (503, serde_json::json!({ "status": "not_ready" })),
             _ => return self.answer(session, ctx, Refusal::NotAProxyRequest).await,
@@ -250,20 +319,30 @@ impl GatewayProxy {
 }
 
 fn tunnel_facts(session: &Session) -> Option<&TunnelFacts> {
-    session.digest()?.proxy_digest.as_ref()?.user_data.as_ref()?.downcast_ref::<TunnelFacts>()
+    session
+        .digest()?
+        .proxy_digest
+        .as_ref()?
+        .user_data
+        .as_ref()?
+        .downcast_ref::<TunnelFacts>()
 }
 
 /// Inside a tunnel, the request must be for the CONNECT host (no domain
 /// fronting through an intercepted connection).
 fn misdirected(req: &RequestHeader, facts: &TunnelFacts) -> Option<Refusal> {
-    let absolute = raw_target_authority(req.raw_path()).authority().and_then(|a| std::str::from_utf8(a).ok());
+    let absolute = raw_target_authority(req.raw_path())
+        .authority()
+        .and_then(|a| std::str::from_utf8(a).ok());
     let authority = absolute
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))?;
     let (host, port) = split_host_port(authority);
     let same_host = normalize_host(host) == facts.host.as_str();
     let same_port = port.is_none_or(|p| p == facts.port);
-    (!(same_host && same_port)).then(|| Refusal::Misdirected { connect_host: facts.host.clone() })
+    (!(same_host && same_port)).then(|| Refusal::Misdirected {
+        connect_host: facts.host.clone(),
+    })
 }
 
 fn split_host_port(authority: &str) -> (&str, Option<u16>) {
@@ -283,22 +362,33 @@ fn split_host_port(authority: &str) -> (&str, Option<u16>) {
 fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, Refusal> {
     match raw_target_authority(req.raw_path()) {
         RawTargetAuthority::None => Ok(None),
-        RawTargetAuthority::AmbiguousAuthority => Err(Refusal::BadRequest("ambiguous request target")),
-        RawTargetAuthority::Absolute { scheme, authority, .. } => {
+        RawTargetAuthority::AmbiguousAuthority => {
+            Err(Refusal::BadRequest("ambiguous request target"))
+        }
+        RawTargetAuthority::Absolute {
+            scheme, authority, ..
+        } => {
             let tls = if scheme.eq_ignore_ascii_case(b"https") {
                 true
             } else if scheme.eq_ignore_ascii_case(b"http") {
                 false
             } else {
-                return Err(Refusal::BadRequest("only http:// and https:// targets are proxied"));
+                return Err(Refusal::BadRequest(
+                    "only http:// and https:// targets are proxied",
+                ));
             };
-            let authority = std::str::from_utf8(authority).map_err(|_| Refusal::BadRequest("request target is not ASCII"))?;
+            let authority = std::str::from_utf8(authority)
+                .map_err(|_| Refusal::BadRequest("request target is not ASCII"))?;
             let (host, port) = split_host_port(authority);
             if host.is_empty() {
                 return Err(Refusal::BadRequest("request target has no host"));
             }
             let port = port.unwrap_or(if tls { 443 } else { 80 });
-            Ok(Some(Target { host: normalize_host(host).into_owned(), port, tls }))
+            Ok(Some(Target {
+                host: normalize_host(host).into_owned(),
+                port,
+                tls,
+            }))
         }
     }
 }
@@ -319,7 +409,13 @@ fn strip_hop_by_hop(req: &mut RequestHeader) {
     for name in named {
         req.remove_header(name.as_str());
     }
-    for name in ["proxy-authorization", "proxy-connection", "keep-alive", "te", "trailer"] {
+    for name in [
+        "proxy-authorization",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+    ] {
         req.remove_header(name);
     }
     if !upgrade {
@@ -330,15 +426,20 @@ fn strip_hop_by_hop(req: &mut RequestHeader) {
 /// Upstream requests carry an origin-form target and the target's `Host`.
 fn to_origin_form(req: &mut RequestHeader, target: &Target) -> std::result::Result<(), Refusal> {
     let origin: Vec<u8> = match raw_target_authority(req.raw_path()) {
-        RawTargetAuthority::Absolute { path_and_query, .. } if path_and_query.is_empty() => b"/".to_vec(),
+        RawTargetAuthority::Absolute {
+            path_and_query: b"",
+            ..
+        } => b"/".to_vec(),
         RawTargetAuthority::Absolute { path_and_query, .. } => path_and_query.to_vec(),
         _ => match req.uri.path_and_query() {
             Some(pq) => pq.as_str().as_bytes().to_vec(),
             None => b"/".to_vec(),
         },
     };
-    req.set_raw_path(&origin).map_err(|_| Refusal::BadRequest("request target is not valid"))?;
-    req.insert_header("host", target.authority()).map_err(|_| Refusal::BadRequest("bad host"))?;
+    req.set_raw_path(&origin)
+        .map_err(|_| Refusal::BadRequest("request target is not valid"))?;
+    req.insert_header("host", target.authority())
+        .map_err(|_| Refusal::BadRequest("bad host"))?;
     Ok(())
 }
 
@@ -348,7 +449,10 @@ fn classify(e: &Error, target: Option<&Target>) -> Option<Refusal> {
     let host = target.map_or_else(String::new, |t| t.host.clone());
     match e.etype() {
         ErrorType::HTTPStatus(400) => Some(Refusal::BadRequest("the request could not be parsed")),
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::TLSHandshakeTimedout => {
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout => {
             if e.esource() == &ErrorSource::Downstream {
                 None
             } else {
@@ -360,7 +464,9 @@ fn classify(e: &Error, target: Option<&Target>) -> Option<Refusal> {
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
                 _ => Some(Refusal::BadRequest("the request could not be parsed")),
             },
-            _ => Some(Refusal::BadGateway { message: upstream_message(e.etype(), &host) }),
+            _ => Some(Refusal::BadGateway {
+                message: upstream_message(e.etype(), &host),
+            }),
         },
     }
 }
@@ -370,7 +476,9 @@ fn upstream_message(etype: &ErrorType, host: &str) -> String {
         ErrorType::ConnectRefused => format!("{host} refused the connection."),
         ErrorType::ConnectNoRoute => format!("{host} is unreachable."),
         ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => {
-            format!("TLS with {host} failed: its certificate is not trusted or the handshake failed.")
+            format!(
+                "TLS with {host} failed: its certificate is not trusted or the handshake failed."
+            )
         }
         _ => "OneCLI gateway internal error.".to_owned(),
     }
@@ -400,14 +508,22 @@ mod tests {
     }
 
     fn facts(host: &str, port: u16) -> TunnelFacts {
-        TunnelFacts { token: [0; 32], host: host.into(), port, tls: true }
+        TunnelFacts {
+            token: [0; 32],
+            host: host.into(),
+            port,
+            tls: true,
+        }
     }
 
     #[test]
     fn host_must_match_the_connect_host() {
         let f = facts("api.test", 443);
         assert_eq!(misdirected(&req("/", &[("host", "api.test")]), &f), None);
-        assert_eq!(misdirected(&req("/", &[("host", "API.test:443")]), &f), None);
+        assert_eq!(
+            misdirected(&req("/", &[("host", "API.test:443")]), &f),
+            None
+        );
         assert!(misdirected(&req("/", &[("host", "evil.test")]), &f).is_some());
         assert!(misdirected(&req("/", &[("host", "api.test:8443")]), &f).is_some());
         assert!(misdirected(&req("https://evil.test/", &[]), &f).is_some());
@@ -415,22 +531,46 @@ mod tests {
 
     #[test]
     fn absolute_targets() {
-        let t = absolute_target(&req("http://Example.test:8080/x?y", &[])).expect("ok").expect("absolute");
-        assert_eq!((t.host.as_str(), t.port, t.tls), ("example.test", 8080, false));
-        let t = absolute_target(&req("https://example.test/x", &[])).expect("ok").expect("absolute");
+        let t = absolute_target(&req("http://Example.test:8080/x?y", &[]))
+            .expect("ok")
+            .expect("absolute");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls),
+            ("example.test", 8080, false)
+        );
+        let t = absolute_target(&req("https://example.test/x", &[]))
+            .expect("ok")
+            .expect("absolute");
         assert_eq!((t.port, t.tls), (443, true));
-        assert!(absolute_target(&req("/healthz", &[])).expect("ok").is_none());
+        assert!(absolute_target(&req("/healthz", &[]))
+            .expect("ok")
+            .is_none());
         assert!(absolute_target(&req("ftp://example.test/", &[])).is_err());
     }
 
     #[test]
     fn origin_form_and_host_for_the_upstream() {
-        let target = Target { host: "api.test".into(), port: 8443, tls: true };
-        let mut r = req("https://api.test:8443/v1/x?q=1", &[("proxy-authorization", "Basic eDp5"), ("connection", "keep-alive, x-private"), ("x-private", "1"), ("te", "trailers")]);
+        let target = Target {
+            host: "api.test".into(),
+            port: 8443,
+            tls: true,
+        };
+        let mut r = req(
+            "https://api.test:8443/v1/x?q=1",
+            &[
+                ("proxy-authorization", "Basic eDp5"),
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "1"),
+                ("te", "trailers"),
+            ],
+        );
         strip_hop_by_hop(&mut r);
         to_origin_form(&mut r, &target).expect("origin form");
         assert_eq!(r.raw_path(), b"/v1/x?q=1");
-        assert_eq!(r.headers.get("host").map(|h| h.as_bytes()), Some(&b"api.test:8443"[..]));
+        assert_eq!(
+            r.headers.get("host").map(|h| h.as_bytes()),
+            Some(&b"api.test:8443"[..])
+        );
         for gone in ["proxy-authorization", "connection", "x-private", "te"] {
             assert!(!r.headers.contains_key(gone), "{gone}");
         }
@@ -438,7 +578,10 @@ mod tests {
 
     #[test]
     fn websocket_handshakes_keep_upgrade() {
-        let mut r = req("/chat", &[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let mut r = req(
+            "/chat",
+            &[("connection", "Upgrade"), ("upgrade", "websocket")],
+        );
         strip_hop_by_hop(&mut r);
         assert!(r.headers.contains_key("connection") && r.headers.contains_key("upgrade"));
     }

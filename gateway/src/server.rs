@@ -30,7 +30,10 @@ pub enum BuildError {
     #[error("{path}: {message}")]
     UpstreamCa { path: PathBuf, message: String },
     #[error("cannot prepare {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error("metrics setup failed: {0}")]
@@ -46,7 +49,10 @@ pub enum PolicySource {
 /// here, with a message naming what to fix.
 pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Server, BuildError> {
     let gateway_dir = config.data_dir.join("gateway");
-    fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir { path: gateway_dir.clone(), source })?;
+    fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir {
+        path: gateway_dir.clone(),
+        source,
+    })?;
 
     let metrics = Arc::new(GatewayMetrics::new()?);
     let ca = match &config.ca_files {
@@ -54,14 +60,24 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
         None => CertificateAuthority::load_or_generate(&gateway_dir)?,
     };
     let minted = metrics.leaf_minted.clone();
-    let leaves = LeafCertCache::new(ca, config.leaf_cache_capacity, Box::new(move || minted.inc()))
-        .map_err(|e| BuildError::Tls(e.to_string()))?;
+    let leaves = LeafCertCache::new(
+        ca,
+        config.leaf_cache_capacity,
+        Box::new(move || minted.inc()),
+    )
+    .map_err(|e| BuildError::Tls(e.to_string()))?;
 
     let policy = Arc::new(PolicyHandle::default());
     let PolicySource::File(policy_path) = source;
     let policy_file = PolicyFile::new(policy_path, policy.clone(), metrics.clone());
     policy_file.reload().map_err(|errors| {
-        BuildError::Policy(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        BuildError::Policy(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
 
     let mut conf = ServerConf {
@@ -88,8 +104,14 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let proxy = Arc::new(pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(shared.clone())));
-    let mut front = Service::new("onecli-gateway".to_owned(), FrontDoor::new(shared.clone(), proxy));
+    let proxy = Arc::new(pingora_proxy::http_proxy(
+        &server.configuration,
+        GatewayProxy::new(shared.clone()),
+    ));
+    let mut front = Service::new(
+        "onecli-gateway".to_owned(),
+        FrontDoor::new(shared.clone(), proxy),
+    );
     front.add_tcp(&shared.config.listen.to_string());
     server.add_service(front);
     if let Some(addr) = shared.config.metrics_listen {
@@ -97,7 +119,13 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
             let shared = shared.clone();
             Arc::new(move || shared.leaves.len())
         };
-        let mut svc = Service::new("onecli-gateway-metrics".to_owned(), MetricsApp { metrics, leaf_count });
+        let mut svc = Service::new(
+            "onecli-gateway-metrics".to_owned(),
+            MetricsApp {
+                metrics,
+                leaf_count,
+            },
+        );
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
@@ -111,7 +139,9 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
 fn interception_acceptor() -> Result<SslAcceptor, BuildError> {
     let tls = |e: pingora_core::tls::error::ErrorStack| BuildError::Tls(e.to_string());
     let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(tls)?;
-    builder.set_alpn_select_callback(|_, client| select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK));
+    builder.set_alpn_select_callback(|_, client| {
+        select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
+    });
     Ok(builder.build())
 }
 
@@ -125,9 +155,13 @@ const SYSTEM_BUNDLES: [&str; 4] = [
 /// System roots plus `extra`, written once to the data dir: Pingora's
 /// connector loads one CA file for every upstream.
 fn upstream_roots(extra: &Path, dir: &Path) -> Result<PathBuf, BuildError> {
-    let bad = |message: String| BuildError::UpstreamCa { path: extra.to_owned(), message };
+    let bad = |message: String| BuildError::UpstreamCa {
+        path: extra.to_owned(),
+        message,
+    };
     let extra_pem = fs::read(extra).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let certs = X509::stack_from_pem(&extra_pem).map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    let certs =
+        X509::stack_from_pem(&extra_pem).map_err(|e| bad(format!("not PEM certificates: {e}")))?;
     if certs.is_empty() {
         return Err(bad("holds no certificate".into()));
     }

@@ -13,7 +13,14 @@ use tokio::net::TcpStream;
 
 use crate::Shared;
 
-pub async fn pass_through(shared: &Shared, mut client: Box<L4Stream>, early: &[u8], host: &str, port: u16, shutdown: &ShutdownWatch) {
+pub async fn pass_through(
+    shared: &Shared,
+    mut client: Box<L4Stream>,
+    early: &[u8],
+    host: &str,
+    port: u16,
+    shutdown: &ShutdownWatch,
+) {
     let addr = match shared.egress.resolve(host, port).await {
         Ok(addr) => addr,
         Err(error) => {
@@ -22,7 +29,8 @@ pub async fn pass_through(shared: &Shared, mut client: Box<L4Stream>, early: &[u
         }
     };
     let timeouts = shared.config.timeouts;
-    let mut upstream = match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
+    let mut upstream = match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(error)) => {
             tracing::info!(%error, host, "pass-through connect failed");
@@ -46,7 +54,12 @@ pub async fn pass_through(shared: &Shared, mut client: Box<L4Stream>, early: &[u
     }
 }
 
-async fn copy<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut from: R, mut to: W, last: &AtomicU64, start: Instant) {
+async fn copy<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut from: R,
+    mut to: W,
+    last: &AtomicU64,
+    start: Instant,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match from.read(&mut buf).await {
@@ -66,7 +79,9 @@ async fn idle_watch(last: &AtomicU64, start: Instant, idle: Duration) {
     let tick = (idle / 4).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(tick).await;
-        let quiet = start.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+        let quiet = start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
         if quiet >= idle {
             return;
         }

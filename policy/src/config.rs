@@ -63,7 +63,9 @@ struct RawSecret {
 
 impl std::fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawSecret").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("RawSecret")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -186,7 +188,11 @@ pub fn parse_policy_file(
             (None, Some(var)) => match env(var) {
                 Some(v) => Zeroizing::new(v),
                 None => {
-                    fail(line, &item, format!("value_env: environment variable {var} is not set"));
+                    fail(
+                        line,
+                        &item,
+                        format!("value_env: environment variable {var} is not set"),
+                    );
                     continue;
                 }
             },
@@ -206,7 +212,11 @@ pub fn parse_policy_file(
             }),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                fail(line, &item, "set header_name or param_name, not both".into());
+                fail(
+                    line,
+                    &item,
+                    "set header_name or param_name, not both".into(),
+                );
                 continue;
             }
         };
@@ -232,7 +242,11 @@ pub fn parse_policy_file(
             (None, Some(var)) => match env(var) {
                 Some(t) => Zeroizing::new(t),
                 None => {
-                    fail(line, &item, format!("token_env: environment variable {var} is not set"));
+                    fail(
+                        line,
+                        &item,
+                        format!("token_env: environment variable {var} is not set"),
+                    );
                     continue;
                 }
             },
@@ -242,7 +256,11 @@ pub fn parse_policy_file(
             }
         };
         if !crate::is_valid_agent_token(&token) {
-            fail(line, &item, "token: must be aoc_ followed by 64 hex digits".into());
+            fail(
+                line,
+                &item,
+                "token: must be aoc_ followed by 64 hex digits".into(),
+            );
             continue;
         }
         agents.push(AgentDoc {
@@ -264,13 +282,23 @@ pub fn parse_policy_file(
         lines.0.push((item.clone(), line));
         let r = spanned.into_inner();
         let action = match (r.action, r.rate_limit, r.window) {
-            (RawAction::RateLimit, Some(limit), Some(window)) => RuleAction::RateLimit { limit, window },
+            (RawAction::RateLimit, Some(limit), Some(window)) => {
+                RuleAction::RateLimit { limit, window }
+            }
             (RawAction::RateLimit, _, _) => {
-                fail(line, &item, "a rate_limit rule needs rate_limit and window".into());
+                fail(
+                    line,
+                    &item,
+                    "a rate_limit rule needs rate_limit and window".into(),
+                );
                 continue;
             }
             (_, Some(_), _) | (_, _, Some(_)) => {
-                fail(line, &item, "rate_limit and window belong to rate_limit rules only".into());
+                fail(
+                    line,
+                    &item,
+                    "rate_limit and window belong to rate_limit rules only".into(),
+                );
                 continue;
             }
             (RawAction::Block, None, None) => RuleAction::Block,
@@ -303,7 +331,10 @@ pub fn parse_policy_file(
 }
 
 fn line_at(text: &str, offset: usize) -> usize {
-    1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 #[cfg(test)]

@@ -20,13 +20,17 @@ pub fn is_valid_identifier(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=50).contains(&b.len())
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 /// Agent access tokens: `aoc_` followed by 64 lowercase hex digits.
 pub fn is_valid_agent_token(s: &str) -> bool {
-    s.strip_prefix("aoc_")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+    s.strip_prefix("aoc_").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    })
 }
 
 #[cfg(test)]

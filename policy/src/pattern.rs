@@ -47,7 +47,8 @@ impl HostPattern {
         if host.matches('*').count() > 1 {
             return Err(PatternError::TooManyWildcards(raw.into()));
         }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '_' | ':');
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '_' | ':');
         if !host.chars().all(allowed) {
             return Err(PatternError::BadHostChar(raw.into()));
         }
@@ -136,7 +137,10 @@ fn parse_port(p: &str) -> Result<u16, ()> {
 /// Lowercases a request host and strips brackets and a trailing dot, the
 /// form [`HostPattern::matches`] expects. Allocates only when it must.
 pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())

@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn preview_masks_the_middle() {
-        assert_eq!(SecretValue::new("sk-ant-api03-abcdefwxyz".into()).preview(), "sk-a••••••••wxyz");
+        assert_eq!(
+            SecretValue::new("sk-ant-api03-abcdefwxyz".into()).preview(),
+            "sk-a••••••••wxyz"
+        );
         assert_eq!(SecretValue::new("short".into()).preview(), "••••••••");
     }
 }

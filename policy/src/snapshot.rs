@@ -6,9 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{
-    InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode,
-};
+use crate::model::{InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode};
 use crate::pattern::{HostPattern, PathPattern};
 use crate::secret::SecretValue;
 
@@ -86,10 +84,18 @@ impl Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InjectOp {
     /// Replace the header (lowercase name) with the formatted value.
-    SetHeader { name: String, format: ValueFormat },
-    RemoveHeader { name: String },
+    SetHeader {
+        name: String,
+        format: ValueFormat,
+    },
+    RemoveHeader {
+        name: String,
+    },
     /// Replace the query parameter with the formatted value.
-    SetQuery { name: String, format: ValueFormat },
+    SetQuery {
+        name: String,
+        format: ValueFormat,
+    },
 }
 
 /// A format such as `Bearer {value}`, split around its one `{value}`.
@@ -106,7 +112,9 @@ impl ValueFormat {
                 prefix: prefix.to_owned(),
                 suffix: suffix.to_owned(),
             }),
-            Some(_) => Err(format!("format {raw:?} must contain {{value}} exactly once")),
+            Some(_) => Err(format!(
+                "format {raw:?} must contain {{value}} exactly once"
+            )),
             None => Err(format!("format {raw:?} must contain {{value}}")),
         }
     }
@@ -168,10 +176,18 @@ impl Snapshot {
         for (i, s) in doc.secrets.into_iter().enumerate() {
             let item = format!("secrets[{i}]");
             if secret_index.insert(s.id.clone(), i).is_some() {
-                err(item.clone(), Some("id"), format!("duplicate secret id {:?}", s.id));
+                err(
+                    item.clone(),
+                    Some("id"),
+                    format!("duplicate secret id {:?}", s.id),
+                );
             }
             if s.value.is_empty() {
-                err(item.clone(), Some("value"), "the secret value is empty".into());
+                err(
+                    item.clone(),
+                    Some("value"),
+                    "the secret value is empty".into(),
+                );
             }
             let host = HostPattern::parse(&s.host_pattern)
                 .map_err(|e| err(item.clone(), Some("host_pattern"), e.to_string()));
@@ -199,17 +215,32 @@ impl Snapshot {
         for (i, a) in doc.agents.into_iter().enumerate() {
             let item = format!("agents[{i}]");
             if !crate::is_valid_identifier(&a.identifier) {
-                err(item.clone(), Some("identifier"), format!(
-                    "{:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$", a.identifier));
+                err(
+                    item.clone(),
+                    Some("identifier"),
+                    format!("{:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$", a.identifier),
+                );
             }
             if !identifiers.insert(a.identifier.clone()) {
-                err(item.clone(), Some("identifier"), format!("duplicate identifier {:?}", a.identifier));
+                err(
+                    item.clone(),
+                    Some("identifier"),
+                    format!("duplicate identifier {:?}", a.identifier),
+                );
             }
             if agent_index.insert(a.id.clone(), i).is_some() {
-                err(item.clone(), Some("id"), format!("duplicate agent id {:?}", a.id));
+                err(
+                    item.clone(),
+                    Some("id"),
+                    format!("duplicate agent id {:?}", a.id),
+                );
             }
             if agents_by_token.insert(a.token_sha256, i).is_some() {
-                err(item.clone(), Some("token"), "two agents share one token".into());
+                err(
+                    item.clone(),
+                    Some("token"),
+                    "two agents share one token".into(),
+                );
             }
             let visible_secrets = match a.secret_mode {
                 SecretMode::All => None,
@@ -220,7 +251,11 @@ impl Snapshot {
                             Some(&idx) => {
                                 set.insert(idx);
                             }
-                            None => err(item.clone(), Some("secrets"), format!("unknown secret id {id:?}")),
+                            None => err(
+                                item.clone(),
+                                Some("secrets"),
+                                format!("unknown secret id {id:?}"),
+                            ),
                         }
                     }
                     Some(set)
@@ -251,11 +286,19 @@ impl Snapshot {
             };
             for m in &r.methods {
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                    err(item.clone(), Some("methods"), format!("{m:?} is not an upper-case HTTP method"));
+                    err(
+                        item.clone(),
+                        Some("methods"),
+                        format!("{m:?} is not an upper-case HTTP method"),
+                    );
                 }
             }
             if let RuleAction::RateLimit { limit: 0, .. } = r.action {
-                err(item.clone(), Some("rate_limit"), "the limit must be at least 1".into());
+                err(
+                    item.clone(),
+                    Some("rate_limit"),
+                    "the limit must be at least 1".into(),
+                );
             }
             if let (Ok(host), Ok(path), Ok(agent)) = (host, path, agent) {
                 if r.enabled {
@@ -296,9 +339,15 @@ impl Snapshot {
             }
         }
         // Agents refer to secrets by index: remap after the sort.
-        let new_index: HashMap<&str, usize> =
-            secrets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        let old_to_id: HashMap<usize, &str> = secret_index.iter().map(|(id, &i)| (i, id.as_str())).collect();
+        let new_index: HashMap<&str, usize> = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let old_to_id: HashMap<usize, &str> = secret_index
+            .iter()
+            .map(|(id, &i)| (i, id.as_str()))
+            .collect();
         for agent in &mut agents {
             if let Some(visible) = &mut agent.visible_secrets {
                 *visible = visible
@@ -349,7 +398,11 @@ impl Snapshot {
         port: u16,
         path: &'a str,
     ) -> impl Iterator<Item = &'a Secret> + 'a {
-        let exact = self.secrets_by_host.get(host).map(Vec::as_slice).unwrap_or(&[]);
+        let exact = self
+            .secrets_by_host
+            .get(host)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         // Most requests match zero or one secret: this rarely allocates.
         let mut indices: Vec<usize> = self
             .wildcard_secrets
@@ -360,7 +413,10 @@ impl Snapshot {
                 let s = &self.secrets[i];
                 s.host.matches(host, port)
                     && s.path.matches(path)
-                    && agent.visible_secrets.as_ref().is_none_or(|v| v.contains(&i))
+                    && agent
+                        .visible_secrets
+                        .as_ref()
+                        .is_none_or(|v| v.contains(&i))
             })
             .collect();
         indices.sort_unstable();
@@ -370,8 +426,13 @@ impl Snapshot {
     /// Whether any secret (visible to the agent or not) matches the host:
     /// tells `access_restricted` from `credential_not_found`.
     pub fn any_secret_for_host(&self, host: &str, port: u16) -> bool {
-        self.secrets_by_host.get(host).is_some_and(|v| v.iter().any(|&i| self.secrets[i].host.matches(host, port)))
-            || self.wildcard_secrets.iter().any(|&i| self.secrets[i].host.matches(host, port))
+        self.secrets_by_host
+            .get(host)
+            .is_some_and(|v| v.iter().any(|&i| self.secrets[i].host.matches(host, port)))
+            || self
+                .wildcard_secrets
+                .iter()
+                .any(|&i| self.secrets[i].host.matches(host, port))
     }
 
     pub fn is_passthrough(&self, host: &str, port: u16) -> bool {
@@ -397,12 +458,20 @@ fn injection_ops(
         name: name.to_owned(),
         format,
     };
-    let remove = |name: &str| InjectOp::RemoveHeader { name: name.to_owned() };
+    let remove = |name: &str| InjectOp::RemoveHeader {
+        name: name.to_owned(),
+    };
     Ok(match kind {
         SecretKind::Anthropic if value.starts_with(ANTHROPIC_OAUTH_PREFIX) => {
-            vec![header("authorization", ValueFormat::bearer()), remove("x-api-key")]
+            vec![
+                header("authorization", ValueFormat::bearer()),
+                remove("x-api-key"),
+            ]
         }
-        SecretKind::Anthropic => vec![header("x-api-key", ValueFormat::plain()), remove("authorization")],
+        SecretKind::Anthropic => vec![
+            header("x-api-key", ValueFormat::plain()),
+            remove("authorization"),
+        ],
         SecretKind::Openai => vec![header("authorization", ValueFormat::bearer())],
         SecretKind::Generic => match injection {
             None => return Err("a generic secret needs a header_name or a param_name".into()),
@@ -410,7 +479,10 @@ fn injection_ops(
                 if !is_header_name(name) {
                     return Err(format!("{name:?} is not a valid header name"));
                 }
-                vec![header(&name.to_ascii_lowercase(), ValueFormat::parse(format)?)]
+                vec![header(
+                    &name.to_ascii_lowercase(),
+                    ValueFormat::parse(format)?,
+                )]
             }
             Some(InjectionDoc::Query { name, format }) => {
                 if name.is_empty() || name.contains(['&', '=', '#', ' ']) {
@@ -427,9 +499,18 @@ fn injection_ops(
 
 /// RFC 9110 token characters; also refuses the headers the gateway owns.
 fn is_header_name(name: &str) -> bool {
-    const RESERVED: [&str; 6] = ["host", "content-length", "transfer-encoding", "connection", "upgrade", "proxy-authorization"];
+    const RESERVED: [&str; 6] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "proxy-authorization",
+    ];
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         && !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 

@@ -18,7 +18,9 @@ pub enum WireError {
     BadMagic,
     #[error("envelope is truncated")]
     Truncated,
-    #[error("policy schema version {0} was written by a newer OneCLI (this one reads {SCHEMA_VERSION})")]
+    #[error(
+        "policy schema version {0} was written by a newer OneCLI (this one reads {SCHEMA_VERSION})"
+    )]
     NewerSchema(u16),
     #[error("policy schema version {0} is not supported")]
     UnsupportedSchema(u16),

@@ -55,7 +55,11 @@ pub struct GatewayArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub client_timeout: Duration,
     /// Dashboard base URL used in links of error bodies.
-    #[arg(long, env = "ONECLI_DASHBOARD_URL", default_value = "http://localhost:10254")]
+    #[arg(
+        long,
+        env = "ONECLI_DASHBOARD_URL",
+        default_value = "http://localhost:10254"
+    )]
     pub dashboard_url: String,
     /// Worker threads.
     #[arg(long, default_value_t = default_threads())]
@@ -84,7 +88,8 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
     config.shutdown_timeout = args.shutdown_timeout;
     let listen = config.listen;
     let ca_path = config.data_dir.join("gateway").join("ca.pem");
-    let server = build_server(config, PolicySource::File(args.policy)).map_err(|e| CliError::config(e.to_string()))?;
+    let server = build_server(config, PolicySource::File(args.policy))
+        .map_err(|e| CliError::config(e.to_string()))?;
     tracing::info!(%listen, ca = %ca_path.display(), "gateway listening");
     server.run_forever()
 }
@@ -103,9 +108,13 @@ fn default_threads() -> usize {
 /// `250ms`, `10s`, `5m`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 500ms, 10s or 5m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 10s or 5m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,

@@ -19,9 +19,24 @@ async fn each_injection_kind_arrives_and_nothing_else_does() {
     let env = Env::start().await;
     let cases: [(&str, &str, &str, &str); 4] = [
         ("api.test", "/v1/messages", "x-api-key", ANTHROPIC_KEY),
-        ("oauth.test", "/v1/messages", "authorization", "Bearer sk-ant-oat01-SECRET-oauth-token"),
-        ("openai.test", "/v1/chat", "authorization", "Bearer sk-proj-SECRET-openai"),
-        ("generic.test", "/repos/a/b", "authorization", "token ghp_SECRET_github"),
+        (
+            "oauth.test",
+            "/v1/messages",
+            "authorization",
+            "Bearer sk-ant-oat01-SECRET-oauth-token",
+        ),
+        (
+            "openai.test",
+            "/v1/chat",
+            "authorization",
+            "Bearer sk-proj-SECRET-openai",
+        ),
+        (
+            "generic.test",
+            "/repos/a/b",
+            "authorization",
+            "token ghp_SECRET_github",
+        ),
     ];
     for (host, path, header, want) in cases {
         let (status, body) = env.curl(TOKEN_ALL, &[], &env.url(host, path));
@@ -29,11 +44,18 @@ async fn each_injection_kind_arrives_and_nothing_else_does() {
         let body = json(&body);
         assert_eq!(echoed(&body, header), [want], "{host}");
         for other in CREDENTIAL_HEADERS.iter().filter(|h| **h != header) {
-            assert!(echoed(&body, other).is_empty(), "{host}: {other} should not arrive: {body}");
+            assert!(
+                echoed(&body, other).is_empty(),
+                "{host}: {other} should not arrive: {body}"
+            );
         }
     }
     // Query-parameter injection replaces what the agent sent and keeps the rest.
-    let (status, body) = env.curl(TOKEN_ALL, &[], &env.url("query.test", "/maps?q=1&key=agent-guess"));
+    let (status, body) = env.curl(
+        TOKEN_ALL,
+        &[],
+        &env.url("query.test", "/maps?q=1&key=agent-guess"),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["query"], format!("q=1&key={QUERY_KEY}"));
 }
@@ -41,16 +63,31 @@ async fn each_injection_kind_arrives_and_nothing_else_does() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agents_own_credentials_are_replaced_not_merged() {
     let env = Env::start().await;
-    let (_, body) = env.curl(TOKEN_ALL, &["-H", "Authorization: Bearer agent-placeholder"], &env.url("openai.test", "/v1/chat"));
-    assert_eq!(echoed(&json(&body), "authorization"), [format!("Bearer {OPENAI_KEY}")]);
     let (_, body) = env.curl(
         TOKEN_ALL,
-        &["-H", "Authorization: Bearer agent", "-H", "x-api-key: placeholder"],
+        &["-H", "Authorization: Bearer agent-placeholder"],
+        &env.url("openai.test", "/v1/chat"),
+    );
+    assert_eq!(
+        echoed(&json(&body), "authorization"),
+        [format!("Bearer {OPENAI_KEY}")]
+    );
+    let (_, body) = env.curl(
+        TOKEN_ALL,
+        &[
+            "-H",
+            "Authorization: Bearer agent",
+            "-H",
+            "x-api-key: placeholder",
+        ],
         &env.url("api.test", "/v1/messages"),
     );
     let body = json(&body);
     assert_eq!(echoed(&body, "x-api-key"), [ANTHROPIC_KEY]);
-    assert!(echoed(&body, "authorization").is_empty(), "anthropic API keys drop authorization: {body}");
+    assert!(
+        echoed(&body, "authorization").is_empty(),
+        "anthropic API keys drop authorization: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,7 +109,10 @@ async fn nothing_is_injected_on_other_hosts_paths_or_for_unassigned_agents() {
         }
     }
     let (_, body) = env.curl(TOKEN_PICKY, &[], &env.url("generic.test", "/repos/x"));
-    assert_eq!(echoed(&json(&body), "authorization"), [format!("token {GITHUB_TOKEN}")]);
+    assert_eq!(
+        echoed(&json(&body), "authorization"),
+        [format!("token {GITHUB_TOKEN}")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,8 +125,19 @@ url, proxy, ca = sys.argv[1:4]
 r = requests.get(url, proxies={"https": proxy}, verify=ca, headers={"Authorization": "Bearer agent"}, timeout=20)
 print(json.dumps({"status": r.status_code, "body": r.json()}))
 "#;
-    let out = python(script, &[&env.url("api.test", "/v1/messages"), &proxy, &env.gateway_ca().display().to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = python(
+        script,
+        &[
+            &env.url("api.test", "/v1/messages"),
+            &proxy,
+            &env.gateway_ca().display().to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["status"], 200);
     assert_eq!(echoed(&v["body"], "x-api-key"), [ANTHROPIC_KEY]);
@@ -99,18 +150,31 @@ async fn proxy_authentication_is_required_and_never_forwarded() {
     let env = Env::start().await;
     let target = format!("api.test:{}", env.origin.port());
     let wrong = format!("aoc_{}", "f".repeat(64));
-    for auth in [None, Some(basic(&wrong)), Some(format!("Bearer {TOKEN_ALL}")), Some("Basic !!!".to_owned())] {
+    for auth in [
+        None,
+        Some(basic(&wrong)),
+        Some(format!("Bearer {TOKEN_ALL}")),
+        Some("Basic !!!".to_owned()),
+    ] {
         let (resp, mut s) = connect_raw(env.gateway.port, &target, auth.as_deref()).await;
         assert_eq!(resp.status, 407, "{auth:?}: {}", resp.head);
-        assert_eq!(resp.header("proxy-authenticate"), Some("Basic realm=\"OneCLI Gateway\""));
+        assert_eq!(
+            resp.header("proxy-authenticate"),
+            Some("Basic realm=\"OneCLI Gateway\"")
+        );
         assert_eq!(resp.json()["error"], "proxy_authentication_required");
         let mut rest = Vec::new();
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed in time");
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .expect("closed in time");
         assert_eq!(n.expect("read"), 0, "connection closed after 407");
     }
     // Lowercase scheme, and the token as the user name with an empty password.
     use base64::Engine;
-    let user_only = format!("basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_ALL}:")));
+    let user_only = format!(
+        "basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_ALL}:"))
+    );
     for auth in [basic(TOKEN_ALL).replacen("Basic", "basic", 1), user_only] {
         let (resp, _) = connect_raw(env.gateway.port, &target, Some(&auth)).await;
         assert_eq!(resp.status, 200, "{auth}: {}", resp.head);
@@ -135,11 +199,25 @@ async fn the_leaf_verifies_against_the_ca_which_survives_a_restart() {
     assert_eq!(status, 200);
     // Without our CA the client refuses the leaf.
     let proxy = format!("http://127.0.0.1:{}", env.gateway.port);
-    let out = run(std::process::Command::new("curl").args(["-sS", "-x", &proxy, "--proxy-user", &format!("x:{TOKEN_ALL}"), &env.url("api.test", "/")]));
-    assert!(!out.status.success(), "curl trusted a leaf without the gateway CA");
+    let out = run(std::process::Command::new("curl").args([
+        "-sS",
+        "-x",
+        &proxy,
+        "--proxy-user",
+        &format!("x:{TOKEN_ALL}"),
+        &env.url("api.test", "/"),
+    ]));
+    assert!(
+        !out.status.success(),
+        "curl trusted a leaf without the gateway CA"
+    );
     let before = std::fs::read(env.gateway_ca()).expect("ca");
     env.restart_gateway(&[]).await;
-    assert_eq!(std::fs::read(env.gateway_ca()).expect("ca"), before, "CA regenerated on restart");
+    assert_eq!(
+        std::fs::read(env.gateway_ca()).expect("ca"),
+        before,
+        "CA regenerated on restart"
+    );
     let (status, body) = env.curl(TOKEN_ALL, &[], &env.url("api.test", "/"));
     assert_eq!(status, 200, "{body}");
 }
@@ -148,18 +226,35 @@ async fn the_leaf_verifies_against_the_ca_which_survives_a_restart() {
 async fn http2_downstream_and_upstream() {
     let env = Env::start().await;
     let out = run(std::process::Command::new("curl")
-        .args(["-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version}", "-x", &format!("http://127.0.0.1:{}", env.gateway.port)])
+        .args([
+            "-sS",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "-x",
+            &format!("http://127.0.0.1:{}", env.gateway.port),
+        ])
         .args(["--proxy-user", &format!("x:{TOKEN_ALL}"), "--cacert"])
         .arg(env.gateway_ca())
         .arg(env.url("api.test", "/")));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "downstream h2");
     let (_, body) = env.curl(TOKEN_ALL, &["--http1.1"], &env.url("api.test", "/"));
-    assert_eq!(json(&body)["version"], "HTTP/2.0", "upstream h2 when the origin offers it");
+    assert_eq!(
+        json(&body)["version"],
+        "HTTP/2.0",
+        "upstream h2 when the origin offers it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http1_only_origins_are_reached_over_http1() {
-    let env = Env::start_with(Options { origin_http1_only: true, ..Options::default() }).await;
+    let env = Env::start_with(Options {
+        origin_http1_only: true,
+        ..Options::default()
+    })
+    .await;
     let (status, body) = env.curl(TOKEN_ALL, &["--http2"], &env.url("api.test", "/"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["version"], "HTTP/1.1");
@@ -169,7 +264,11 @@ async fn http1_only_origins_are_reached_over_http1() {
 async fn a_mebibyte_both_ways() {
     let env = Env::start().await;
     let out_file = env.dir.path().join("big.bin");
-    let (status, _) = env.curl(TOKEN_ALL, &["-o", out_file.to_str().expect("utf8")], &env.url("api.test", "/big"));
+    let (status, _) = env.curl(
+        TOKEN_ALL,
+        &["-o", out_file.to_str().expect("utf8")],
+        &env.url("api.test", "/big"),
+    );
     assert_eq!(status, 200);
     let got = std::fs::read(&out_file).expect("download");
     assert_eq!(got.len(), BIG_BODY);
@@ -177,7 +276,11 @@ async fn a_mebibyte_both_ways() {
     let upload = env.dir.path().join("up.bin");
     std::fs::write(&upload, big_body()).expect("write");
     for version in ["--http1.1", "--http2"] {
-        let (status, body) = env.curl(TOKEN_ALL, &[version, "--data-binary", &format!("@{}", upload.display())], &env.url("api.test", "/upload"));
+        let (status, body) = env.curl(
+            TOKEN_ALL,
+            &[version, "--data-binary", &format!("@{}", upload.display())],
+            &env.url("api.test", "/upload"),
+        );
         assert_eq!(status, 200, "{body}");
         let body = json(&body);
         assert_eq!(body["body_len"], BIG_BODY, "{version}");
@@ -202,23 +305,48 @@ for chunk in r.iter_content(chunk_size=None):
 print(json.dumps({"first": first, "total": time.monotonic() - start, "events": data.decode().count("data: ")}))
 "#;
     let proxy = format!("http://x:{TOKEN_ALL}@127.0.0.1:{}", env.gateway.port);
-    let out = python(script, &[&env.url("api.test", "/sse?events=3&gap_ms=1500"), &proxy, &env.gateway_ca().display().to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = python(
+        script,
+        &[
+            &env.url("api.test", "/sse?events=3&gap_ms=1500"),
+            &proxy,
+            &env.gateway_ca().display().to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let (first, total) = (v["first"].as_f64().expect("first"), v["total"].as_f64().expect("total"));
+    let (first, total) = (
+        v["first"].as_f64().expect("first"),
+        v["total"].as_f64().expect("total"),
+    );
     assert_eq!(v["events"], 3);
     assert!(total >= 3.0, "the stream lasts two gaps: {v}");
-    assert!(first + 1.5 <= total, "the first event arrived before the stream ended, not with it: {v}");
+    assert!(
+        first + 1.5 <= total,
+        "the first event arrived before the stream ended, not with it: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_upstream_yields_504_within_the_timeout() {
-    let env = Env::start_with(Options { extra_args: vec!["--read-timeout".into(), "1s".into()], ..Options::default() }).await;
+    let env = Env::start_with(Options {
+        extra_args: vec!["--read-timeout".into(), "1s".into()],
+        ..Options::default()
+    })
+    .await;
     let start = Instant::now();
     let (status, body) = env.curl(TOKEN_ALL, &[], &env.url("api.test", "/hang"));
     assert_eq!(status, 504, "{body}");
     assert_eq!(json(&body)["error"], "upstream_timeout");
-    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,7 +355,11 @@ async fn unreachable_upstreams_and_redirects() {
     let (status, body) = env.curl(TOKEN_ALL, &[], &env.url("dead.test", "/"));
     assert_eq!(status, 502, "{body}");
     assert_eq!(json(&body)["error"], "bad_gateway");
-    let (status, _) = env.curl(TOKEN_ALL, &["-D", "/dev/stdout"], &env.url("api.test", "/redirect"));
+    let (status, _) = env.curl(
+        TOKEN_ALL,
+        &["-D", "/dev/stdout"],
+        &env.url("api.test", "/redirect"),
+    );
     assert_eq!(status, 302, "redirects are passed back, not followed");
 }
 
@@ -241,7 +373,11 @@ async fn the_egress_guard_refuses_internal_addresses() {
         assert_eq!(json(&body)["error"], "egress_blocked");
     }
     // Nor is the gateway itself (absolute-form, no tunnel).
-    let (status, _) = env.curl(TOKEN_ALL, &[], &format!("http://127.0.0.1:{}/healthz", env.gateway.port));
+    let (status, _) = env.curl(
+        TOKEN_ALL,
+        &[],
+        &format!("http://127.0.0.1:{}/healthz", env.gateway.port),
+    );
     assert_eq!(status, 403);
 }
 
@@ -251,10 +387,21 @@ async fn pass_through_hosts_show_the_origins_own_certificate() {
     let origin_ca = env.origin.ca_path.clone().expect("origin CA");
     let proxy = format!("http://127.0.0.1:{}", env.gateway.port);
     let out = run(std::process::Command::new("curl")
-        .args(["-sS", "-x", &proxy, "--proxy-user", &format!("x:{TOKEN_ALL}"), "--cacert"])
+        .args([
+            "-sS",
+            "-x",
+            &proxy,
+            "--proxy-user",
+            &format!("x:{TOKEN_ALL}"),
+            "--cacert",
+        ])
         .arg(&origin_ca)
         .arg(env.url("pinned.test", "/echo")));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = json(&String::from_utf8_lossy(&out.stdout));
     for h in CREDENTIAL_HEADERS {
         assert!(echoed(&body, h).is_empty(), "{h} in a pass-through tunnel");
@@ -267,7 +414,11 @@ async fn pass_through_hosts_show_the_origins_own_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mismatched_host_in_a_tunnel_is_misdirected() {
     let env = Env::start().await;
-    let (status, body) = env.curl(TOKEN_ALL, &["--http1.1", "-H", "Host: other.test"], &env.url("api.test", "/"));
+    let (status, body) = env.curl(
+        TOKEN_ALL,
+        &["--http1.1", "-H", "Host: other.test"],
+        &env.url("api.test", "/"),
+    );
     assert_eq!(status, 421, "{body}");
     assert_eq!(json(&body)["error"], "misdirected_request");
 }
@@ -277,7 +428,10 @@ async fn a_policy_edit_applies_to_an_open_keep_alive_connection() {
     let env = Env::start().await;
     let mut tunnel = tls_tunnel(&env, TOKEN_ALL, "generic.test").await;
     let first = request(&mut tunnel, "GET", "/repos/x", "generic.test", &[]).await;
-    assert_eq!(echoed(&first.json(), "authorization"), [format!("token {GITHUB_TOKEN}")]);
+    assert_eq!(
+        echoed(&first.json(), "authorization"),
+        [format!("token {GITHUB_TOKEN}")]
+    );
 
     std::fs::write(&env.gateway.policy_path, policy("ghp_SECRET_rotated")).expect("edit policy");
     let saved = Instant::now();
@@ -286,7 +440,10 @@ async fn a_policy_edit_applies_to_an_open_keep_alive_connection() {
         if echoed(&resp.json(), "authorization") == ["token ghp_SECRET_rotated"] {
             break;
         }
-        assert!(saved.elapsed() < Duration::from_secs(5), "new policy not applied on the open connection");
+        assert!(
+            saved.elapsed() < Duration::from_secs(5),
+            "new policy not applied on the open connection"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("policy applied {:?} after the save", saved.elapsed());
@@ -294,13 +451,24 @@ async fn a_policy_edit_applies_to_an_open_keep_alive_connection() {
     // A broken edit is rejected and the last good policy stays.
     std::fs::write(&env.gateway.policy_path, "[[secrets]]\nname = ").expect("break policy");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while env.gateway.metric("onecli_gateway_policy_rejected_total").await != Some(1.0) {
+    while env
+        .gateway
+        .metric("onecli_gateway_policy_rejected_total")
+        .await
+        != Some(1.0)
+    {
         assert!(Instant::now() < deadline, "broken policy never noticed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let resp = request(&mut tunnel, "GET", "/repos/x", "generic.test", &[]).await;
-    assert_eq!(echoed(&resp.json(), "authorization"), ["token ghp_SECRET_rotated"]);
-    assert!(env.gateway.log().contains("policy rejected"), "rejection is logged");
+    assert_eq!(
+        echoed(&resp.json(), "authorization"),
+        ["token ghp_SECRET_rotated"]
+    );
+    assert!(
+        env.gateway.log().contains("policy rejected"),
+        "rejection is logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,21 +480,34 @@ async fn a_hundred_concurrent_first_requests_mint_one_certificate() {
             let env = env.clone();
             tokio::spawn(async move {
                 let mut t = tls_tunnel(&env, TOKEN_ALL, "new.test").await;
-                request(&mut t, "GET", "/small", "new.test", &[]).await.status
+                request(&mut t, "GET", "/small", "new.test", &[])
+                    .await
+                    .status
             })
         })
         .collect();
     for t in tasks {
         assert_eq!(t.await.expect("task"), 200);
     }
-    assert_eq!(env.gateway.metric("onecli_gateway_leaf_certs_minted_total").await, Some(1.0));
-    assert_eq!(env.gateway.metric("onecli_gateway_leaf_certs_cached").await, Some(1.0));
+    assert_eq!(
+        env.gateway
+            .metric("onecli_gateway_leaf_certs_minted_total")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        env.gateway.metric("onecli_gateway_leaf_certs_cached").await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_oversize_heads_get_400_and_a_closed_connection() {
     let env = Env::start().await;
-    let oversize = format!("GET http://plain.test/ HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let oversize = format!(
+        "GET http://plain.test/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     let auth = basic(TOKEN_ALL);
     let cases = [
         format!("CONNECT nohost HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n"),
@@ -336,14 +517,22 @@ async fn malformed_and_oversize_heads_get_400_and_a_closed_connection() {
         oversize,
     ];
     for case in cases {
-        let mut s = tokio::net::TcpStream::connect(sockaddr(env.gateway.port)).await.expect("connect");
+        let mut s = tokio::net::TcpStream::connect(sockaddr(env.gateway.port))
+            .await
+            .expect("connect");
         let _ = s.write_all(case.as_bytes()).await;
         let mut buf = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.expect("closed in time");
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("closed in time");
         // A reset after the answer is fine: the client sent more than we read.
         let _ = read;
         let text = String::from_utf8_lossy(&buf);
-        assert!(text.starts_with("HTTP/1.1 400 "), "{:?}: {text}", &case[..case.len().min(40)]);
+        assert!(
+            text.starts_with("HTTP/1.1 400 "),
+            "{:?}: {text}",
+            &case[..case.len().min(40)]
+        );
     }
 }
 
@@ -351,7 +540,12 @@ async fn malformed_and_oversize_heads_get_400_and_a_closed_connection() {
 async fn websocket_upgrades_carry_the_credential_on_the_handshake() {
     let env = Env::start().await;
     let mut tunnel = tls_tunnel(&env, TOKEN_ALL, "api.test").await;
-    let headers = [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
+    let headers = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
     // The origin answers after 50 ms, like one across a network. Pingora 0.9.1
     // tears an upgrade down when the 101 beats the request's empty body
     // through its pipe (cloudflare/pingora#946), which a loopback origin
@@ -360,9 +554,14 @@ async fn websocket_upgrades_carry_the_credential_on_the_handshake() {
     assert_eq!(resp.status, 101, "{}", resp.head);
     assert_eq!(resp.header("x-seen-x-api-key"), Some(ANTHROPIC_KEY));
     assert_eq!(resp.header("x-seen-proxy-authorization"), None);
-    tunnel.write_all(b"ping over the upgraded stream").await.expect("write");
+    tunnel
+        .write_all(b"ping over the upgraded stream")
+        .await
+        .expect("write");
     let mut buf = [0u8; 29];
-    let echoed = tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut buf)).await.expect("echo in time");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut buf))
+        .await
+        .expect("echo in time");
     if let Err(error) = echoed {
         panic!("no echo ({error}); gateway log:\n{}", env.gateway.log());
     }
@@ -377,13 +576,20 @@ async fn plain_http_inside_connect_is_served_as_http() {
     let (status, body) = env.curl(TOKEN_ALL, &["-p"], &url);
     assert_eq!(status, 200, "{body}");
     assert_eq!(echoed(&json(&body), "x-api-key"), [PLAIN_KEY]);
-    assert_eq!(env.gateway.metric("onecli_gateway_tunnels_total{mode=\"plain\"}").await, Some(1.0));
+    assert_eq!(
+        env.gateway
+            .metric("onecli_gateway_tunnels_total{mode=\"plain\"}")
+            .await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn own_api_health_readiness_and_metrics() {
     let env = Env::start().await;
-    let (status, body) = http_get(env.gateway.port, "/healthz").await.expect("healthz");
+    let (status, body) = http_get(env.gateway.port, "/healthz")
+        .await
+        .expect("healthz");
     assert_eq!(status, 200);
     assert_eq!(json(&body)["status"], "ok");
     assert!(json(&body)["version"].is_string());
@@ -407,15 +613,32 @@ async fn own_api_health_readiness_and_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_or_token_reaches_the_logs() {
     let env = Env::start().await;
-    for (host, path) in [("api.test", "/v1/messages?x=1"), ("query.test", "/maps"), ("generic.test", "/repos/a"), ("dead.test", "/")] {
+    for (host, path) in [
+        ("api.test", "/v1/messages?x=1"),
+        ("query.test", "/maps"),
+        ("generic.test", "/repos/a"),
+        ("dead.test", "/"),
+    ] {
         let _ = env.curl(TOKEN_ALL, &[], &env.url(host, path));
     }
-    let _ = env.curl(TOKEN_ALL, &["-p"], &format!("http://plain.test:{}/", env.plain.port()));
+    let _ = env.curl(
+        TOKEN_ALL,
+        &["-p"],
+        &format!("http://plain.test:{}/", env.plain.port()),
+    );
     let log = env.gateway.log();
     assert!(log.contains("request"), "debug logging was on: {log}");
     for needle in ALL_SECRETS.iter().chain([TOKEN_ALL, TOKEN_PICKY].iter()) {
-        let leaks: Vec<String> = log.lines().filter(|l| l.contains(needle)).map(|l| l.replace(needle, "<LEAKED>")).collect();
-        assert!(leaks.is_empty(), "a secret or token leaked into the gateway log:\n{}", leaks.join("\n"));
+        let leaks: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| l.replace(needle, "<LEAKED>"))
+            .collect();
+        assert!(
+            leaks.is_empty(),
+            "a secret or token leaked into the gateway log:\n{}",
+            leaks.join("\n")
+        );
     }
 }
 
@@ -424,10 +647,21 @@ async fn sigterm_shuts_down_in_seconds() {
     let mut env = Env::start().await;
     let _ = env.curl(TOKEN_ALL, &[], &env.url("api.test", "/"));
     let pid = env.gateway.pid() as i32;
-    assert_eq!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().map(|s| s.success()).ok(), Some(true));
+    assert_eq!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .ok(),
+        Some(true)
+    );
     let start = Instant::now();
     while env.gateway.try_wait().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(15), "still running {:?} after SIGTERM", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running {:?} after SIGTERM",
+            start.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("graceful shutdown took {:?}", start.elapsed());

@@ -13,25 +13,44 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const TOKEN_ALL: &str = "aoc_00000000000000000000000000000000000000000000000000000000000000a1";
-pub const TOKEN_PICKY: &str = "aoc_00000000000000000000000000000000000000000000000000000000000000b2";
+pub const TOKEN_PICKY: &str =
+    "aoc_00000000000000000000000000000000000000000000000000000000000000b2";
 pub const ANTHROPIC_KEY: &str = "sk-ant-api03-SECRET-anthropic-key";
 pub const ANTHROPIC_OAUTH: &str = "sk-ant-oat01-SECRET-oauth-token";
 pub const OPENAI_KEY: &str = "sk-proj-SECRET-openai";
 pub const GITHUB_TOKEN: &str = "ghp_SECRET_github";
 pub const QUERY_KEY: &str = "SECRET-query-key";
 pub const PLAIN_KEY: &str = "SECRET-plain-key";
-pub const ALL_SECRETS: [&str; 6] = [ANTHROPIC_KEY, ANTHROPIC_OAUTH, OPENAI_KEY, GITHUB_TOKEN, QUERY_KEY, PLAIN_KEY];
+pub const ALL_SECRETS: [&str; 6] = [
+    ANTHROPIC_KEY,
+    ANTHROPIC_OAUTH,
+    OPENAI_KEY,
+    GITHUB_TOKEN,
+    QUERY_KEY,
+    PLAIN_KEY,
+];
 
 /// Hosts on the origin's certificate, all pinned to it with --resolve.
 pub const HOSTS: [&str; 10] = [
-    "api.test", "oauth.test", "openai.test", "generic.test", "query.test", "other.test", "pinned.test", "new.test",
-    "dead.test", "localhost",
+    "api.test",
+    "oauth.test",
+    "openai.test",
+    "generic.test",
+    "query.test",
+    "other.test",
+    "pinned.test",
+    "new.test",
+    "dead.test",
+    "localhost",
 ];
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub fn policy(github_token: &str) -> String {
@@ -132,12 +151,23 @@ impl Env {
 
     pub async fn start_with(options: Options) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let protocols = if options.origin_http1_only { Protocols::Http1Only } else { Protocols::Both };
-        let origin = Origin::start_tls(dir.path(), &HOSTS, protocols).await.expect("origin");
+        let protocols = if options.origin_http1_only {
+            Protocols::Http1Only
+        } else {
+            Protocols::Both
+        };
+        let origin = Origin::start_tls(dir.path(), &HOSTS, protocols)
+            .await
+            .expect("origin");
         let plain = Origin::start_plain().await.expect("plain origin");
         std::fs::write(dir.path().join("policy.toml"), policy(GITHUB_TOKEN)).expect("policy");
         let gateway = Gateway::start(dir.path(), &origin, &plain, &options.extra_args).await;
-        Env { dir, origin, plain, gateway }
+        Env {
+            dir,
+            origin,
+            plain,
+            gateway,
+        }
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
@@ -155,11 +185,20 @@ impl Env {
         let user = format!("x:{token}");
         let ca = self.gateway_ca();
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "20", "-x", &proxy, "--proxy-user", &user, "--cacert"])
-            .arg(&ca)
-            .args(["-w", "\n%{http_code}"])
-            .args(args)
-            .arg(url);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-x",
+            &proxy,
+            "--proxy-user",
+            &user,
+            "--cacert",
+        ])
+        .arg(&ca)
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url);
         status_and_body(&run(&mut cmd))
     }
 
@@ -191,14 +230,23 @@ impl Gateway {
     pub async fn start(dir: &Path, origin: &Origin, plain: &Origin, extra: &[String]) -> Gateway {
         let listen_given = extra.iter().any(|a| a == "--listen");
         let port = if listen_given {
-            extra.iter().skip_while(|a| *a != "--listen").nth(1).and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("port")
+            extra
+                .iter()
+                .skip_while(|a| *a != "--listen")
+                .nth(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .expect("port")
         } else {
             free_port()
         };
         let metrics_port = free_port();
         let data_dir = dir.join("data");
         let policy_path = dir.join("policy.toml");
-        let log_path = dir.join(format!("gateway-{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(metrics_port)));
+        let log_path = dir.join(format!(
+            "gateway-{}.log",
+            Instant::now().elapsed().as_nanos() ^ u128::from(metrics_port)
+        ));
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_onecli"));
         cmd.arg("gateway");
@@ -222,11 +270,24 @@ impl Gateway {
             };
             cmd.args(["--resolve", &format!("{host}:{}:{addr}", origin.port())]);
         }
-        cmd.args(["--resolve", &format!("plain.test:{}:127.0.0.1", plain.port())]);
+        cmd.args([
+            "--resolve",
+            &format!("plain.test:{}:127.0.0.1", plain.port()),
+        ]);
         cmd.args(extra);
-        cmd.env("ONECLI_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        cmd.env("ONECLI_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
         let child = cmd.spawn().expect("start onecli gateway");
-        let gateway = Gateway { port, metrics_port, data_dir, policy_path, log_path, child };
+        let gateway = Gateway {
+            port,
+            metrics_port,
+            data_dir,
+            policy_path,
+            log_path,
+            child,
+        };
         gateway.wait_ready().await;
         gateway
     }
@@ -237,7 +298,11 @@ impl Gateway {
             if let Ok((200, _)) = http_get(self.port, "/readyz").await {
                 return;
             }
-            assert!(Instant::now() < deadline, "gateway not ready in time; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready in time; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -255,30 +320,47 @@ impl Gateway {
     }
 
     pub async fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").await.expect("metrics").1
+        http_get(self.metrics_port, "/metrics")
+            .await
+            .expect("metrics")
+            .1
     }
 
     /// The value of one metric, named with its labels as printed.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = self.metrics().await;
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 }
 
 /// A plain HTTP/1.1 GET to 127.0.0.1:port; (status, body).
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 pub fn basic(token: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("x:{token}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("x:{token}"))
+    )
 }
 
 /// A raw HTTP/1.1 response.
@@ -298,7 +380,8 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -308,14 +391,28 @@ pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<R
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if s.read(&mut byte).await? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, String::from_utf8_lossy(&buf).into_owned()));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                String::from_utf8_lossy(&buf).into_owned(),
+            ));
         }
         buf.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut resp = Response { status, head, body: Vec::new() };
-    if let Some(len) = resp.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut resp = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    if let Some(len) = resp
+        .header("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+    {
         resp.body = vec![0; len];
         s.read_exact(&mut resp.body).await?;
     }
@@ -324,9 +421,15 @@ pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<R
 
 /// Sends a CONNECT and returns the gateway's answer and the socket.
 pub async fn connect_raw(port: u16, target: &str, auth: Option<&str>) -> (Response, TcpStream) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to gateway");
-    let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
-    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes()).await.expect("write");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to gateway");
+    let auth = auth
+        .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes())
+        .await
+        .expect("write");
     let resp = read_response(&mut s).await.expect("CONNECT response");
     (resp, s)
 }
@@ -342,11 +445,19 @@ pub async fn tls_tunnel(env: &Env, token: &str, host: &str) -> TlsTunnel {
     b.set_ca_file(env.gateway_ca()).expect("gateway CA");
     b.set_alpn_protos(b"\x08http/1.1").expect("alpn");
     let config = b.build().configure().expect("configure");
-    tokio_boring::connect(config, host, tcp).await.expect("TLS through the tunnel")
+    tokio_boring::connect(config, host, tcp)
+        .await
+        .expect("TLS through the tunnel")
 }
 
 /// Sends one request on an open stream and reads the response.
-pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, method: &str, path: &str, host: &str, headers: &[(&str, &str)]) -> Response {
+pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -359,7 +470,14 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, method: &str,
 
 /// Header values the origin echoed.
 pub fn echoed(body: &serde_json::Value, name: &str) -> Vec<String> {
-    body["headers"][name].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    body["headers"][name]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn python(script: &str, args: &[&str]) -> Output {

@@ -57,7 +57,9 @@ window = "hour"
     let env = |k: &str| (k == "GH_TOKEN").then(|| "from-env".to_owned());
     let snap = compile_policy_file("p.toml", &text, 4, &env).expect("compiles");
     assert_eq!(snap.version(), 4);
-    let agent = snap.agent_by_token_hash(&token_sha256(TOKEN)).expect("agent");
+    let agent = snap
+        .agent_by_token_hash(&token_sha256(TOKEN))
+        .expect("agent");
     assert_eq!(agent.identifier, "claude");
     assert_eq!(agent.policy_mode, PolicyMode::Deny);
     let secrets: Vec<_> = snap.injections(agent, "api.github.com", 443, "/").collect();
@@ -72,7 +74,11 @@ window = "hour"
 fn syntax_errors_carry_the_line() {
     let errors = compile("[[secrets]]\nname = \"x\"\ntype = \n").expect_err("bad");
     assert_eq!(errors[0].line, Some(3), "{errors:?}");
-    assert!(errors[0].to_string().starts_with("policy.toml:3: "), "{}", errors[0]);
+    assert!(
+        errors[0].to_string().starts_with("policy.toml:3: "),
+        "{}",
+        errors[0]
+    );
 }
 
 #[test]
@@ -89,7 +95,10 @@ fn validation_errors_point_at_the_item() {
     let errors = compile(text).expect_err("bad");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].line, Some(9), "{errors:?}");
-    assert!(errors[0].message.contains("secrets[1].host_pattern"), "{errors:?}");
+    assert!(
+        errors[0].message.contains("secrets[1].host_pattern"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -97,15 +106,36 @@ fn missing_env_value_and_bad_token_are_errors() {
     let text = "[[secrets]]\nname = \"x\"\ntype = \"openai\"\nvalue_env = \"NOPE\"\nhost_pattern = \"h\"\n\n[[agents]]\nname = \"a\"\nidentifier = \"a\"\ntoken = \"aoc_short\"\n";
     let errors = compile(text).expect_err("bad");
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(text.iter().any(|e| e.contains(":1: secrets[0]: value_env: environment variable NOPE")), "{text:?}");
-    assert!(text.iter().any(|e| e.contains(":7: agents[0]: token")), "{text:?}");
-    assert!(!text.iter().any(|e| e.contains("aoc_short")), "token leaked: {text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains(":1: secrets[0]: value_env: environment variable NOPE")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|e| e.contains(":7: agents[0]: token")),
+        "{text:?}"
+    );
+    assert!(
+        !text.iter().any(|e| e.contains("aoc_short")),
+        "token leaked: {text:?}"
+    );
 }
 
 #[test]
 fn rate_limit_fields_are_checked() {
-    let errors = compile("[[rules]]\nname = \"r\"\nhost_pattern = \"*\"\naction = \"rate_limit\"\n").expect_err("bad");
-    assert!(errors[0].message.contains("needs rate_limit and window"), "{errors:?}");
-    let errors = compile("[[rules]]\nname = \"r\"\nhost_pattern = \"*\"\naction = \"block\"\nwindow = \"hour\"\n").expect_err("bad");
-    assert!(errors[0].message.contains("belong to rate_limit"), "{errors:?}");
+    let errors =
+        compile("[[rules]]\nname = \"r\"\nhost_pattern = \"*\"\naction = \"rate_limit\"\n")
+            .expect_err("bad");
+    assert!(
+        errors[0].message.contains("needs rate_limit and window"),
+        "{errors:?}"
+    );
+    let errors = compile(
+        "[[rules]]\nname = \"r\"\nhost_pattern = \"*\"\naction = \"block\"\nwindow = \"hour\"\n",
+    )
+    .expect_err("bad");
+    assert!(
+        errors[0].message.contains("belong to rate_limit"),
+        "{errors:?}"
+    );
 }

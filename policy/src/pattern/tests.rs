@@ -46,31 +46,69 @@ fn host_patterns() {
     host_case!("::1", "::1", 443, true);
     // IDN hosts are matched in their ASCII (punycode) form, case-insensitively.
     host_case!("xn--bcher-kva.example", "XN--BCHER-KVA.example", 443, true);
-    host_case!("*.xn--bcher-kva.example", "api.xn--bcher-kva.example", 443, true);
+    host_case!(
+        "*.xn--bcher-kva.example",
+        "api.xn--bcher-kva.example",
+        443,
+        true
+    );
 }
 
 #[test]
 fn host_pattern_errors() {
     assert_eq!(HostPattern::parse(""), Err(PatternError::Empty));
-    assert!(matches!(HostPattern::parse("*.*.com"), Err(PatternError::TooManyWildcards(_))));
-    assert!(matches!(HostPattern::parse("a b.com"), Err(PatternError::BadHostChar(_))));
-    assert!(matches!(HostPattern::parse("a.com/x"), Err(PatternError::BadHostChar(_))));
-    assert!(matches!(HostPattern::parse("a.com:0"), Err(PatternError::BadPort(_))));
-    assert!(matches!(HostPattern::parse("a.com:99999"), Err(PatternError::BadPort(_))));
-    assert!(matches!(HostPattern::parse("a.com:x"), Err(PatternError::BadPort(_))));
-    assert!(matches!(HostPattern::parse("bücher.example"), Err(PatternError::BadHostChar(_))));
+    assert!(matches!(
+        HostPattern::parse("*.*.com"),
+        Err(PatternError::TooManyWildcards(_))
+    ));
+    assert!(matches!(
+        HostPattern::parse("a b.com"),
+        Err(PatternError::BadHostChar(_))
+    ));
+    assert!(matches!(
+        HostPattern::parse("a.com/x"),
+        Err(PatternError::BadHostChar(_))
+    ));
+    assert!(matches!(
+        HostPattern::parse("a.com:0"),
+        Err(PatternError::BadPort(_))
+    ));
+    assert!(matches!(
+        HostPattern::parse("a.com:99999"),
+        Err(PatternError::BadPort(_))
+    ));
+    assert!(matches!(
+        HostPattern::parse("a.com:x"),
+        Err(PatternError::BadPort(_))
+    ));
+    assert!(matches!(
+        HostPattern::parse("bücher.example"),
+        Err(PatternError::BadHostChar(_))
+    ));
 }
 
 #[test]
 fn exact_host_is_exposed_for_indexing() {
-    assert_eq!(HostPattern::parse("A.com").expect("valid").exact_host(), Some("a.com"));
-    assert_eq!(HostPattern::parse("*.a.com").expect("valid").exact_host(), None);
+    assert_eq!(
+        HostPattern::parse("A.com").expect("valid").exact_host(),
+        Some("a.com")
+    );
+    assert_eq!(
+        HostPattern::parse("*.a.com").expect("valid").exact_host(),
+        None
+    );
 }
 
 macro_rules! path_case {
     ($pattern:expr, $path:expr, $want:expr) => {
         let p = PathPattern::parse($pattern).expect($pattern);
-        assert_eq!(p.matches($path), $want, "path pattern {:?} vs {:?}", $pattern, $path);
+        assert_eq!(
+            p.matches($path),
+            $want,
+            "path pattern {:?} vs {:?}",
+            $pattern,
+            $path
+        );
     };
 }
 
@@ -103,8 +141,14 @@ fn path_patterns() {
 #[test]
 fn path_pattern_errors() {
     assert_eq!(PathPattern::parse(""), Err(PatternError::Empty));
-    assert!(matches!(PathPattern::parse("v1/x"), Err(PatternError::PathNotAbsolute(_))));
-    assert!(matches!(PathPattern::parse("/x?a=1"), Err(PatternError::PathHasQuery(_))));
+    assert!(matches!(
+        PathPattern::parse("v1/x"),
+        Err(PatternError::PathNotAbsolute(_))
+    ));
+    assert!(matches!(
+        PathPattern::parse("/x?a=1"),
+        Err(PatternError::PathHasQuery(_))
+    ));
 }
 
 #[test]

@@ -15,7 +15,14 @@ fn agent(id: &str, token: &str, mode: SecretMode, secrets: &[&str]) -> AgentDoc 
     }
 }
 
-fn secret(id: &str, kind: SecretKind, value: &str, host: &str, path: &str, inj: Option<InjectionDoc>) -> SecretDoc {
+fn secret(
+    id: &str,
+    kind: SecretKind,
+    value: &str,
+    host: &str,
+    path: &str,
+    inj: Option<InjectionDoc>,
+) -> SecretDoc {
     SecretDoc {
         id: id.into(),
         name: id.into(),
@@ -28,7 +35,10 @@ fn secret(id: &str, kind: SecretKind, value: &str, host: &str, path: &str, inj: 
 }
 
 fn header(name: &str, format: &str) -> Option<InjectionDoc> {
-    Some(InjectionDoc::Header { name: name.into(), format: format.into() })
+    Some(InjectionDoc::Header {
+        name: name.into(),
+        format: format.into(),
+    })
 }
 
 fn doc() -> PolicyDoc {
@@ -39,10 +49,41 @@ fn doc() -> PolicyDoc {
             agent("picky", "tok-picky", SecretMode::Selective, &["gh"]),
         ],
         secrets: vec![
-            secret("anth", SecretKind::Anthropic, "sk-ant-api03-key", "api.anthropic.com", "*", None),
-            secret("wild", SecretKind::Generic, "w-value", "*.example.com", "*", header("X-Key", "{value}")),
-            secret("gh", SecretKind::Generic, "gh-value", "api.github.com", "/repos/*", header("Authorization", "token {value}")),
-            secret("q", SecretKind::Generic, "q-value", "maps.example.com", "*", Some(InjectionDoc::Query { name: "key".into(), format: "{value}".into() })),
+            secret(
+                "anth",
+                SecretKind::Anthropic,
+                "sk-ant-api03-key",
+                "api.anthropic.com",
+                "*",
+                None,
+            ),
+            secret(
+                "wild",
+                SecretKind::Generic,
+                "w-value",
+                "*.example.com",
+                "*",
+                header("X-Key", "{value}"),
+            ),
+            secret(
+                "gh",
+                SecretKind::Generic,
+                "gh-value",
+                "api.github.com",
+                "/repos/*",
+                header("Authorization", "token {value}"),
+            ),
+            secret(
+                "q",
+                SecretKind::Generic,
+                "q-value",
+                "maps.example.com",
+                "*",
+                Some(InjectionDoc::Query {
+                    name: "key".into(),
+                    format: "{value}".into(),
+                }),
+            ),
         ],
         rules: vec![],
         passthrough_hosts: vec!["pinned.example.net".into()],
@@ -57,25 +98,50 @@ fn ids<'a>(it: impl Iterator<Item = &'a Secret>) -> Vec<&'a str> {
 fn agents_are_found_by_token_hash_only() {
     let snap = Snapshot::compile(doc()).expect("valid");
     assert_eq!(snap.version(), 7);
-    assert_eq!(snap.agent_by_token_hash(&token_sha256("tok-all")).map(|a| a.id.as_str()), Some("all"));
-    assert!(snap.agent_by_token_hash(&token_sha256("tok-unknown")).is_none());
+    assert_eq!(
+        snap.agent_by_token_hash(&token_sha256("tok-all"))
+            .map(|a| a.id.as_str()),
+        Some("all")
+    );
+    assert!(snap
+        .agent_by_token_hash(&token_sha256("tok-unknown"))
+        .is_none());
 }
 
 #[test]
 fn injections_follow_host_path_and_visibility() {
     let snap = Snapshot::compile(doc()).expect("valid");
-    let all = snap.agent_by_token_hash(&token_sha256("tok-all")).expect("agent");
-    let picky = snap.agent_by_token_hash(&token_sha256("tok-picky")).expect("agent");
-    assert_eq!(ids(snap.injections(all, "api.anthropic.com", 443, "/v1/messages")), ["anth"]);
-    assert_eq!(ids(snap.injections(all, "a.example.com", 443, "/")), ["wild"]);
+    let all = snap
+        .agent_by_token_hash(&token_sha256("tok-all"))
+        .expect("agent");
+    let picky = snap
+        .agent_by_token_hash(&token_sha256("tok-picky"))
+        .expect("agent");
+    assert_eq!(
+        ids(snap.injections(all, "api.anthropic.com", 443, "/v1/messages")),
+        ["anth"]
+    );
+    assert_eq!(
+        ids(snap.injections(all, "a.example.com", 443, "/")),
+        ["wild"]
+    );
     // Wildcard first, the exact host last, so the exact one wins a shared header.
-    assert_eq!(ids(snap.injections(all, "maps.example.com", 443, "/")), ["wild", "q"]);
-    assert_eq!(ids(snap.injections(all, "api.github.com", 443, "/repos/x?y=1")), ["gh"]);
+    assert_eq!(
+        ids(snap.injections(all, "maps.example.com", 443, "/")),
+        ["wild", "q"]
+    );
+    assert_eq!(
+        ids(snap.injections(all, "api.github.com", 443, "/repos/x?y=1")),
+        ["gh"]
+    );
     assert!(ids(snap.injections(all, "api.github.com", 443, "/user")).is_empty());
     assert!(ids(snap.injections(all, "example.com", 443, "/")).is_empty());
     // Selective: only the assigned secret.
     assert!(ids(snap.injections(picky, "api.anthropic.com", 443, "/")).is_empty());
-    assert_eq!(ids(snap.injections(picky, "api.github.com", 443, "/repos/a")), ["gh"]);
+    assert_eq!(
+        ids(snap.injections(picky, "api.github.com", 443, "/repos/a")),
+        ["gh"]
+    );
     assert!(snap.any_secret_for_host("api.anthropic.com", 443));
     assert!(!snap.any_secret_for_host("example.org", 443));
     assert!(snap.is_passthrough("pinned.example.net", 443));
@@ -86,26 +152,62 @@ fn injections_follow_host_path_and_visibility() {
 fn typed_secrets_compile_to_recipes() {
     let snap = Snapshot::compile(PolicyDoc {
         secrets: vec![
-            secret("key", SecretKind::Anthropic, "sk-ant-api03-x", "a.test", "*", None),
-            secret("oauth", SecretKind::Anthropic, "sk-ant-oat01-x", "b.test", "*", None),
+            secret(
+                "key",
+                SecretKind::Anthropic,
+                "sk-ant-api03-x",
+                "a.test",
+                "*",
+                None,
+            ),
+            secret(
+                "oauth",
+                SecretKind::Anthropic,
+                "sk-ant-oat01-x",
+                "b.test",
+                "*",
+                None,
+            ),
             secret("oai", SecretKind::Openai, "sk-proj-x", "c.test", "*", None),
         ],
         ..PolicyDoc::default()
     })
     .expect("valid");
-    let ops = |id: &str| snap.secrets().iter().find(|s| s.id == id).expect(id).ops.clone();
-    let set = |name: &str, f: &str| InjectOp::SetHeader { name: name.into(), format: ValueFormat::parse(f).expect("format") };
+    let ops = |id: &str| {
+        snap.secrets()
+            .iter()
+            .find(|s| s.id == id)
+            .expect(id)
+            .ops
+            .clone()
+    };
+    let set = |name: &str, f: &str| InjectOp::SetHeader {
+        name: name.into(),
+        format: ValueFormat::parse(f).expect("format"),
+    };
     let rm = |name: &str| InjectOp::RemoveHeader { name: name.into() };
-    assert_eq!(ops("key"), [set("x-api-key", "{value}"), rm("authorization")]);
-    assert_eq!(ops("oauth"), [set("authorization", "Bearer {value}"), rm("x-api-key")]);
+    assert_eq!(
+        ops("key"),
+        [set("x-api-key", "{value}"), rm("authorization")]
+    );
+    assert_eq!(
+        ops("oauth"),
+        [set("authorization", "Bearer {value}"), rm("x-api-key")]
+    );
     assert_eq!(ops("oai"), [set("authorization", "Bearer {value}")]);
 }
 
 #[test]
 fn value_format_renders_around_the_value() {
     let v = SecretValue::new("abc".into());
-    assert_eq!(*ValueFormat::parse("Bearer {value}").expect("ok").render(&v), "Bearer abc");
-    assert_eq!(*ValueFormat::parse("{value}!").expect("ok").render(&v), "abc!");
+    assert_eq!(
+        *ValueFormat::parse("Bearer {value}").expect("ok").render(&v),
+        "Bearer abc"
+    );
+    assert_eq!(
+        *ValueFormat::parse("{value}!").expect("ok").render(&v),
+        "abc!"
+    );
     assert!(ValueFormat::parse("Bearer").is_err());
     assert!(ValueFormat::parse("{value}{value}").is_err());
 }
@@ -113,9 +215,28 @@ fn value_format_renders_around_the_value() {
 #[test]
 fn every_problem_is_reported() {
     let mut d = doc();
-    d.secrets.push(secret("bad", SecretKind::Generic, "", "a b", "nope", header("Content-Length", "{value}")));
-    d.secrets.push(secret("nohow", SecretKind::Generic, "v", "x.test", "*", None));
-    d.agents.push(agent("Bad_Id", "tok-all", SecretMode::Selective, &["missing"]));
+    d.secrets.push(secret(
+        "bad",
+        SecretKind::Generic,
+        "",
+        "a b",
+        "nope",
+        header("Content-Length", "{value}"),
+    ));
+    d.secrets.push(secret(
+        "nohow",
+        SecretKind::Generic,
+        "v",
+        "x.test",
+        "*",
+        None,
+    ));
+    d.agents.push(agent(
+        "Bad_Id",
+        "tok-all",
+        SecretMode::Selective,
+        &["missing"],
+    ));
     d.rules.push(RuleDoc {
         id: "r".into(),
         name: "r".into(),
@@ -140,7 +261,10 @@ fn every_problem_is_reported() {
         "rules[0].agent",
         "rules[0].methods",
     ] {
-        assert!(text.iter().any(|t| t.starts_with(want)), "missing {want} in {text:#?}");
+        assert!(
+            text.iter().any(|t| t.starts_with(want)),
+            "missing {want} in {text:#?}"
+        );
     }
 }
 

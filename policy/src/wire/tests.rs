@@ -61,7 +61,10 @@ fn refuses_bad_envelopes() {
     let mut huge = good.clone();
     huge[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(decode(&huge), Err(WireError::TooLarge(_))));
-    assert_eq!(decode(&good[..good.len() - 1]), Err(WireError::LengthMismatch));
+    assert_eq!(
+        decode(&good[..good.len() - 1]),
+        Err(WireError::LengthMismatch)
+    );
     let mut garbage = good.clone();
     let n = garbage.len();
     garbage[10..n].fill(0xff);
