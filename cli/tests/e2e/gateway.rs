@@ -666,3 +666,74 @@ async fn sigterm_shuts_down_in_seconds() {
     }
     eprintln!("graceful shutdown took {:?}", start.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_ca_signs_the_leaves() {
+    let mut env = Env::start().await;
+    // Keep the generated CA aside, wipe the data dir, and hand the CA back by flag.
+    let byo = env.dir.path().join("byo");
+    std::fs::create_dir_all(&byo).expect("mkdir");
+    let gw_dir = env.gateway.data_dir.join("gateway");
+    std::fs::copy(gw_dir.join("ca.pem"), byo.join("ca.pem")).expect("copy cert");
+    std::fs::copy(gw_dir.join("ca.key"), byo.join("ca.key")).expect("copy key");
+    std::fs::remove_dir_all(&env.gateway.data_dir).expect("wipe data dir");
+    let args = [
+        "--ca-cert".to_owned(),
+        byo.join("ca.pem").display().to_string(),
+        "--ca-key".to_owned(),
+        byo.join("ca.key").display().to_string(),
+    ];
+    env.restart_gateway(&args).await;
+    assert!(
+        !gw_dir.join("ca.pem").exists(),
+        "no CA is generated when one is configured"
+    );
+    let proxy = format!("http://127.0.0.1:{}", env.gateway.port);
+    let out = run(std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-x",
+            &proxy,
+            "--proxy-user",
+            &format!("x:{TOKEN_ALL}"),
+            "--cacert",
+        ])
+        .arg(byo.join("ca.pem"))
+        .arg(env.url("api.test", "/v1/messages")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        echoed(&json(&String::from_utf8_lossy(&out.stdout)), "x-api-key"),
+        [ANTHROPIC_KEY]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_policy_at_start_fails_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("bad.toml");
+    std::fs::write(
+        &policy,
+        "[[secrets]]\nname = \"x\"\ntype = \"openai\"\nvalue = \"v\"\nhost_pattern = \"a b\"\n",
+    )
+    .expect("write");
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_onecli"))
+        .args([
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--policy")
+        .arg(&policy));
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:1: secrets[0].host_pattern"),
+        "{stderr}"
+    );
+}
