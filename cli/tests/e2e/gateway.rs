@@ -198,15 +198,7 @@ async fn the_leaf_verifies_against_the_ca_which_survives_a_restart() {
     let (status, _) = env.curl(TOKEN_ALL, &[], &env.url("api.test", "/"));
     assert_eq!(status, 200);
     // Without our CA the client refuses the leaf.
-    let proxy = format!("http://127.0.0.1:{}", env.gateway.port);
-    let out = run(std::process::Command::new("curl").args([
-        "-sS",
-        "-x",
-        &proxy,
-        "--proxy-user",
-        &format!("x:{TOKEN_ALL}"),
-        &env.url("api.test", "/"),
-    ]));
+    let out = run(env.curl_cmd(TOKEN_ALL, None).arg(env.url("api.test", "/")));
     assert!(
         !out.status.success(),
         "curl trusted a leaf without the gateway CA"
@@ -225,19 +217,10 @@ async fn the_leaf_verifies_against_the_ca_which_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_downstream_and_upstream() {
     let env = Env::start().await;
-    let out = run(std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--http2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version}",
-            "-x",
-            &format!("http://127.0.0.1:{}", env.gateway.port),
-        ])
-        .args(["--proxy-user", &format!("x:{TOKEN_ALL}"), "--cacert"])
-        .arg(env.gateway_ca())
+    let ca = env.gateway_ca();
+    let out = run(env
+        .curl_cmd(TOKEN_ALL, Some(&ca))
+        .args(["--http2", "-o", "/dev/null", "-w", "%{http_version}"])
         .arg(env.url("api.test", "/")));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "downstream h2");
     let (_, body) = env.curl(TOKEN_ALL, &["--http1.1"], &env.url("api.test", "/"));
@@ -385,17 +368,8 @@ async fn the_egress_guard_refuses_internal_addresses() {
 async fn pass_through_hosts_show_the_origins_own_certificate() {
     let env = Env::start().await;
     let origin_ca = env.origin.ca_path.clone().expect("origin CA");
-    let proxy = format!("http://127.0.0.1:{}", env.gateway.port);
-    let out = run(std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-x",
-            &proxy,
-            "--proxy-user",
-            &format!("x:{TOKEN_ALL}"),
-            "--cacert",
-        ])
-        .arg(&origin_ca)
+    let out = run(env
+        .curl_cmd(TOKEN_ALL, Some(&origin_ca))
         .arg(env.url("pinned.test", "/echo")));
     assert!(
         out.status.success(),
@@ -688,17 +662,8 @@ async fn a_configured_ca_signs_the_leaves() {
         !gw_dir.join("ca.pem").exists(),
         "no CA is generated when one is configured"
     );
-    let proxy = format!("http://127.0.0.1:{}", env.gateway.port);
-    let out = run(std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-x",
-            &proxy,
-            "--proxy-user",
-            &format!("x:{TOKEN_ALL}"),
-            "--cacert",
-        ])
-        .arg(byo.join("ca.pem"))
+    let out = run(env
+        .curl_cmd(TOKEN_ALL, Some(&byo.join("ca.pem")))
         .arg(env.url("api.test", "/v1/messages")));
     assert!(
         out.status.success(),

@@ -178,27 +178,30 @@ impl Env {
         self.gateway.data_dir.join("gateway").join("ca.pem")
     }
 
-    /// curl through the gateway as the agent with `token`; returns
-    /// (status, body). `args` go before the URL.
-    pub fn curl(&self, token: &str, args: &[&str], url: &str) -> (u16, String) {
-        let proxy = format!("http://127.0.0.1:{}", self.gateway.port);
-        let user = format!("x:{token}");
-        let ca = self.gateway_ca();
+    /// A curl command through the gateway as the agent with `token`,
+    /// trusting `ca` (none: the system roots only).
+    pub fn curl_cmd(&self, token: &str, ca: Option<&Path>) -> Command {
         let mut cmd = Command::new("curl");
         cmd.args([
             "-sS",
             "--max-time",
             "20",
             "-x",
-            &proxy,
-            "--proxy-user",
-            &user,
-            "--cacert",
+            &format!("http://127.0.0.1:{}", self.gateway.port),
         ])
-        .arg(&ca)
-        .args(["-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url);
+        .args(["--proxy-user", &format!("x:{token}")]);
+        if let Some(ca) = ca {
+            cmd.arg("--cacert").arg(ca);
+        }
+        cmd
+    }
+
+    /// curl through the gateway trusting its CA; returns (status, body).
+    /// `args` go before the URL.
+    pub fn curl(&self, token: &str, args: &[&str], url: &str) -> (u16, String) {
+        let ca = self.gateway_ca();
+        let mut cmd = self.curl_cmd(token, Some(&ca));
+        cmd.args(["-w", "\n%{http_code}"]).args(args).arg(url);
         status_and_body(&run(&mut cmd))
     }
 
