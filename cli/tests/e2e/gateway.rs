@@ -702,3 +702,69 @@ async fn an_invalid_policy_at_start_fails_with_file_and_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn absolute_form_https_is_fetched_over_verified_tls() {
+    let env = Env::start().await;
+    let mut s = tokio::net::TcpStream::connect(sockaddr(env.gateway.port))
+        .await
+        .expect("connect");
+    let url = env.url("api.test", "/v1/messages?x=1");
+    let auth = basic(TOKEN_ALL);
+    let resp = request(
+        &mut s,
+        "GET",
+        &url,
+        &format!("api.test:{}", env.origin.port()),
+        &[("Proxy-Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    let body = resp.json();
+    assert_eq!(body["path"], "/v1/messages");
+    assert_eq!(body["query"], "x=1");
+    assert_eq!(echoed(&body, "x-api-key"), [ANTHROPIC_KEY]);
+    assert!(echoed(&body, "proxy-authorization").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_policy() {
+    let env = Env::start().await;
+    let path = &env.gateway.policy_path;
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    // Same length, same inode, same mtime: only the signal can reveal the change.
+    let rotated = policy(GITHUB_TOKEN).replace(GITHUB_TOKEN, "ghp_SECRET_hupped");
+    assert_eq!(rotated.len(), policy(GITHUB_TOKEN).len());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    std::io::Write::write_all(&mut &file, rotated.as_bytes()).expect("rewrite");
+    file.set_modified(modified).expect("restore mtime");
+    drop(file);
+    let (_, body) = env.curl(TOKEN_ALL, &[], &env.url("generic.test", "/repos/x"));
+    assert_eq!(
+        echoed(&json(&body), "authorization"),
+        [format!("token {GITHUB_TOKEN}")],
+        "reloaded without a signal"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &env.gateway.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = env.curl(TOKEN_ALL, &[], &env.url("generic.test", "/repos/x"));
+        if echoed(&json(&body), "authorization") == ["token ghp_SECRET_hupped"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the policy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
