@@ -9,7 +9,7 @@
 //! | `/hang` | never answers |
 //! | `/unauthorized` | 401 with an auth-looking JSON body |
 //! | `/redirect` | 302 to `/echo` |
-//! | upgrade request | 101 (after `?delay_ms=N`), then echoes raw bytes back |
+//! | upgrade request | 101, then echoes raw bytes back |
 //! | anything else | JSON echo of method, path, query, headers, body length and hash |
 
 use std::convert::Infallible;
@@ -216,17 +216,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
                 .insert("location", hyper::header::HeaderValue::from_static("/echo"));
             r
         }
-        _ if req.headers().contains_key(hyper::header::UPGRADE) => {
-            // `?delay_ms=N` models the network hop between gateway and origin.
-            let delay = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("delay_ms="))
-                .and_then(|v| v.parse().ok());
-            if let Some(ms) = delay {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            upgrade(&mut req)
-        }
+        _ if req.headers().contains_key(hyper::header::UPGRADE) => upgrade(&mut req),
         _ => echo(req, query).await,
     };
     Ok(response)

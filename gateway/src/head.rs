@@ -29,12 +29,39 @@ pub struct Head {
     pub len: usize,
 }
 
-/// Reads until a whole head is in `buf` and parses it.
+/// Reads until a whole request head is in `buf` and parses it.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<Head, HeadError> {
+    read_until(stream, buf, timeout, parse).await
+}
+
+/// A response head read from an upstream.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Length of the head in the buffer; what follows is body.
+    pub len: usize,
+}
+
+/// Reads until a whole response head is in `buf` and parses it.
+pub async fn read_response_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<ResponseHead, HeadError> {
+    read_until(stream, buf, timeout, parse_response).await
+}
+
+async fn read_until<S: AsyncRead + Unpin, T>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    parse: fn(&[u8]) -> Result<Option<T>, HeadError>,
+) -> Result<T, HeadError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut chunk = [0u8; 4096];
     loop {
@@ -52,6 +79,25 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             return Err(HeadError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) => Ok(Some(ResponseHead {
+            status: resp.code.ok_or(HeadError::Malformed)?,
+            headers: resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect(),
+            len,
+        })),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(_) => Err(HeadError::Malformed),
     }
 }
 

@@ -20,10 +20,11 @@ pub mod policy_source;
 pub mod proxy;
 pub mod server;
 pub mod tunnel;
+pub mod upgrade;
 
 use std::sync::Arc;
 
-use pingora_core::tls::ssl::SslAcceptor;
+use pingora_core::tls::ssl::{SslAcceptor, SslConnector};
 
 pub use config::GatewayConfig;
 pub use server::{build_server, BuildError, PolicySource};
@@ -36,6 +37,9 @@ pub struct Shared {
     pub policy: Arc<policy_source::PolicyHandle>,
     pub leaves: leaf::LeafCertCache,
     pub acceptor: SslAcceptor,
+    /// Verified TLS to upstreams for the connections the gateway makes
+    /// itself (upgrades); Pingora's connector trusts the same roots.
+    pub upstream_tls: SslConnector,
     pub egress: egress::EgressGuard,
     pub metrics: Arc<metrics::GatewayMetrics>,
 }

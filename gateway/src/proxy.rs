@@ -18,7 +18,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::egress::EgressError;
 use crate::errors::Refusal;
 use crate::front_door::TunnelFacts;
-use crate::{auth, inject, Shared};
+use crate::{auth, inject, upgrade, Shared};
 
 pub struct GatewayProxy {
     shared: Arc<Shared>,
@@ -119,12 +119,15 @@ impl ProxyHttp for GatewayProxy {
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
         ctx.target = Some(target);
+        if session.is_upgrade_req() {
+            return self.upgrade(session, ctx).await;
+        }
         Ok(false)
     }
 
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let Some(target) = ctx.target.as_ref() else {
@@ -155,13 +158,8 @@ impl ProxyHttp for GatewayProxy {
         options.read_timeout = Some(t.read);
         options.write_timeout = Some(t.read);
         options.idle_timeout = Some(t.idle);
-        if session.is_upgrade_req() {
-            // WebSocket and friends need HTTP/1.1 end to end.
-            options.set_http_version(1, 1);
-        } else {
-            options.set_http_version(2, 1);
-            options.max_h2_streams = 100;
-        }
+        options.set_http_version(2, 1);
+        options.max_h2_streams = 100;
         Ok(Box::new(peer))
     }
 
@@ -179,25 +177,13 @@ impl ProxyHttp for GatewayProxy {
                 "request context incomplete",
             ));
         };
-        strip_hop_by_hop(req);
-        to_origin_form(req, &target).map_err(|refusal| self.fail(ctx, refusal))?;
-        let Some(agent) = snapshot.agent_by_token_hash(&token) else {
-            return Err(self.fail(ctx, Refusal::ProxyAuthRequired));
-        };
-        let path = String::from_utf8_lossy(req.raw_path()).into_owned();
-        let secrets = snapshot.injections(agent, &target.host, target.port, &path);
-        match inject::apply(req, secrets) {
-            Ok(ids) => {
-                self.shared.metrics.injections.inc_by(ids.len() as u64);
-                ctx.injected = ids.into_iter().map(str::to_owned).collect();
+        match prepare_upstream_request(req, &target, &snapshot, &token) {
+            Ok(injected) => {
+                self.shared.metrics.injections.inc_by(injected.len() as u64);
+                ctx.injected = injected;
                 Ok(())
             }
-            Err(error) => Err(self.fail(
-                ctx,
-                Refusal::BadGateway {
-                    message: format!("OneCLI gateway could not inject a credential: {error}"),
-                },
-            )),
+            Err(refusal) => Err(self.fail(ctx, refusal)),
         }
     }
 
@@ -286,6 +272,44 @@ impl GatewayProxy {
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
+    }
+
+    /// Upgrade requests (WebSocket) are relayed by `upgrade`, not Pingora.
+    async fn upgrade(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (Some(target), Some(snapshot), Some(token)) =
+            (ctx.target.clone(), ctx.snapshot.clone(), ctx.token)
+        else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "request context incomplete",
+            ));
+        };
+        let headers = &session.req_header().headers;
+        if headers.contains_key("transfer-encoding")
+            || headers
+                .get("content-length")
+                .is_some_and(|v| v.as_bytes() != b"0")
+        {
+            return self
+                .answer(
+                    session,
+                    ctx,
+                    Refusal::BadRequest("an upgrade request cannot carry a body"),
+                )
+                .await;
+        }
+        let mut req = session.req_header().clone();
+        match prepare_upstream_request(&mut req, &target, &snapshot, &token) {
+            Ok(injected) => {
+                self.shared.metrics.injections.inc_by(injected.len() as u64);
+                ctx.injected = injected;
+            }
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
+        }
+        match upgrade::relay(&self.shared, session, &target, &req).await {
+            upgrade::Outcome::Relayed(_) => Ok(true),
+            upgrade::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
+        }
     }
 
     /// Records the refusal for `fail_to_proxy` and returns the error that gets there.
@@ -391,6 +415,29 @@ fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, R
             }))
         }
     }
+}
+
+/// Turns the agent's request into the upstream's: hop-by-hop headers and
+/// `Proxy-Authorization` gone, origin-form target, the target's `Host`, and
+/// the credentials of the matching secrets. Returns the injected secret ids.
+pub(crate) fn prepare_upstream_request(
+    req: &mut RequestHeader,
+    target: &Target,
+    snapshot: &Snapshot,
+    token: &TokenHash,
+) -> std::result::Result<Vec<String>, Refusal> {
+    strip_hop_by_hop(req);
+    to_origin_form(req, target)?;
+    // The agent may have been removed since the request arrived.
+    let agent = snapshot
+        .agent_by_token_hash(token)
+        .ok_or(Refusal::ProxyAuthRequired)?;
+    let path = String::from_utf8_lossy(req.raw_path()).into_owned();
+    let secrets = snapshot.injections(agent, &target.host, target.port, &path);
+    let injected = inject::apply(req, secrets).map_err(|error| Refusal::BadGateway {
+        message: format!("OneCLI gateway could not inject a credential: {error}"),
+    })?;
+    Ok(injected.into_iter().map(str::to_owned).collect())
 }
 
 /// Connection-level headers are the client's business with us, not the

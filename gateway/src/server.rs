@@ -9,7 +9,7 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
-use pingora_core::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod};
+use pingora_core::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslConnector, SslMethod};
 use pingora_core::tls::x509::X509;
 
 use crate::ca::{write_atomic, CaError, CertificateAuthority};
@@ -87,14 +87,17 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
         upstream_keepalive_pool_size: 256,
         ..ServerConf::default()
     };
-    if let Some(extra) = &config.upstream_ca {
-        conf.ca_file = Some(upstream_roots(extra, &gateway_dir)?.display().to_string());
-    }
+    let roots = match &config.upstream_ca {
+        Some(extra) => Some(upstream_roots(extra, &gateway_dir)?),
+        None => system_roots(),
+    };
+    conf.ca_file = roots.as_ref().map(|p| p.display().to_string());
 
     let mut own = vec![config.listen];
     own.extend(config.metrics_listen);
     let shared = Arc::new(Shared {
         acceptor: interception_acceptor()?,
+        upstream_tls: upstream_connector(roots.as_deref())?,
         egress: EgressGuard::new(config.resolve.clone(), config.egress_allow.clone(), own),
         config,
         policy,
@@ -145,6 +148,18 @@ fn interception_acceptor() -> Result<SslAcceptor, BuildError> {
     Ok(builder.build())
 }
 
+/// Verified TLS, HTTP/1.1 only (it carries upgrades), trusting `roots`.
+fn upstream_connector(roots: Option<&Path>) -> Result<SslConnector, BuildError> {
+    let tls = |e: pingora_core::tls::error::ErrorStack| BuildError::Tls(e.to_string());
+    let mut builder = SslConnector::builder(SslMethod::tls()).map_err(tls)?;
+    match roots {
+        Some(path) => builder.set_ca_file(path).map_err(tls)?,
+        None => builder.set_default_verify_paths().map_err(tls)?,
+    }
+    builder.set_alpn_protos(b"\x08http/1.1").map_err(tls)?;
+    Ok(builder.build())
+}
+
 const SYSTEM_BUNDLES: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -165,12 +180,9 @@ fn upstream_roots(extra: &Path, dir: &Path) -> Result<PathBuf, BuildError> {
     if certs.is_empty() {
         return Err(bad("holds no certificate".into()));
     }
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
-        .find_map(|p| fs::read(&p).ok());
-    let mut bundle = system.unwrap_or_default();
+    let mut bundle = system_roots()
+        .and_then(|p| fs::read(p).ok())
+        .unwrap_or_default();
     if !bundle.ends_with(b"\n") && !bundle.is_empty() {
         bundle.push(b'\n');
     }
@@ -178,4 +190,13 @@ fn upstream_roots(extra: &Path, dir: &Path) -> Result<PathBuf, BuildError> {
     let path = dir.join("upstream-roots.pem");
     write_atomic(&path, &bundle, 0o644)?;
     Ok(path)
+}
+
+/// The system's root bundle: `SSL_CERT_FILE`, else the usual places.
+fn system_roots() -> Option<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
 }
