@@ -8,7 +8,7 @@
 //! | `/sse?events=N&gap_ms=M` | N server-sent events, M ms apart |
 //! | `/hang` | never answers |
 //! | `/unauthorized` | 401 with an auth-looking JSON body |
-//! | `/redirect` | 302 to `/echo` |
+//! | `/redirect` | 302 to `/echo`, with the request's query |
 //! | upgrade request | 101, then echoes raw bytes back |
 //! | anything else | JSON echo of method, path, query, headers, body length and hash |
 
@@ -210,10 +210,17 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
             r
         }
         "/redirect" => {
+            // Reflects the query, as many real redirects (slash fixes, http→https) do.
             let mut r = Response::new(full(""));
             *r.status_mut() = hyper::StatusCode::FOUND;
-            r.headers_mut()
-                .insert("location", hyper::header::HeaderValue::from_static("/echo"));
+            let location = if query.is_empty() {
+                "/echo".to_owned()
+            } else {
+                format!("/echo?{query}")
+            };
+            if let Ok(v) = hyper::header::HeaderValue::try_from(location) {
+                r.headers_mut().insert("location", v);
+            }
             r
         }
         _ if req.headers().contains_key(hyper::header::UPGRADE) => upgrade(&mut req),

@@ -45,6 +45,7 @@ pub struct FrontDoor {
 }
 
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+const HTTPS_PORT: u16 = 443;
 
 impl FrontDoor {
     pub fn new(shared: Arc<Shared>, proxy: Arc<HttpProxy<GatewayProxy>>) -> Self {
@@ -102,6 +103,11 @@ impl FrontDoor {
             }
         }
         let tls = early[0] == TLS_HANDSHAKE_RECORD;
+        if !tls && port == HTTPS_PORT {
+            // Plain HTTP to the HTTPS port would send credentials in the clear.
+            tracing::debug!(host = %host, "plaintext in a CONNECT to 443 refused");
+            return;
+        }
         l4.rewind(&early);
         let facts = TunnelFacts {
             token,

@@ -3,7 +3,8 @@
 
 use http::HeaderValue;
 use onecli_policy::{InjectOp, Secret};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InjectError {
@@ -15,58 +16,103 @@ pub enum InjectError {
     BadTarget { secret: String },
 }
 
-/// Applies `secrets` in order; returns how many were applied.
+/// What an injection did, for the audit log and for scrubbing responses.
+#[derive(Default)]
+pub struct Injected {
+    /// Ids of the secrets applied, in order.
+    pub secret_ids: Vec<String>,
+    /// Credentials placed in the query string, percent-encoded as sent: an
+    /// upstream may reflect them in a redirect, which must not reach the agent.
+    pub query_values: Vec<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Injected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Injected")
+            .field("secret_ids", &self.secret_ids)
+            .field(
+                "query_values",
+                &format_args!("<{} redacted>", self.query_values.len()),
+            )
+            .finish()
+    }
+}
+
+/// Applies `secrets` in order.
 pub fn apply<'a>(
     req: &mut RequestHeader,
     secrets: impl Iterator<Item = &'a Secret>,
-) -> Result<Vec<&'a str>, InjectError> {
-    let mut applied = Vec::new();
+) -> Result<Injected, InjectError> {
+    let mut injected = Injected::default();
     for secret in secrets {
         for op in &secret.ops {
             match op {
                 InjectOp::SetHeader { name, format } => {
+                    let bad = || InjectError::BadHeaderValue {
+                        secret: secret.name.clone(),
+                        header: name.clone(),
+                    };
                     let rendered = format.render(secret.value());
-                    let mut value = HeaderValue::from_str(&rendered).map_err(|_| {
-                        InjectError::BadHeaderValue {
-                            secret: secret.name.clone(),
-                            header: name.clone(),
-                        }
-                    })?;
+                    let mut value = HeaderValue::from_str(&rendered).map_err(|_| bad())?;
                     value.set_sensitive(true);
-                    req.insert_header(name.clone(), value).map_err(|_| {
-                        InjectError::BadHeaderValue {
-                            secret: secret.name.clone(),
-                            header: name.clone(),
-                        }
-                    })?;
+                    req.insert_header(name.clone(), value).map_err(|_| bad())?;
                 }
                 InjectOp::RemoveHeader { name } => {
                     req.remove_header(name.as_str());
                 }
                 InjectOp::SetQuery { name, format } => {
-                    let rendered = format.render(secret.value());
-                    let target = set_query_param(req.raw_path(), name, &rendered);
+                    let encoded = Zeroizing::new(percent_encode(&format.render(secret.value())));
+                    let target = Zeroizing::new(set_query_param(req.raw_path(), name, &encoded));
                     req.set_raw_path(&target)
                         .map_err(|_| InjectError::BadTarget {
                             secret: secret.name.clone(),
                         })?;
+                    injected.query_values.push(encoded);
                 }
             }
         }
-        applied.push(secret.id.as_str());
+        injected.secret_ids.push(secret.id.clone());
     }
-    Ok(applied)
+    Ok(injected)
 }
 
-/// `path?query` with `name` set to `value` (percent-encoded): existing
-/// parameters of that name are dropped, the new one appended.
-fn set_query_param(target: &[u8], name: &str, value: &str) -> Vec<u8> {
+/// Response headers that carry URLs back to the client.
+const URL_HEADERS: [&str; 4] = ["location", "content-location", "link", "refresh"];
+
+/// Replaces credentials the gateway put in the query string wherever the
+/// upstream reflected them into a URL-carrying response header. The URL
+/// still works through the gateway, which injects the real value again.
+pub fn scrub_reflected(resp: &mut ResponseHeader, query_values: &[Zeroizing<String>]) {
+    if query_values.is_empty() {
+        return;
+    }
+    for name in URL_HEADERS {
+        let Some(value) = resp.headers.get(name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if !query_values.iter().any(|q| value.contains(q.as_str())) {
+            continue;
+        }
+        let mut scrubbed = value.to_owned();
+        for q in query_values {
+            scrubbed = scrubbed.replace(q.as_str(), REDACTED);
+        }
+        // Replacing bytes of a valid header value with ASCII keeps it valid.
+        let _ = resp.insert_header(name, scrubbed);
+    }
+}
+
+pub const REDACTED: &str = "onecli-redacted";
+
+/// `path?query` with `name` set to `encoded_value`: existing parameters of
+/// that name are dropped, the new one appended.
+fn set_query_param(target: &[u8], name: &str, encoded_value: &str) -> Vec<u8> {
     let (path, query) = match target.iter().position(|&b| b == b'?') {
         Some(i) => (&target[..i], Some(&target[i + 1..])),
         None => (target, None),
     };
     let encoded_name = percent_encode(name);
-    let mut out = Vec::with_capacity(target.len() + name.len() + value.len() * 3 + 2);
+    let mut out = Vec::with_capacity(target.len() + name.len() + encoded_value.len() + 2);
     out.extend_from_slice(path);
     out.push(b'?');
     if let Some(query) = query {
@@ -81,7 +127,7 @@ fn set_query_param(target: &[u8], name: &str, value: &str) -> Vec<u8> {
     }
     out.extend_from_slice(encoded_name.as_bytes());
     out.push(b'=');
-    out.extend_from_slice(percent_encode(value).as_bytes());
+    out.extend_from_slice(encoded_value.as_bytes());
     out
 }
 
@@ -196,6 +242,34 @@ mod tests {
         let mut req = request("/", &[]);
         let err = apply(&mut req, snap.secrets().iter()).expect_err("refused");
         assert!(!err.to_string().contains("line1"), "{err}");
+    }
+
+    #[test]
+    fn reflected_query_credentials_are_scrubbed_from_redirects() {
+        let snap = snapshot(vec![(SecretKind::Generic, "k&y", query("key", "{value}"))]);
+        let mut req = request("/maps", &[]);
+        let injected = apply(&mut req, snap.secrets().iter()).expect("applies");
+        assert_eq!(injected.secret_ids, ["s0"]);
+        let mut resp = ResponseHeader::build(302, None).expect("resp");
+        resp.insert_header("location", "https://h.test/maps/?key=k%26y&z=1")
+            .expect("header");
+        resp.insert_header("link", "<https://h.test/?key=k%26y>; rel=next")
+            .expect("header");
+        resp.insert_header("x-other", "key=k%26y").expect("header");
+        scrub_reflected(&mut resp, &injected.query_values);
+        assert_eq!(
+            resp.headers.get("location").expect("kept"),
+            "https://h.test/maps/?key=onecli-redacted&z=1"
+        );
+        assert_eq!(
+            resp.headers.get("link").expect("kept"),
+            "<https://h.test/?key=onecli-redacted>; rel=next"
+        );
+        assert_eq!(
+            resp.headers.get("x-other").expect("kept"),
+            "key=k%26y",
+            "only URL headers are rewritten"
+        );
     }
 
     #[test]

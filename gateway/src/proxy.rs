@@ -63,7 +63,7 @@ pub struct RequestCtx {
     target: Option<Target>,
     /// Set by a phase that fails, read by `fail_to_proxy`.
     refusal: Option<Refusal>,
-    injected: Vec<String>,
+    injected: inject::Injected,
     outcome: &'static str,
 }
 
@@ -78,7 +78,7 @@ impl ProxyHttp for GatewayProxy {
             token: None,
             target: None,
             refusal: None,
-            injected: Vec::new(),
+            injected: inject::Injected::default(),
             outcome: "forwarded",
         }
     }
@@ -179,12 +179,25 @@ impl ProxyHttp for GatewayProxy {
         };
         match prepare_upstream_request(req, &target, &snapshot, &token) {
             Ok(injected) => {
-                self.shared.metrics.injections.inc_by(injected.len() as u64);
+                self.shared
+                    .metrics
+                    .injections
+                    .inc_by(injected.secret_ids.len() as u64);
                 ctx.injected = injected;
                 Ok(())
             }
             Err(refusal) => Err(self.fail(ctx, refusal)),
         }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        inject::scrub_reflected(resp, &ctx.injected.query_values);
+        Ok(())
     }
 
     async fn fail_to_proxy(
@@ -246,7 +259,7 @@ impl ProxyHttp for GatewayProxy {
             method = %req.method,
             host = %target.host,
             path = req.uri.path(),
-            injected = ?ctx.injected,
+            injected = ?ctx.injected.secret_ids,
             status,
             outcome = ctx.outcome,
             ms = ctx.started.elapsed().as_millis() as u64,
@@ -301,7 +314,10 @@ impl GatewayProxy {
         let mut req = session.req_header().clone();
         match prepare_upstream_request(&mut req, &target, &snapshot, &token) {
             Ok(injected) => {
-                self.shared.metrics.injections.inc_by(injected.len() as u64);
+                self.shared
+                    .metrics
+                    .injections
+                    .inc_by(injected.secret_ids.len() as u64);
                 ctx.injected = injected;
             }
             Err(refusal) => return self.answer(session, ctx, refusal).await,
@@ -419,13 +435,13 @@ fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, R
 
 /// Turns the agent's request into the upstream's: hop-by-hop headers and
 /// `Proxy-Authorization` gone, origin-form target, the target's `Host`, and
-/// the credentials of the matching secrets. Returns the injected secret ids.
+/// the credentials of the matching secrets.
 pub(crate) fn prepare_upstream_request(
     req: &mut RequestHeader,
     target: &Target,
     snapshot: &Snapshot,
     token: &TokenHash,
-) -> std::result::Result<Vec<String>, Refusal> {
+) -> std::result::Result<inject::Injected, Refusal> {
     strip_hop_by_hop(req);
     to_origin_form(req, target)?;
     // The agent may have been removed since the request arrived.
@@ -433,11 +449,10 @@ pub(crate) fn prepare_upstream_request(
         .agent_by_token_hash(token)
         .ok_or(Refusal::ProxyAuthRequired)?;
     let path = String::from_utf8_lossy(req.raw_path()).into_owned();
-    let secrets = snapshot.injections(agent, &target.host, target.port, &path);
-    let injected = inject::apply(req, secrets).map_err(|error| Refusal::BadGateway {
+    let secrets = snapshot.injections(agent, &target.host, target.port, target.tls, &path);
+    inject::apply(req, secrets).map_err(|error| Refusal::BadGateway {
         message: format!("OneCLI gateway could not inject a credential: {error}"),
-    })?;
-    Ok(injected.into_iter().map(str::to_owned).collect())
+    })
 }
 
 /// Connection-level headers are the client's business with us, not the

@@ -391,11 +391,16 @@ impl Snapshot {
 
     /// The secrets to inject for `agent` on this request, least specific
     /// first. `host` must be normalized ([`crate::normalize_host`]).
+    ///
+    /// Credentials travel over TLS only: on a plaintext request (`tls`
+    /// false) only secrets whose host pattern names that port explicitly
+    /// (`internal.svc:8080`) are injected.
     pub fn injections<'a>(
         &'a self,
         agent: &'a Agent,
         host: &'a str,
         port: u16,
+        tls: bool,
         path: &'a str,
     ) -> impl Iterator<Item = &'a Secret> + 'a {
         let exact = self
@@ -412,6 +417,7 @@ impl Snapshot {
             .filter(move |&i| {
                 let s = &self.secrets[i];
                 s.host.matches(host, port)
+                    && (tls || s.host.port() == Some(port))
                     && s.path.matches(path)
                     && agent
                         .visible_secrets

@@ -344,6 +344,19 @@ async fn unreachable_upstreams_and_redirects() {
         &env.url("api.test", "/redirect"),
     );
     assert_eq!(status, 302, "redirects are passed back, not followed");
+    // A redirect reflecting an injected query credential does not hand it to the agent.
+    let (status, head) = env.curl(
+        TOKEN_ALL,
+        &["-D", "/dev/stdout", "-o", "/dev/null"],
+        &env.url("query.test", "/redirect?q=1"),
+    );
+    assert_eq!(status, 302, "{head}");
+    let location = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("location:"))
+        .expect("location");
+    assert!(!location.contains(QUERY_KEY), "{location}");
+    assert!(location.contains("key=onecli-redacted"), "{location}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -407,7 +420,8 @@ async fn a_policy_edit_applies_to_an_open_keep_alive_connection() {
         [format!("token {GITHUB_TOKEN}")]
     );
 
-    std::fs::write(&env.gateway.policy_path, policy("ghp_SECRET_rotated")).expect("edit policy");
+    std::fs::write(&env.gateway.policy_path, env.policy("ghp_SECRET_rotated"))
+        .expect("edit policy");
     let saved = Instant::now();
     loop {
         let resp = request(&mut tunnel, "GET", "/repos/x", "generic.test", &[]).await;
@@ -561,6 +575,40 @@ async fn plain_http_inside_connect_is_served_as_http() {
             .metric("onecli_gateway_tunnels_total{mode=\"plain\"}")
             .await,
         Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_never_travel_in_cleartext_unless_the_port_is_named() {
+    let env = Env::start().await;
+    // plain2.test's secret names no port: over plain HTTP it stays home.
+    for args in [&[][..], &["-p"][..]] {
+        let (status, body) = env.curl(
+            TOKEN_ALL,
+            args,
+            &format!("http://plain2.test:{}/echo", env.plain.port()),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            echoed(&json(&body), "x-api-key").is_empty(),
+            "{args:?}: {body}"
+        );
+    }
+    // Plaintext inside a CONNECT to 443 is not HTTPS: the tunnel is closed.
+    let (resp, mut s) =
+        connect_raw(env.gateway.port, "api.test:443", Some(&basic(TOKEN_ALL))).await;
+    assert_eq!(resp.status, 200);
+    s.write_all(b"GET /v1/messages HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("closed in time");
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "answered plaintext on 443: {}",
+        String::from_utf8_lossy(&rest)
     );
 }
 
@@ -741,8 +789,10 @@ async fn sighup_reloads_the_policy() {
         .and_then(|m| m.modified())
         .expect("mtime");
     // Same length, same inode, same mtime: only the signal can reveal the change.
-    let rotated = policy(GITHUB_TOKEN).replace(GITHUB_TOKEN, "ghp_SECRET_hupped");
-    assert_eq!(rotated.len(), policy(GITHUB_TOKEN).len());
+    let rotated = env
+        .policy(GITHUB_TOKEN)
+        .replace(GITHUB_TOKEN, "ghp_SECRET_hupped");
+    assert_eq!(rotated.len(), env.policy(GITHUB_TOKEN).len());
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)

@@ -53,7 +53,7 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-pub fn policy(github_token: &str) -> String {
+pub fn policy(github_token: &str, plain_port: u16) -> String {
     format!(
         r#"
 passthrough_hosts = ["pinned.test"]
@@ -105,11 +105,19 @@ value = "{QUERY_KEY}"
 host_pattern = "query.test"
 param_name = "key"
 
+# Plaintext injection needs the port named explicitly.
 [[secrets]]
 name = "plain"
 type = "generic"
 value = "{PLAIN_KEY}"
-host_pattern = "plain.test"
+host_pattern = "plain.test:{plain_port}"
+header_name = "x-api-key"
+
+[[secrets]]
+name = "plain-no-port"
+type = "generic"
+value = "{PLAIN_KEY}"
+host_pattern = "plain2.test"
 header_name = "x-api-key"
 "#
     )
@@ -160,7 +168,11 @@ impl Env {
             .await
             .expect("origin");
         let plain = Origin::start_plain().await.expect("plain origin");
-        std::fs::write(dir.path().join("policy.toml"), policy(GITHUB_TOKEN)).expect("policy");
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            policy(GITHUB_TOKEN, plain.port()),
+        )
+        .expect("policy");
         let gateway = Gateway::start(dir.path(), &origin, &plain, &options.extra_args).await;
         Env {
             dir,
@@ -168,6 +180,11 @@ impl Env {
             plain,
             gateway,
         }
+    }
+
+    /// The test policy, with the GitHub secret set to `github_token`.
+    pub fn policy(&self, github_token: &str) -> String {
+        policy(github_token, self.plain.port())
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
@@ -273,10 +290,9 @@ impl Gateway {
             };
             cmd.args(["--resolve", &format!("{host}:{}:{addr}", origin.port())]);
         }
-        cmd.args([
-            "--resolve",
-            &format!("plain.test:{}:127.0.0.1", plain.port()),
-        ]);
+        for host in ["plain.test", "plain2.test"] {
+            cmd.args(["--resolve", &format!("{host}:{}:127.0.0.1", plain.port())]);
+        }
         cmd.args(extra);
         cmd.env("ONECLI_LOG", "debug")
             .stdin(Stdio::null())

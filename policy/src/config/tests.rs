@@ -62,7 +62,9 @@ window = "hour"
         .expect("agent");
     assert_eq!(agent.identifier, "claude");
     assert_eq!(agent.policy_mode, PolicyMode::Deny);
-    let secrets: Vec<_> = snap.injections(agent, "api.github.com", 443, "/").collect();
+    let secrets: Vec<_> = snap
+        .injections(agent, "api.github.com", 443, true, "/")
+        .collect();
     assert_eq!(secrets.len(), 1);
     assert_eq!(secrets[0].value().expose(), "from-env");
     assert_eq!(snap.rules().len(), 2);

@@ -118,30 +118,33 @@ fn injections_follow_host_path_and_visibility() {
         .agent_by_token_hash(&token_sha256("tok-picky"))
         .expect("agent");
     assert_eq!(
-        ids(snap.injections(all, "api.anthropic.com", 443, "/v1/messages")),
+        ids(snap.injections(all, "api.anthropic.com", 443, true, "/v1/messages")),
         ["anth"]
     );
     assert_eq!(
-        ids(snap.injections(all, "a.example.com", 443, "/")),
+        ids(snap.injections(all, "a.example.com", 443, true, "/")),
         ["wild"]
     );
     // Wildcard first, the exact host last, so the exact one wins a shared header.
     assert_eq!(
-        ids(snap.injections(all, "maps.example.com", 443, "/")),
+        ids(snap.injections(all, "maps.example.com", 443, true, "/")),
         ["wild", "q"]
     );
     assert_eq!(
-        ids(snap.injections(all, "api.github.com", 443, "/repos/x?y=1")),
+        ids(snap.injections(all, "api.github.com", 443, true, "/repos/x?y=1")),
         ["gh"]
     );
-    assert!(ids(snap.injections(all, "api.github.com", 443, "/user")).is_empty());
-    assert!(ids(snap.injections(all, "example.com", 443, "/")).is_empty());
+    assert!(ids(snap.injections(all, "api.github.com", 443, true, "/user")).is_empty());
+    assert!(ids(snap.injections(all, "example.com", 443, true, "/")).is_empty());
     // Selective: only the assigned secret.
-    assert!(ids(snap.injections(picky, "api.anthropic.com", 443, "/")).is_empty());
+    assert!(ids(snap.injections(picky, "api.anthropic.com", 443, true, "/")).is_empty());
     assert_eq!(
-        ids(snap.injections(picky, "api.github.com", 443, "/repos/a")),
+        ids(snap.injections(picky, "api.github.com", 443, true, "/repos/a")),
         ["gh"]
     );
+    // Plaintext gets nothing unless the pattern names the port.
+    assert!(ids(snap.injections(all, "api.anthropic.com", 443, false, "/")).is_empty());
+    assert!(ids(snap.injections(all, "a.example.com", 80, false, "/")).is_empty());
     assert!(snap.any_secret_for_host("api.anthropic.com", 443));
     assert!(!snap.any_secret_for_host("example.org", 443));
     assert!(snap.is_passthrough("pinned.example.net", 443));
@@ -275,4 +278,33 @@ fn debug_output_never_contains_secret_values() {
     for value in ["sk-ant-api03-key", "w-value", "gh-value", "q-value"] {
         assert!(!debug.contains(value), "{value} leaked in Debug");
     }
+}
+
+#[test]
+fn plaintext_injection_needs_an_explicit_port() {
+    let snap = Snapshot::compile(PolicyDoc {
+        agents: vec![agent("a", "tok", SecretMode::All, &[])],
+        secrets: vec![secret(
+            "internal",
+            SecretKind::Generic,
+            "v",
+            "internal.svc:8080",
+            "*",
+            header("x-key", "{value}"),
+        )],
+        ..PolicyDoc::default()
+    })
+    .expect("valid");
+    let a = snap
+        .agent_by_token_hash(&token_sha256("tok"))
+        .expect("agent");
+    assert_eq!(
+        ids(snap.injections(a, "internal.svc", 8080, false, "/")),
+        ["internal"]
+    );
+    assert_eq!(
+        ids(snap.injections(a, "internal.svc", 8080, true, "/")),
+        ["internal"]
+    );
+    assert!(ids(snap.injections(a, "internal.svc", 80, false, "/")).is_empty());
 }
