@@ -7,9 +7,10 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use pingora_core::tls::x509::X509;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, PublicKeyData, PKCS_ECDSA_P256_SHA256,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum CaError {
     BadCert { path: PathBuf },
     #[error("{path} is not a usable private key (PEM, PKCS#8)")]
     BadKey { path: PathBuf },
+    #[error("{key} is not the private key of the certificate {cert}")]
+    Mismatch { cert: PathBuf, key: PathBuf },
     #[error("cannot generate the CA: {0}")]
     Generate(rcgen::Error),
 }
@@ -85,6 +88,18 @@ impl CertificateAuthority {
         let key = KeyPair::from_pem(&key_pem).map_err(|_| CaError::BadKey {
             path: key_path.into(),
         })?;
+        let cert_spki = X509::from_pem(cert_pem.as_bytes())
+            .and_then(|c| c.public_key())
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|_| CaError::BadCert {
+                path: cert_path.into(),
+            })?;
+        if cert_spki != key.subject_public_key_info() {
+            return Err(CaError::Mismatch {
+                cert: cert_path.into(),
+                key: key_path.into(),
+            });
+        }
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|_| CaError::BadCert {
             path: cert_path.into(),
         })?;
@@ -138,4 +153,20 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), C
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        CertificateAuthority::load_or_generate(a.path()).expect("ca a");
+        CertificateAuthority::load_or_generate(b.path()).expect("ca b");
+        let err = CertificateAuthority::load(&a.path().join("ca.pem"), &b.path().join("ca.key"))
+            .expect_err("mismatch");
+        assert!(matches!(err, CaError::Mismatch { .. }), "{err}");
+    }
 }

@@ -92,6 +92,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64)
                 || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
@@ -99,6 +100,16 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 return is_internal(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded_v4 = |hi: u16, lo: u16| {
+                std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            // 6to4 (2002::/16) and IPv4-compatible (::/96) carry an IPv4 address.
+            if s[0] == 0x2002 && is_internal(IpAddr::V4(embedded_v4(s[1], s[2]))) {
+                return true;
+            }
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_internal(IpAddr::V4(embedded_v4(s[6], s[7])));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -148,6 +159,11 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "198.18.0.1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2002:0a00:0001::1",
+            "::10.0.0.1",
         ] {
             assert!(is_internal(ip(s)), "{s}");
         }
@@ -157,6 +173,8 @@ mod tests {
             "172.32.0.1",
             "2606:4700::1111",
             "::ffff:1.1.1.1",
+            "2002:0101:0101::1",
+            "198.20.0.1",
         ] {
             assert!(!is_internal(ip(s)), "{s}");
         }

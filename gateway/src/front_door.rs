@@ -73,6 +73,16 @@ impl FrontDoor {
         let host = normalize_host(host).into_owned();
         let passthrough = snapshot.is_passthrough(&host, port);
         drop(snapshot);
+        // A pass-through upstream is reached before the client hears 200,
+        // so a refusal can still be answered.
+        let upstream = if passthrough {
+            match tunnel::open(&self.shared, &host, port).await {
+                Ok(upstream) => Some(upstream),
+                Err(refusal) => return refuse(&mut l4, refusal).await,
+            }
+        } else {
+            None
+        };
 
         if l4
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
@@ -87,9 +97,9 @@ impl FrontDoor {
         metrics.tunnels_open.inc();
         let _open = scopeguard(|| metrics.tunnels_open.dec());
 
-        if passthrough {
+        if let Some(upstream) = upstream {
             metrics.tunnels.with_label_values(&["passthrough"]).inc();
-            return tunnel::pass_through(&self.shared, l4, &early, &host, port, shutdown).await;
+            return tunnel::pass_through(&self.shared, l4, upstream, &early, shutdown).await;
         }
         // Peek at the client's first byte: a TLS handshake is intercepted,
         // anything else is served as plain HTTP (CONNECT host:80).

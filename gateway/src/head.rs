@@ -19,7 +19,6 @@ pub enum HeadError {
     Closed,
 }
 
-#[derive(Debug)]
 pub struct Head {
     pub method: String,
     pub target: String,
@@ -27,6 +26,20 @@ pub struct Head {
     /// Length of the head in the buffer; bytes after it belong to the body
     /// or, after CONNECT, to the tunnel.
     pub len: usize,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field(
+                "proxy_authorization",
+                &self.proxy_authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("len", &self.len)
+            .finish()
+    }
 }
 
 /// Reads until a whole request head is in `buf` and parses it.
@@ -130,6 +143,28 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     }
 }
 
+/// Splits an authority whose port is optional (`host`, `[v6]`, or with
+/// `:port`), validating both parts.
+pub fn parse_authority(authority: &str, default_port: u16) -> Option<(&str, u16)> {
+    let bare_v6 = authority
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'));
+    let host = match bare_v6 {
+        Some(v6) => v6,
+        None if !authority.contains(':') => authority,
+        None => return split_authority(authority),
+    };
+    valid_host(host).then_some((host, default_port))
+}
+
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+}
+
 /// Splits a CONNECT target `host:port` / `[v6]:port`. The port is required.
 pub fn split_authority(target: &str) -> Option<(&str, u16)> {
     let (host, port) = if let Some(rest) = target.strip_prefix('[') {
@@ -143,12 +178,7 @@ pub fn split_authority(target: &str) -> Option<(&str, u16)> {
         (host, port)
     };
     let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
-    valid.then_some((host, port))
+    valid_host(host).then_some((host, port))
 }
 
 #[cfg(test)]
@@ -222,6 +252,24 @@ mod tests {
                 .err(),
             Some(HeadError::TimedOut)
         );
+    }
+
+    #[test]
+    fn authorities_with_optional_ports() {
+        assert_eq!(parse_authority("a.test", 443), Some(("a.test", 443)));
+        assert_eq!(parse_authority("a.test:8080", 443), Some(("a.test", 8080)));
+        assert_eq!(parse_authority("[::1]", 80), Some(("::1", 80)));
+        assert_eq!(parse_authority("[::1]:81", 80), Some(("::1", 81)));
+        for bad in [
+            "a.test:99999",
+            "a.test:x",
+            "user@a.test",
+            "",
+            "a b",
+            "a.test:",
+        ] {
+            assert_eq!(parse_authority(bad, 80), None, "{bad}");
+        }
     }
 
     #[test]

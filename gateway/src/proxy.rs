@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use onecli_policy::{normalize_host, Snapshot, TokenHash};
+use onecli_policy::{has_dot_segment, normalize_host, Snapshot, TokenHash};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
@@ -18,6 +18,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::egress::EgressError;
 use crate::errors::Refusal;
 use crate::front_door::TunnelFacts;
+use crate::head::parse_authority;
 use crate::{auth, inject, upgrade, Shared};
 
 pub struct GatewayProxy {
@@ -116,6 +117,15 @@ impl ProxyHttp for GatewayProxy {
         let Some(token) = token.filter(|t| snapshot.agent_by_token_hash(t).is_some()) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
+        if has_dot_segment(session.req_header().uri.path()) {
+            return self
+                .answer(
+                    session,
+                    ctx,
+                    Refusal::BadRequest("the path has . or .. segments"),
+                )
+                .await;
+        }
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
         ctx.target = Some(target);
@@ -419,11 +429,10 @@ fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, R
             };
             let authority = std::str::from_utf8(authority)
                 .map_err(|_| Refusal::BadRequest("request target is not ASCII"))?;
-            let (host, port) = split_host_port(authority);
-            if host.is_empty() {
-                return Err(Refusal::BadRequest("request target has no host"));
-            }
-            let port = port.unwrap_or(if tls { 443 } else { 80 });
+            let default_port = if tls { 443 } else { 80 };
+            let (host, port) = parse_authority(authority, default_port).ok_or(
+                Refusal::BadRequest("the request target's host or port is not valid"),
+            )?;
             Ok(Some(Target {
                 host: normalize_host(host).into_owned(),
                 port,

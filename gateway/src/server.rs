@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -107,10 +108,13 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let proxy = Arc::new(pingora_proxy::http_proxy(
-        &server.configuration,
-        GatewayProxy::new(shared.clone()),
-    ));
+    let mut proxy =
+        pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(shared.clone()));
+    // HTTP/1.1 keep-alive idles out after Pingora's 60 s; h2 has no default.
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(shared.config.timeouts.idle);
+    proxy.server_options = Some(options);
+    let proxy = Arc::new(proxy);
     let mut front = Service::new(
         "onecli-gateway".to_owned(),
         FrontDoor::new(shared.clone(), proxy),

@@ -11,33 +11,45 @@ use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::egress::EgressError;
+use crate::errors::Refusal;
 use crate::Shared;
 
+/// Resolves, egress-checks and connects to a pass-through upstream.
+pub async fn open(shared: &Shared, host: &str, port: u16) -> Result<TcpStream, Refusal> {
+    let addr = shared
+        .egress
+        .resolve(host, port)
+        .await
+        .map_err(|error| match error {
+            EgressError::Refused { .. } => Refusal::EgressBlocked {
+                host: host.to_owned(),
+            },
+            EgressError::Unresolvable(_) => Refusal::BadGateway {
+                message: format!("OneCLI gateway could not resolve {host}."),
+            },
+        })?;
+    match tokio::time::timeout(shared.config.timeouts.connect, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(_)) => Err(Refusal::BadGateway {
+            message: format!("{host} refused the connection."),
+        }),
+        Err(_) => Err(Refusal::UpstreamTimeout {
+            host: host.to_owned(),
+        }),
+    }
+}
+
+/// Copies bytes both ways until either side closes, the tunnel idles out,
+/// or the gateway shuts down.
 pub async fn pass_through(
     shared: &Shared,
     mut client: Box<L4Stream>,
+    mut upstream: TcpStream,
     early: &[u8],
-    host: &str,
-    port: u16,
     shutdown: &ShutdownWatch,
 ) {
-    let addr = match shared.egress.resolve(host, port).await {
-        Ok(addr) => addr,
-        Err(error) => {
-            tracing::info!(%error, "pass-through tunnel refused");
-            return;
-        }
-    };
     let timeouts = shared.config.timeouts;
-    let mut upstream = match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(error)) => {
-            tracing::info!(%error, host, "pass-through connect failed");
-            return;
-        }
-        Err(_) => return,
-    };
     let _ = upstream.set_nodelay(true);
     if !early.is_empty() && upstream.write_all(early).await.is_err() {
         return;
@@ -49,7 +61,7 @@ pub async fn pass_through(
     let last = Arc::new(AtomicU64::new(0));
     tokio::select! {
         _ = async { tokio::join!(copy(cr, uw, &last, start), copy(ur, cw, &last, start)) } => {}
-        _ = idle_watch(&last, start, timeouts.idle) => tracing::debug!(host, "pass-through tunnel idle, closed"),
+        _ = idle_watch(&last, start, timeouts.idle) => tracing::debug!("pass-through tunnel idle, closed"),
         _ = shutdown.changed() => {}
     }
 }

@@ -26,12 +26,12 @@ struct RawFile {
     rules: Vec<Spanned<RawRule>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     name: String,
     identifier: String,
-    token: Option<String>,
+    token: Option<Zeroizing<String>>,
     token_env: Option<String>,
     #[serde(default)]
     default: bool,
@@ -41,6 +41,14 @@ struct RawAgent {
     secrets: Vec<String>,
     #[serde(default)]
     policy_mode: PolicyMode,
+}
+
+impl std::fmt::Debug for RawAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAgent")
+            .field("identifier", &self.identifier)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -238,7 +246,7 @@ pub fn parse_policy_file(
         lines.0.push((item.clone(), line));
         let a = spanned.into_inner();
         let token = match (a.token, &a.token_env) {
-            (Some(t), None) => Zeroizing::new(t),
+            (Some(t), None) => t,
             (None, Some(var)) => match env(var) {
                 Some(t) => Zeroizing::new(t),
                 None => {

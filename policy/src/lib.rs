@@ -11,7 +11,7 @@ pub mod snapshot;
 pub mod wire;
 
 pub use model::PolicyDoc;
-pub use pattern::{normalize_host, HostPattern, PathPattern};
+pub use pattern::{has_dot_segment, normalize_host, HostPattern, PathPattern};
 pub use secret::SecretValue;
 pub use snapshot::{token_sha256, Agent, InjectOp, Secret, Snapshot, TokenHash, ValueFormat};
 

@@ -613,6 +613,25 @@ async fn credentials_never_travel_in_cleartext_unless_the_port_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn dot_segments_cannot_escape_a_secrets_path_scope() {
+    let env = Env::start().await;
+    for path in ["/repos/../user", "/repos/%2e%2e/user", "/repos/./x"] {
+        let (status, body) = env.curl(TOKEN_ALL, &["--path-as-is"], &env.url("generic.test", path));
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(json(&body)["error"], "bad_request");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pass_through_upstreams_are_checked_before_the_tunnel_opens() {
+    let env = Env::start().await;
+    let target = format!("127.0.0.2:{}", env.origin.port());
+    let (resp, _) = connect_raw(env.gateway.port, &target, Some(&basic(TOKEN_ALL))).await;
+    assert_eq!(resp.status, 403, "{}", resp.head);
+    assert_eq!(resp.json()["error"], "egress_blocked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn own_api_health_readiness_and_metrics() {
     let env = Env::start().await;
     let (status, body) = http_get(env.gateway.port, "/healthz")

@@ -56,7 +56,7 @@ pub fn free_port() -> u16 {
 pub fn policy(github_token: &str, plain_port: u16) -> String {
     format!(
         r#"
-passthrough_hosts = ["pinned.test"]
+passthrough_hosts = ["pinned.test", "127.0.0.2"]
 
 [[agents]]
 name = "All"
