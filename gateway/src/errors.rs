@@ -28,6 +28,29 @@ pub enum Refusal {
     UpstreamTimeout {
         host: String,
     },
+    /// A `block` rule matched (SPEC §6 step 1).
+    BlockedByPolicy {
+        rule_name: String,
+        method: String,
+        path: String,
+        dashboard_url: String,
+    },
+    /// The agent is in `deny` mode and nothing allows this host (step 4).
+    BlockedByDefault {
+        method: String,
+        host: String,
+        path: String,
+        dashboard_url: String,
+    },
+    /// Over a `rate_limit` rule (step 3).
+    RateLimited {
+        limit: u32,
+        window: &'static str,
+        retry_after_secs: u64,
+    },
+    /// A `manual_approval` rule matched and no approvals hub can take it:
+    /// the request fails closed (step 2).
+    ApprovalUnavailable,
 }
 
 impl Refusal {
@@ -40,6 +63,9 @@ impl Refusal {
             Refusal::EgressBlocked { .. } => 403,
             Refusal::BadGateway { .. } => 502,
             Refusal::UpstreamTimeout { .. } => 504,
+            Refusal::BlockedByPolicy { .. } | Refusal::BlockedByDefault { .. } => 403,
+            Refusal::RateLimited { .. } => 429,
+            Refusal::ApprovalUnavailable => 503,
         }
     }
 
@@ -53,6 +79,10 @@ impl Refusal {
             Refusal::EgressBlocked { .. } => "egress_blocked",
             Refusal::BadGateway { .. } => "bad_gateway",
             Refusal::UpstreamTimeout { .. } => "upstream_timeout",
+            Refusal::BlockedByPolicy { .. } => "blocked_by_policy",
+            Refusal::BlockedByDefault { .. } => "blocked_by_default_policy",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::ApprovalUnavailable => "approval_unavailable",
         }
     }
 
@@ -74,11 +104,62 @@ impl Refusal {
             ),
             Refusal::BadGateway { message } => message.clone(),
             Refusal::UpstreamTimeout { host } => format!("{host} did not answer in time."),
+            Refusal::BlockedByPolicy { rule_name, method, path, .. } => format!(
+                "Blocked by OneCLI policy rule \"{rule_name}\". {method} {path} is not allowed. Do not retry; if the task needs it, ask the user to change the rule."
+            ),
+            Refusal::BlockedByDefault { method, host, path, .. } => format!(
+                "OneCLI lets this agent reach listed hosts only, and {host} is not listed ({method} {path}). Do not retry; if the task needs it, ask the user to add an allow rule."
+            ),
+            Refusal::RateLimited { .. } => "This request was rate-limited by an OneCLI policy rule.".into(),
+            Refusal::ApprovalUnavailable => {
+                "This request needs a human's approval, but no approvals service is reachable from this OneCLI gateway. It was not sent.".into()
+            }
         }
     }
 
     pub fn body(&self) -> Bytes {
-        Bytes::from(json!({ "error": self.code(), "message": self.message() }).to_string())
+        let mut body = json!({ "error": self.code(), "message": self.message() });
+        match self {
+            Refusal::BlockedByPolicy {
+                rule_name,
+                method,
+                path,
+                dashboard_url,
+            } => {
+                body["rule_name"] = json!(rule_name);
+                body["method"] = json!(method);
+                body["path"] = json!(path);
+                body["dashboard_url"] = json!(format!("{dashboard_url}/rules"));
+            }
+            Refusal::BlockedByDefault {
+                method,
+                host,
+                path,
+                dashboard_url,
+            } => {
+                body["method"] = json!(method);
+                body["host"] = json!(host);
+                body["path"] = json!(path);
+                body["dashboard_url"] = json!(format!("{dashboard_url}/rules"));
+            }
+            Refusal::RateLimited { limit, window, .. } => {
+                body["limit"] = json!(limit);
+                body["window"] = json!(window);
+            }
+            _ => {}
+        }
+        Bytes::from(body.to_string())
+    }
+
+    /// Policy answers tell SDKs not to retry on their own (COMPAT.md).
+    fn is_policy(&self) -> bool {
+        matches!(
+            self,
+            Refusal::BlockedByPolicy { .. }
+                | Refusal::BlockedByDefault { .. }
+                | Refusal::RateLimited { .. }
+                | Refusal::ApprovalUnavailable
+        )
     }
 
     /// Whether the client should close the connection after this answer.
@@ -97,6 +178,15 @@ impl Refusal {
         }
         if self.closes() {
             let _ = resp.insert_header("connection", "close");
+        }
+        if self.is_policy() {
+            let _ = resp.insert_header("x-should-retry", "false");
+        }
+        if let Refusal::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            let _ = resp.insert_header("retry-after", retry_after_secs.to_string());
         }
         resp
     }
@@ -148,6 +238,7 @@ mod tests {
                 message: "m".into(),
             },
             Refusal::UpstreamTimeout { host: "h".into() },
+            Refusal::ApprovalUnavailable,
         ] {
             let v: serde_json::Value = serde_json::from_slice(&r.body()).expect("json");
             assert_eq!(v["error"], r.code());
@@ -164,5 +255,49 @@ mod tests {
         );
         assert!(raw.contains("proxy-authenticate: Basic realm=\"OneCLI Gateway\"\r\n"));
         assert!(raw.contains("connection: close\r\n"));
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn policy_bodies_follow_compat() {
+        let blocked = Refusal::BlockedByPolicy {
+            rule_name: "no deletes".into(),
+            method: "DELETE".into(),
+            path: "/v1/x".into(),
+            dashboard_url: "http://localhost:10254".into(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&blocked.body()).expect("json");
+        assert_eq!(v["error"], "blocked_by_policy");
+        assert_eq!(v["rule_name"], "no deletes");
+        assert_eq!(v["dashboard_url"], "http://localhost:10254/rules");
+        assert!(v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"no deletes\"") && m.contains("DELETE /v1/x")));
+        let h = blocked.response_header(1);
+        assert_eq!(
+            h.headers.get("x-should-retry").map(|v| v.as_bytes()),
+            Some(&b"false"[..])
+        );
+
+        let limited = Refusal::RateLimited {
+            limit: 5,
+            window: "hour",
+            retry_after_secs: 42,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&limited.body()).expect("json");
+        assert_eq!(
+            (v["limit"].as_u64(), v["window"].as_str()),
+            (Some(5), Some("hour"))
+        );
+        let h = limited.response_header(1);
+        assert_eq!(h.status.as_u16(), 429);
+        assert_eq!(
+            h.headers.get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"42"[..])
+        );
     }
 }

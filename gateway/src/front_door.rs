@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::errors::Refusal;
 use crate::head::{read_head, split_authority, HeadError};
-use crate::proxy::GatewayProxy;
+use crate::proxy::{enforce_rules, GatewayProxy, Target};
 use crate::{auth, tunnel, Shared};
 
 /// What a CONNECT established, carried to every request in the tunnel
@@ -72,6 +72,20 @@ impl FrontDoor {
         };
         let host = normalize_host(host).into_owned();
         let passthrough = snapshot.is_passthrough(&host, port);
+        if passthrough {
+            // Nothing inside a pass-through tunnel is visible: the rules
+            // judge it once, as `CONNECT /`.
+            let target = Target {
+                host: host.clone(),
+                port,
+                tls: true,
+            };
+            if let Some(refusal) =
+                enforce_rules(&self.shared, &snapshot, &token, &target, "CONNECT", "/")
+            {
+                return refuse(&mut l4, refusal).await;
+            }
+        }
         drop(snapshot);
         // A pass-through upstream is reached before the client hears 200,
         // so a refusal can still be answered.

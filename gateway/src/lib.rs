@@ -18,6 +18,7 @@ pub mod leaf;
 pub mod metrics;
 pub mod policy_source;
 pub mod proxy;
+pub mod rate_limit;
 pub mod server;
 pub mod tunnel;
 pub mod upgrade;
@@ -42,4 +43,5 @@ pub struct Shared {
     pub upstream_tls: SslConnector,
     pub egress: egress::EgressGuard,
     pub metrics: Arc<metrics::GatewayMetrics>,
+    pub rate_limiter: rate_limit::RateLimiter,
 }

@@ -21,6 +21,7 @@ pub struct GatewayMetrics {
     pub leaf_cached: IntGauge,
     pub policy_version: IntGauge,
     pub policy_rejected: IntCounter,
+    pub rate_limited: IntCounter,
     pub request_seconds: Histogram,
 }
 
@@ -79,6 +80,11 @@ impl GatewayMetrics {
         registry.register(Box::new(policy_version.clone()))?;
         registry.register(Box::new(policy_rejected.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
+        let rate_limited = IntCounter::new(
+            "onecli_gateway_rate_limited_total",
+            "Requests refused by a rate_limit rule",
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
         Ok(GatewayMetrics {
             registry,
             requests,
@@ -89,6 +95,7 @@ impl GatewayMetrics {
             leaf_cached,
             policy_version,
             policy_rejected,
+            rate_limited,
             request_seconds,
         })
     }

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use onecli_policy::{has_dot_segment, normalize_host, Snapshot, TokenHash};
+use onecli_policy::model::RuleAction;
+use onecli_policy::{has_dot_segment, normalize_host, Decision, RequestFacts, Snapshot, TokenHash};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
@@ -117,7 +118,8 @@ impl ProxyHttp for GatewayProxy {
         let Some(token) = token.filter(|t| snapshot.agent_by_token_hash(t).is_some()) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        if has_dot_segment(session.req_header().uri.path()) {
+        let path = session.req_header().uri.path();
+        if has_dot_segment(path) {
             return self
                 .answer(
                     session,
@@ -125,6 +127,17 @@ impl ProxyHttp for GatewayProxy {
                     Refusal::BadRequest("the path has . or .. segments"),
                 )
                 .await;
+        }
+        let req = session.req_header();
+        if let Some(refusal) = enforce_rules(
+            &self.shared,
+            &snapshot,
+            &token,
+            &target,
+            req.method.as_str(),
+            req.uri.path(),
+        ) {
+            return self.answer(session, ctx, refusal).await;
         }
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
@@ -440,6 +453,60 @@ fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, R
             }))
         }
     }
+}
+
+/// SPEC §6 for one request: `None` to go on, or the refusal. Counts the
+/// request against the rate limits it falls under.
+pub(crate) fn enforce_rules(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    token: &TokenHash,
+    target: &Target,
+    method: &str,
+    path: &str,
+) -> Option<Refusal> {
+    let agent = snapshot.agent_by_token_hash(token)?;
+    let facts = RequestFacts {
+        method,
+        host: &target.host,
+        port: target.port,
+        path,
+    };
+    let dashboard_url = || shared.config.dashboard_url.trim_end_matches('/').to_owned();
+    let rate_limits = match snapshot.evaluate(agent, facts) {
+        Decision::Allow { rate_limits } => rate_limits,
+        Decision::Block(rule) => {
+            return Some(Refusal::BlockedByPolicy {
+                rule_name: rule.name.clone(),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                dashboard_url: dashboard_url(),
+            })
+        }
+        Decision::BlockByDefault => {
+            return Some(Refusal::BlockedByDefault {
+                method: method.to_owned(),
+                host: target.host.clone(),
+                path: path.to_owned(),
+                dashboard_url: dashboard_url(),
+            })
+        }
+        // No approvals hub yet: fail closed.
+        Decision::NeedsApproval { .. } => return Some(Refusal::ApprovalUnavailable),
+    };
+    if rate_limits.is_empty() {
+        return None;
+    }
+    let limited = shared.rate_limiter.check(&agent.id, &rate_limits).err()?;
+    shared.metrics.rate_limited.inc();
+    let RuleAction::RateLimit { limit, window } = limited.rule.action else {
+        return Some(Refusal::ApprovalUnavailable);
+    };
+    Some(Refusal::RateLimited {
+        limit,
+        window: window.name(),
+        retry_after_secs: limited.retry_after_secs,
+    })
 }
 
 /// Turns the agent's request into the upstream's: hop-by-hop headers and

@@ -20,6 +20,10 @@ use crate::leaf::LeafCertCache;
 use crate::metrics::{GatewayMetrics, MetricsApp};
 use crate::policy_source::{PolicyFile, PolicyHandle};
 use crate::proxy::GatewayProxy;
+use crate::rate_limit::{MonotonicClock, RateLimiter};
+
+/// Live (rule, agent) rate-limit counters kept at most: about 5 MiB.
+const RATE_LIMIT_KEYS: usize = 100_000;
 use crate::{GatewayConfig, Shared};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +108,7 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
         policy,
         leaves,
         metrics: metrics.clone(),
+        rate_limiter: RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
     });
 
     let mut server = Server::new_with_opt_and_conf(None, conf);

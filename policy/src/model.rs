@@ -122,6 +122,14 @@ pub enum RateWindow {
 }
 
 impl RateWindow {
+    pub fn name(self) -> &'static str {
+        match self {
+            RateWindow::Minute => "minute",
+            RateWindow::Hour => "hour",
+            RateWindow::Day => "day",
+        }
+    }
+
     pub fn seconds(self) -> u64 {
         match self {
             RateWindow::Minute => 60,

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode};
 use crate::pattern::{HostPattern, PathPattern};
+use crate::rules::{Decision, RequestFacts, RuleIndex};
 use crate::secret::SecretValue;
 
 pub type TokenHash = [u8; 32];
@@ -47,11 +48,14 @@ pub struct Snapshot {
     /// Secrets whose host pattern has a wildcard.
     wildcard_secrets: Vec<usize>,
     rules: Vec<Rule>,
+    rule_index: RuleIndex,
     passthrough: Vec<HostPattern>,
 }
 
 #[derive(Debug)]
 pub struct Agent {
+    /// Position in the snapshot: rules refer to agents by it.
+    index: usize,
     pub id: String,
     pub name: String,
     pub identifier: String,
@@ -262,6 +266,7 @@ impl Snapshot {
                 }
             };
             agents.push(Agent {
+                index: i,
                 id: a.id,
                 name: a.name,
                 identifier: a.identifier,
@@ -364,6 +369,7 @@ impl Snapshot {
             secrets,
             secrets_by_host,
             wildcard_secrets,
+            rule_index: RuleIndex::build(&rules),
             rules,
             passthrough,
         })
@@ -383,6 +389,12 @@ impl Snapshot {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// What the rules say about a request by `agent` (SPEC §6).
+    pub fn evaluate(&self, agent: &Agent, req: RequestFacts<'_>) -> Decision<'_> {
+        self.rule_index
+            .evaluate(&self.rules, agent, agent.index, req)
     }
 
     pub fn agent_by_token_hash(&self, hash: &TokenHash) -> Option<&Agent> {

@@ -629,6 +629,12 @@ async fn pass_through_upstreams_are_checked_before_the_tunnel_opens() {
     let (resp, _) = connect_raw(env.gateway.port, &target, Some(&basic(TOKEN_ALL))).await;
     assert_eq!(resp.status, 403, "{}", resp.head);
     assert_eq!(resp.json()["error"], "egress_blocked");
+    // Rules judge a pass-through tunnel once, at CONNECT: a deny-mode agent
+    // without an allow rule for the host does not get one.
+    let target = format!("pinned.test:{}", env.origin.port());
+    let (resp, _) = connect_raw(env.gateway.port, &target, Some(&basic(TOKEN_RULED))).await;
+    assert_eq!(resp.status, 403, "{}", resp.head);
+    assert_eq!(resp.json()["error"], "blocked_by_default_policy");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -675,7 +681,7 @@ async fn no_secret_or_token_reaches_the_logs() {
     );
     let log = env.gateway.log();
     assert!(log.contains("request"), "debug logging was on: {log}");
-    for needle in ALL_SECRETS.iter().chain([TOKEN_ALL, TOKEN_PICKY].iter()) {
+    for needle in ALL_SECRETS.iter().chain(ALL_TOKENS.iter()) {
         let leaks: Vec<String> = log
             .lines()
             .filter(|l| l.contains(needle))
@@ -842,4 +848,139 @@ async fn sighup_reloads_the_policy() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// curl's `-D -` output: the head, then the body.
+fn head_and_body(out: &str) -> (&str, Value) {
+    let (head, body) = out.rsplit_once("\r\n\r\n").expect("head and body");
+    (head, json(body))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_block_limit_allow_and_deny_by_default() {
+    let env = Env::start().await;
+    let (status, _) = env.curl(TOKEN_RULED, &[], &env.url("api.test", "/v1/messages"));
+    assert_eq!(status, 200, "an allow rule opens api.test in deny mode");
+
+    let (status, out) = env.curl(
+        TOKEN_RULED,
+        &["-X", "DELETE", "-D", "-"],
+        &env.url("api.test", "/v1/files/1?x=1"),
+    );
+    assert_eq!(status, 403);
+    let (head, body) = head_and_body(&out);
+    assert_eq!(body["error"], "blocked_by_policy");
+    assert_eq!(body["rule_name"], "ruled: no deletes");
+    assert_eq!(body["method"], "DELETE");
+    assert_eq!(body["path"], "/v1/files/1", "no query in the body");
+    assert_eq!(body["dashboard_url"], "http://localhost:10254/rules");
+    assert_eq!(header(head, "x-should-retry"), Some("false"));
+
+    let (status, out) = env.curl(TOKEN_RULED, &["-D", "-"], &env.url("other.test", "/x"));
+    assert_eq!(status, 403);
+    let (_, body) = head_and_body(&out);
+    assert_eq!(body["error"], "blocked_by_default_policy");
+    assert_eq!(body["host"], "other.test");
+    // The same rules judge absolute-form requests.
+    let (status, out) = env.curl(
+        TOKEN_RULED,
+        &[],
+        &format!("http://plain.test:{}/echo", env.plain.port()),
+    );
+    assert_eq!(status, 403, "{out}");
+
+    for _ in 0..3 {
+        let (status, body) = env.curl(TOKEN_RULED, &[], &env.url("openai.test", "/v1/chat"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, out) = env.curl(
+        TOKEN_RULED,
+        &["-D", "-"],
+        &env.url("openai.test", "/v1/chat"),
+    );
+    assert_eq!(status, 429);
+    let (head, body) = head_and_body(&out);
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(
+        (body["limit"].as_u64(), body["window"].as_str()),
+        (Some(3), Some("minute"))
+    );
+    let retry: u64 = header(head, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(
+        (1..=20).contains(&retry),
+        "one slot frees every 20 s: {retry}"
+    );
+    assert_eq!(
+        env.gateway
+            .metric("onecli_gateway_rate_limited_total")
+            .await,
+        Some(1.0)
+    );
+    // Other agents have their own counters (and no such rule).
+    let (status, _) = env.curl(TOKEN_ALL, &[], &env.url("openai.test", "/v1/chat"));
+    assert_eq!(status, 200);
+
+    let (status, out) = env.curl(
+        TOKEN_RULED,
+        &["-D", "-"],
+        &env.url("oauth.test", "/v1/messages"),
+    );
+    assert_eq!(status, 503, "approval fails closed without a hub");
+    let (head, body) = head_and_body(&out);
+    assert_eq!(body["error"], "approval_unavailable");
+    assert_eq!(header(head, "x-should-retry"), Some("false"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_added_while_a_connection_is_open_blocks_its_next_request() {
+    let env = Env::start().await;
+    let mut tunnel = tls_tunnel(&env, TOKEN_ALL, "generic.test").await;
+    assert_eq!(
+        request(&mut tunnel, "GET", "/repos/x", "generic.test", &[])
+            .await
+            .status,
+        200
+    );
+    let blocked = format!(
+        "{}\n[[rules]]\nname = \"freeze repos\"\nhost_pattern = \"generic.test\"\npath_pattern = \"/repos/*\"\naction = \"block\"\n",
+        env.policy(GITHUB_TOKEN)
+    );
+    std::fs::write(&env.gateway.policy_path, blocked).expect("edit policy");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = request(&mut tunnel, "GET", "/repos/x", "generic.test", &[]).await;
+        if resp.status == 403 {
+            assert_eq!(resp.json()["rule_name"], "freeze repos");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new rule never applied to the open connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_websocket_upgrade_never_reaches_the_upstream() {
+    let env = Env::start().await;
+    let mut tunnel = tls_tunnel(&env, TOKEN_RULED, "other.test").await;
+    let headers = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let resp = request(&mut tunnel, "GET", "/ws", "other.test", &headers).await;
+    assert_eq!(resp.status, 403, "{}", resp.head);
+    assert_eq!(resp.json()["error"], "blocked_by_default_policy");
 }

@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const TOKEN_ALL: &str = "aoc_00000000000000000000000000000000000000000000000000000000000000a1";
+pub const TOKEN_RULED: &str =
+    "aoc_00000000000000000000000000000000000000000000000000000000000000c3";
 pub const TOKEN_PICKY: &str =
     "aoc_00000000000000000000000000000000000000000000000000000000000000b2";
 pub const ANTHROPIC_KEY: &str = "sk-ant-api03-SECRET-anthropic-key";
@@ -21,6 +23,7 @@ pub const OPENAI_KEY: &str = "sk-proj-SECRET-openai";
 pub const GITHUB_TOKEN: &str = "ghp_SECRET_github";
 pub const QUERY_KEY: &str = "SECRET-query-key";
 pub const PLAIN_KEY: &str = "SECRET-plain-key";
+pub const ALL_TOKENS: [&str; 3] = [TOKEN_ALL, TOKEN_PICKY, TOKEN_RULED];
 pub const ALL_SECRETS: [&str; 6] = [
     ANTHROPIC_KEY,
     ANTHROPIC_OAUTH,
@@ -69,6 +72,40 @@ identifier = "picky"
 token = "{TOKEN_PICKY}"
 secret_mode = "selective"
 secrets = ["gh"]
+
+# A deny-mode agent with one rule of each kind.
+[[agents]]
+name = "Ruled"
+identifier = "ruled"
+token = "{TOKEN_RULED}"
+policy_mode = "deny"
+
+[[rules]]
+name = "ruled: api.test"
+agent = "ruled"
+host_pattern = "api.test"
+action = "allow"
+
+[[rules]]
+name = "ruled: no deletes"
+agent = "ruled"
+host_pattern = "api.test"
+methods = ["DELETE"]
+action = "block"
+
+[[rules]]
+name = "ruled: three a minute"
+agent = "ruled"
+host_pattern = "openai.test"
+action = "rate_limit"
+rate_limit = 3
+window = "minute"
+
+[[rules]]
+name = "ruled: ask first"
+agent = "ruled"
+host_pattern = "oauth.test"
+action = "manual_approval"
 
 [[secrets]]
 name = "anthropic"
