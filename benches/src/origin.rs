@@ -8,6 +8,7 @@
 //! | `/sse?events=N&gap_ms=M` | N server-sent events, M ms apart |
 //! | `/hang` | never answers |
 //! | `/unauthorized` | 401 with an auth-looking JSON body |
+//! | `/bad-key`, `/bad-request` | 400 about a missing key, 400 about something else |
 //! | `/redirect` | 302 to `/echo`, with the request's query |
 //! | upgrade request | 101, then echoes raw bytes back |
 //! | anything else | JSON echo of method, path, query, headers, body length and hash |
@@ -202,6 +203,14 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::new(full(""))
         }
+        "/bad-key" => status_json(
+            400,
+            r#"{"error":{"type":"invalid_request_error","message":"x-api-key header is required"}}"#,
+        ),
+        "/bad-request" => status_json(
+            400,
+            r#"{"error":{"type":"invalid_request_error","message":"messages: field required"}}"#,
+        ),
         "/unauthorized" => {
             let mut r = Response::new(full(
                 r#"{"error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
@@ -227,6 +236,17 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
         _ => echo(req, query).await,
     };
     Ok(response)
+}
+
+fn status_json(status: u16, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// The 1 MiB body: a repeating, position-dependent pattern, so truncation

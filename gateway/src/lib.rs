@@ -12,6 +12,7 @@ pub mod config;
 pub mod egress;
 pub mod errors;
 pub mod front_door;
+pub mod guidance;
 pub mod head;
 pub mod inject;
 pub mod leaf;

@@ -9,7 +9,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use onecli_policy::model::RuleAction;
-use onecli_policy::{has_dot_segment, normalize_host, Decision, RequestFacts, Snapshot, TokenHash};
+use onecli_policy::{
+    has_dot_segment, normalize_host, Decision, RequestFacts, SecretPresence, Snapshot, TokenHash,
+};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
@@ -20,7 +22,7 @@ use crate::egress::EgressError;
 use crate::errors::Refusal;
 use crate::front_door::TunnelFacts;
 use crate::head::parse_authority;
-use crate::{auth, inject, upgrade, Shared};
+use crate::{auth, guidance, inject, upgrade, Shared};
 
 pub struct GatewayProxy {
     shared: Arc<Shared>,
@@ -66,6 +68,8 @@ pub struct RequestCtx {
     /// Set by a phase that fails, read by `fail_to_proxy`.
     refusal: Option<Refusal>,
     injected: inject::Injected,
+    /// Set when the upstream's refusal is to be replaced by guidance.
+    rewrite: Option<guidance::BodyRewrite>,
     outcome: &'static str,
 }
 
@@ -81,6 +85,7 @@ impl ProxyHttp for GatewayProxy {
             target: None,
             refusal: None,
             injected: inject::Injected::default(),
+            rewrite: None,
             outcome: "forwarded",
         }
     }
@@ -215,12 +220,39 @@ impl ProxyHttp for GatewayProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         inject::scrub_reflected(resp, &ctx.injected.query_values);
+        if ctx.injected.secret_ids.is_empty() {
+            let path = session.req_header().uri.path().to_owned();
+            if let Some(rewrite) = self.guidance(resp.status.as_u16(), &path, ctx) {
+                // The body changes length; Pingora frames it anew.
+                resp.remove_header("content-length");
+                if rewrite.replaces_for_sure() {
+                    resp.remove_header("content-encoding");
+                    resp.insert_header("content-type", "application/json")?;
+                    resp.insert_header("x-should-retry", "false")?;
+                }
+                ctx.outcome = "guidance";
+                ctx.rewrite = Some(rewrite);
+            }
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(rewrite) = ctx.rewrite.as_mut() {
+            rewrite.on_chunk(body, end_of_stream);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -308,6 +340,25 @@ impl GatewayProxy {
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
+    }
+
+    /// The guidance rewrite for an upstream refusal of an uncredentialed request.
+    fn guidance(&self, status: u16, path: &str, ctx: &RequestCtx) -> Option<guidance::BodyRewrite> {
+        let (target, snapshot, token) = (
+            ctx.target.as_ref()?,
+            ctx.snapshot.as_ref()?,
+            ctx.token.as_ref()?,
+        );
+        let agent = snapshot.agent_by_token_hash(token)?;
+        let kind = match snapshot.secret_presence(agent, &target.host, target.port) {
+            SecretPresence::HiddenFromAgent => guidance::Guidance::AccessRestricted,
+            SecretPresence::None | SecretPresence::Visible => {
+                guidance::Guidance::CredentialNotFound
+            }
+        };
+        let dashboard = self.shared.config.dashboard_url.trim_end_matches('/');
+        let body = guidance::body(kind, &target.host, path, &agent.identifier, dashboard);
+        guidance::BodyRewrite::for_status(status, body)
     }
 
     /// Upgrade requests (WebSocket) are relayed by `upgrade`, not Pingora.

@@ -15,7 +15,9 @@ pub use model::PolicyDoc;
 pub use pattern::{has_dot_segment, normalize_host, HostPattern, PathPattern};
 pub use rules::{Decision, RequestFacts};
 pub use secret::SecretValue;
-pub use snapshot::{token_sha256, Agent, InjectOp, Rule, Secret, Snapshot, TokenHash, ValueFormat};
+pub use snapshot::{
+    token_sha256, Agent, InjectOp, Rule, Secret, SecretPresence, Snapshot, TokenHash, ValueFormat,
+};
 
 /// Agent identifiers: `^[a-z0-9][a-z0-9-]{0,49}$`.
 pub fn is_valid_identifier(s: &str) -> bool {

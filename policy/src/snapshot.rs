@@ -83,6 +83,14 @@ impl Secret {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretPresence {
+    None,
+    /// Secrets exist for the host, none the agent may use.
+    HiddenFromAgent,
+    Visible,
+}
+
 /// One step of an injection recipe. A secret's steps run in the order
 /// set header, remove header, set query parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +459,31 @@ impl Snapshot {
                 .wildcard_secrets
                 .iter()
                 .any(|&i| self.secrets[i].host.matches(host, port))
+    }
+
+    /// Whether any secret for the host exists, and whether `agent` may use
+    /// one: tells `credential_not_found` from `access_restricted`.
+    pub fn secret_presence(&self, agent: &Agent, host: &str, port: u16) -> SecretPresence {
+        let exact = self
+            .secrets_by_host
+            .get(host)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut presence = SecretPresence::None;
+        for &i in exact.iter().chain(&self.wildcard_secrets) {
+            if !self.secrets[i].host.matches(host, port) {
+                continue;
+            }
+            if agent
+                .visible_secrets
+                .as_ref()
+                .is_none_or(|v| v.contains(&i))
+            {
+                return SecretPresence::Visible;
+            }
+            presence = SecretPresence::HiddenFromAgent;
+        }
+        presence
     }
 
     pub fn is_passthrough(&self, host: &str, port: u16) -> bool {

@@ -984,3 +984,55 @@ async fn a_blocked_websocket_upgrade_never_reaches_the_upstream() {
     assert_eq!(resp.status, 403, "{}", resp.head);
     assert_eq!(resp.json()["error"], "blocked_by_default_policy");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncredentialed_refusals_become_guidance() {
+    let env = Env::start().await;
+    // No secret for other.test: credential_not_found, status kept.
+    let (status, out) = env.curl(
+        TOKEN_ALL,
+        &["-D", "-"],
+        &env.url("other.test", "/unauthorized"),
+    );
+    assert_eq!(status, 401);
+    let (head, body) = head_and_body(&out);
+    assert_eq!(body["error"], "credential_not_found", "{body}");
+    assert_eq!(body["hostname"], "other.test");
+    assert_eq!(body["path"], "/unauthorized");
+    assert_eq!(
+        body["secret_url"],
+        "http://localhost:10254/connections/custom?create=generic&host=other.test&path=%2F%2A"
+    );
+    assert_eq!(header(head, "x-should-retry"), Some("false"));
+    assert_eq!(header(head, "content-type"), Some("application/json"));
+
+    // A secret exists for api.test, but not for the picky agent.
+    let (status, out) = env.curl(TOKEN_PICKY, &[], &env.url("api.test", "/unauthorized"));
+    assert_eq!(status, 401);
+    assert_eq!(json(&out)["error"], "access_restricted", "{out}");
+    assert_eq!(
+        json(&out)["manage_url"],
+        "http://localhost:10254/agents?manage=picky"
+    );
+
+    // A credentialed 401 is the service's own answer: passed through.
+    let (status, out) = env.curl(
+        TOKEN_ALL,
+        &["--http1.1"],
+        &env.url("api.test", "/unauthorized"),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(json(&out)["error"]["type"], "authentication_error");
+
+    // A 400 about the key becomes guidance; any other 400 stays.
+    let (status, out) = env.curl(
+        TOKEN_ALL,
+        &["--http1.1"],
+        &env.url("other.test", "/bad-key"),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(json(&out)["error"], "credential_not_found", "{out}");
+    let (status, out) = env.curl(TOKEN_ALL, &[], &env.url("other.test", "/bad-request"));
+    assert_eq!(status, 400);
+    assert_eq!(json(&out)["error"]["message"], "messages: field required");
+}

@@ -145,6 +145,18 @@ fn injections_follow_host_path_and_visibility() {
     // Plaintext gets nothing unless the pattern names the port.
     assert!(ids(snap.injections(all, "api.anthropic.com", 443, false, "/")).is_empty());
     assert!(ids(snap.injections(all, "a.example.com", 80, false, "/")).is_empty());
+    assert_eq!(
+        snap.secret_presence(picky, "api.anthropic.com", 443),
+        SecretPresence::HiddenFromAgent
+    );
+    assert_eq!(
+        snap.secret_presence(all, "api.anthropic.com", 443),
+        SecretPresence::Visible
+    );
+    assert_eq!(
+        snap.secret_presence(all, "nowhere.test", 443),
+        SecretPresence::None
+    );
     assert!(snap.any_secret_for_host("api.anthropic.com", 443));
     assert!(!snap.any_secret_for_host("example.org", 443));
     assert!(snap.is_passthrough("pinned.example.net", 443));
