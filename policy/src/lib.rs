@@ -4,6 +4,7 @@
 //! Pure data and pure functions: no IO, no async, no clock.
 
 pub mod config;
+mod host_index;
 pub mod model;
 pub mod pattern;
 pub mod rules;

@@ -85,6 +85,15 @@ impl HostPattern {
         self.suffix.is_none().then_some(self.prefix.as_str())
     }
 
+    /// For `*.example.com` patterns, `.example.com`: the part every match
+    /// ends with, starting at a dot. Lets indices key them by suffix.
+    pub fn dot_suffix(&self) -> Option<&str> {
+        match &self.suffix {
+            Some(s) if self.prefix.is_empty() && s.starts_with('.') && s.len() > 1 => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn port(&self) -> Option<u16> {
         self.port
     }

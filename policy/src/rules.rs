@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::host_index::HostIndex;
 use crate::model::{PolicyMode, RuleAction};
 use crate::snapshot::{Agent, Rule};
 
@@ -35,36 +36,16 @@ pub struct RequestFacts<'a> {
 
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
-    global: RuleGroup,
+    global: HostIndex,
     per_agent: HashMap<usize, AgentRules>,
 }
 
 #[derive(Debug, Default)]
-struct RuleGroup {
-    by_host: HashMap<String, Vec<usize>>,
-    wildcard: Vec<usize>,
-}
-
-#[derive(Debug, Default)]
 struct AgentRules {
-    group: RuleGroup,
+    group: HostIndex,
     /// All-agents rules shadowed by one of this agent's rules with the same
     /// host, path and methods.
     shadowed: HashSet<usize>,
-}
-
-impl RuleGroup {
-    fn insert(&mut self, index: usize, rule: &Rule) {
-        match rule.host.exact_host() {
-            Some(host) => self.by_host.entry(host.to_owned()).or_default().push(index),
-            None => self.wildcard.push(index),
-        }
-    }
-
-    fn candidates<'a>(&'a self, host: &str) -> impl Iterator<Item = usize> + 'a {
-        let exact = self.by_host.get(host).map(Vec::as_slice).unwrap_or(&[]);
-        exact.iter().chain(&self.wildcard).copied()
-    }
 }
 
 /// Rules with the same key shadow each other across scopes.
@@ -85,9 +66,9 @@ impl RuleIndex {
                     .entry(agent)
                     .or_default()
                     .group
-                    .insert(i, rule),
+                    .insert(i, &rule.host),
                 None => {
-                    index.global.insert(i, rule);
+                    index.global.insert(i, &rule.host);
                     global_by_key.entry(shadow_key(rule)).or_default().push(i);
                 }
             }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
+use crate::host_index::HostIndex;
 use crate::model::{InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode};
 use crate::pattern::{HostPattern, PathPattern};
 use crate::rules::{Decision, RequestFacts, RuleIndex};
@@ -43,10 +44,8 @@ pub struct Snapshot {
     agents: Vec<Agent>,
     agents_by_token: HashMap<TokenHash, usize>,
     secrets: Vec<Secret>,
-    /// Secrets with an exact host pattern, by host.
-    secrets_by_host: HashMap<String, Vec<usize>>,
-    /// Secrets whose host pattern has a wildcard.
-    wildcard_secrets: Vec<usize>,
+    /// Secrets by host pattern.
+    secret_hosts: HostIndex,
     rules: Vec<Rule>,
     rule_index: RuleIndex,
     passthrough: Vec<HostPattern>,
@@ -343,13 +342,9 @@ impl Snapshot {
         // Least specific first, so that when several secrets set the same
         // header, the most specific one is applied last and wins.
         secrets.sort_by_key(|s| (s.host.exact_host().is_some(), path_specificity(&s.path)));
-        let mut secrets_by_host: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut wildcard_secrets = Vec::new();
+        let mut secret_hosts = HostIndex::default();
         for (i, s) in secrets.iter().enumerate() {
-            match s.host.exact_host() {
-                Some(h) => secrets_by_host.entry(h.to_owned()).or_default().push(i),
-                None => wildcard_secrets.push(i),
-            }
+            secret_hosts.insert(i, &s.host);
         }
         // Agents refer to secrets by index: remap after the sort.
         let new_index: HashMap<&str, usize> = secrets
@@ -375,8 +370,7 @@ impl Snapshot {
             agents,
             agents_by_token,
             secrets,
-            secrets_by_host,
-            wildcard_secrets,
+            secret_hosts,
             rule_index: RuleIndex::build(&rules),
             rules,
             passthrough,
@@ -423,17 +417,10 @@ impl Snapshot {
         tls: bool,
         path: &'a str,
     ) -> impl Iterator<Item = &'a Secret> + 'a {
-        let exact = self
-            .secrets_by_host
-            .get(host)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
         // Most requests match zero or one secret: this rarely allocates.
         let mut indices: Vec<usize> = self
-            .wildcard_secrets
-            .iter()
-            .chain(exact)
-            .copied()
+            .secret_hosts
+            .candidates(host)
             .filter(move |&i| {
                 let s = &self.secrets[i];
                 s.host.matches(host, port)
@@ -449,28 +436,11 @@ impl Snapshot {
         indices.into_iter().map(move |i| &self.secrets[i])
     }
 
-    /// Whether any secret (visible to the agent or not) matches the host:
-    /// tells `access_restricted` from `credential_not_found`.
-    pub fn any_secret_for_host(&self, host: &str, port: u16) -> bool {
-        self.secrets_by_host
-            .get(host)
-            .is_some_and(|v| v.iter().any(|&i| self.secrets[i].host.matches(host, port)))
-            || self
-                .wildcard_secrets
-                .iter()
-                .any(|&i| self.secrets[i].host.matches(host, port))
-    }
-
     /// Whether any secret for the host exists, and whether `agent` may use
     /// one: tells `credential_not_found` from `access_restricted`.
     pub fn secret_presence(&self, agent: &Agent, host: &str, port: u16) -> SecretPresence {
-        let exact = self
-            .secrets_by_host
-            .get(host)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
         let mut presence = SecretPresence::None;
-        for &i in exact.iter().chain(&self.wildcard_secrets) {
+        for i in self.secret_hosts.candidates(host) {
             if !self.secrets[i].host.matches(host, port) {
                 continue;
             }
