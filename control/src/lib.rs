@@ -1,1 +1,10 @@
+//! The OneCLI control service: the store (agents, encrypted secrets, rules,
+//! keys), the REST API, and the policy snapshots it publishes to gateways.
+//! It never proxies agent traffic; the gateway never reads its store.
 
+pub mod crypto;
+pub mod ids;
+pub mod store;
+
+pub use crypto::SealingKey;
+pub use store::{Store, StoreError};

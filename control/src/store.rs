@@ -1,0 +1,786 @@
+//! The control service's store (SPEC §4.1): one redb file in the data dir.
+//! Every write is one durable transaction that also bumps the policy
+//! version, so a snapshot compiled after it reflects it exactly.
+//!
+//! Secret values and agent tokens are sealed with the [`SealingKey`]
+//! (agent tokens must be shown again by the API, so they cannot be only
+//! hashed); API keys and gateway tokens are stored as SHA-256 hashes.
+
+use std::path::Path;
+
+use onecli_policy::model::{
+    AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretDoc,
+    SecretKind, SecretMode,
+};
+use onecli_policy::{is_valid_identifier, token_sha256, HostPattern, PathPattern, SecretValue};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, SealingKey};
+use crate::ids;
+
+/// Bump when a table or record changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+const MAX_NAME: usize = 100;
+const MAX_SECRET: usize = 64 * 1024;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules");
+/// SHA-256 (hex) of an API key or gateway token → its record.
+const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+const GATEWAY_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("gateway_tokens");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the data directory was written by a newer OneCLI (store schema {found}, this one reads {SCHEMA_VERSION}); upgrade OneCLI or use another --data-dir")]
+    NewerSchema { found: u64 },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("store error: {0}")]
+    Db(String),
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: String,
+    pub identifier: String,
+    token_sealed: Vec<u8>,
+    pub token_sha256: [u8; 32],
+    #[serde(default)]
+    pub is_default: bool,
+    #[serde(default)]
+    pub secret_mode: SecretMode,
+    #[serde(default)]
+    pub secret_ids: Vec<String>,
+    #[serde(default)]
+    pub policy_mode: PolicyMode,
+    pub created_at: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub id: String,
+    pub name: String,
+    pub kind: SecretKind,
+    value_sealed: Vec<u8>,
+    /// `sk-a••••••••wxyz`, computed once at write time.
+    pub preview: String,
+    pub host_pattern: String,
+    pub path_pattern: String,
+    #[serde(default)]
+    pub injection: Option<InjectionDoc>,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuleRecord {
+    pub id: String,
+    pub name: String,
+    pub host_pattern: String,
+    pub path_pattern: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    pub action: RuleAction,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyRecord {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+/// What a new secret or an update says. `None` fields are left as they are.
+#[derive(Default)]
+pub struct SecretInput {
+    pub name: Option<String>,
+    pub kind: Option<SecretKind>,
+    pub value: Option<Zeroizing<String>>,
+    pub host_pattern: Option<String>,
+    pub path_pattern: Option<String>,
+    pub injection: Option<Option<InjectionDoc>>,
+}
+
+/// What a new rule or an update says. `None` fields are left as they are.
+#[derive(Default, Debug)]
+pub struct RuleInput {
+    pub name: Option<String>,
+    pub host_pattern: Option<String>,
+    pub path_pattern: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub agent_id: Option<Option<String>>,
+    pub action: Option<RuleAction>,
+    pub enabled: Option<bool>,
+}
+
+pub struct Store {
+    db: Database,
+    key: SealingKey,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `<data-dir>/onecli.redb`, refusing one written by a
+    /// newer schema.
+    pub fn open(data_dir: &Path, key: SealingKey) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(db_err)?;
+        let db = Database::create(data_dir.join("onecli.redb")).map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let found = meta
+                .get("schema_version")
+                .map_err(db_err)?
+                .map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(db_err)?;
+                }
+            }
+            for table in [AGENTS, SECRETS, RULES, API_KEYS, GATEWAY_TOKENS] {
+                txn.open_table(table).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(Store { db, key })
+    }
+
+    pub fn policy_version(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        Ok(meta
+            .get("policy_version")
+            .map_err(db_err)?
+            .map_or(0, |v| v.value()))
+    }
+
+    // ---- agents ---------------------------------------------------------
+
+    pub fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let mut agents: Vec<AgentRecord> = self.all(AGENTS)?;
+        agents.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(agents)
+    }
+
+    pub fn agent(&self, id: &str) -> Result<AgentRecord> {
+        self.one(AGENTS, id)?.ok_or(StoreError::NotFound("agent"))
+    }
+
+    pub fn agent_by_identifier(&self, identifier: &str) -> Result<Option<AgentRecord>> {
+        Ok(self
+            .agents()?
+            .into_iter()
+            .find(|a| a.identifier == identifier))
+    }
+
+    /// The agent's proxy token, for the API's `accessToken` and container config.
+    pub fn agent_token(&self, agent: &AgentRecord) -> Result<Zeroizing<String>> {
+        Ok(self
+            .key
+            .open_string(agent.id.as_bytes(), &agent.token_sealed)?)
+    }
+
+    pub fn create_agent(
+        &self,
+        name: &str,
+        identifier: &str,
+        is_default: bool,
+    ) -> Result<AgentRecord> {
+        validate_name(name)?;
+        if !is_valid_identifier(identifier) {
+            return Err(StoreError::Invalid(format!(
+                "identifier {identifier:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$"
+            )));
+        }
+        let id = ids::new_id();
+        let token = ids::agent_token();
+        let record = AgentRecord {
+            token_sealed: self.key.seal(id.as_bytes(), token.as_bytes())?,
+            token_sha256: token_sha256(&token),
+            id,
+            name: name.to_owned(),
+            identifier: identifier.to_owned(),
+            is_default,
+            secret_mode: SecretMode::All,
+            secret_ids: Vec::new(),
+            policy_mode: PolicyMode::Allow,
+            created_at: ids::now_rfc3339(),
+        };
+        self.write(|w| {
+            if w.all::<AgentRecord>(AGENTS)?
+                .iter()
+                .any(|a| a.identifier == record.identifier)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "An agent with identifier \"{identifier}\" already exists."
+                )));
+            }
+            w.put(AGENTS, &record.id, &record)
+        })?;
+        Ok(record)
+    }
+
+    /// The default agent, created as `Default Agent` / `default` when none exists.
+    pub fn default_agent(&self) -> Result<AgentRecord> {
+        if let Some(agent) = self.agents()?.into_iter().find(|a| a.is_default) {
+            return Ok(agent);
+        }
+        match self.create_agent("Default Agent", "default", true) {
+            Ok(agent) => Ok(agent),
+            // Raced with another request that created it, or an agent named
+            // "default" exists that is not marked default: use that one.
+            Err(StoreError::Conflict(_)) => self
+                .agent_by_identifier("default")?
+                .ok_or(StoreError::NotFound("agent")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn update_agent(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut AgentRecord) -> Result<()>,
+    ) -> Result<AgentRecord> {
+        self.write(|w| {
+            let mut agent: AgentRecord = w.one(AGENTS, id)?.ok_or(StoreError::NotFound("agent"))?;
+            change(&mut agent)?;
+            validate_name(&agent.name)?;
+            for secret_id in &agent.secret_ids {
+                if w.one::<SecretRecord>(SECRETS, secret_id)?.is_none() {
+                    return Err(StoreError::Invalid(format!(
+                        "unknown secret id {secret_id:?}"
+                    )));
+                }
+            }
+            w.put(AGENTS, id, &agent)?;
+            Ok(agent)
+        })
+    }
+
+    pub fn regenerate_token(&self, id: &str) -> Result<Zeroizing<String>> {
+        let token = ids::agent_token();
+        let sealed = self.key.seal(id.as_bytes(), token.as_bytes())?;
+        let hash = token_sha256(&token);
+        self.update_agent(id, |a| {
+            a.token_sealed = sealed;
+            a.token_sha256 = hash;
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    pub fn delete_agent(&self, id: &str) -> Result<()> {
+        self.write(|w| {
+            if !w.remove(AGENTS, id)? {
+                return Err(StoreError::NotFound("agent"));
+            }
+            // Rules scoped to the agent go with it.
+            for rule in w.all::<RuleRecord>(RULES)? {
+                if rule.agent_id.as_deref() == Some(id) {
+                    w.remove(RULES, &rule.id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    // ---- secrets --------------------------------------------------------
+
+    pub fn secrets(&self) -> Result<Vec<SecretRecord>> {
+        let mut secrets: Vec<SecretRecord> = self.all(SECRETS)?;
+        secrets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(secrets)
+    }
+
+    pub fn secret(&self, id: &str) -> Result<SecretRecord> {
+        self.one(SECRETS, id)?.ok_or(StoreError::NotFound("secret"))
+    }
+
+    pub fn create_secret(&self, input: SecretInput) -> Result<SecretRecord> {
+        let (Some(name), Some(kind), Some(value), Some(host_pattern)) =
+            (input.name, input.kind, input.value, input.host_pattern)
+        else {
+            return Err(StoreError::Invalid(
+                "name, type, value and hostPattern are required".into(),
+            ));
+        };
+        let id = ids::new_id();
+        let record = SecretRecord {
+            value_sealed: self.key.seal(id.as_bytes(), value.as_bytes())?,
+            preview: SecretValue::new(value.to_string()).preview(),
+            id,
+            name,
+            kind,
+            host_pattern,
+            path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
+            injection: input.injection.flatten(),
+            created_at: ids::now_rfc3339(),
+        };
+        validate_secret(&record, &value)?;
+        self.write(|w| w.put(SECRETS, &record.id, &record))?;
+        Ok(record)
+    }
+
+    pub fn update_secret(&self, id: &str, input: SecretInput) -> Result<SecretRecord> {
+        self.write(|w| {
+            let mut s: SecretRecord = w.one(SECRETS, id)?.ok_or(StoreError::NotFound("secret"))?;
+            let value = match input.value {
+                Some(v) => v,
+                None => self.key.open_string(s.id.as_bytes(), &s.value_sealed)?,
+            };
+            if let Some(name) = input.name {
+                s.name = name;
+            }
+            if let Some(kind) = input.kind {
+                s.kind = kind;
+            }
+            if let Some(host) = input.host_pattern {
+                s.host_pattern = host;
+            }
+            if let Some(path) = input.path_pattern {
+                s.path_pattern = path;
+            }
+            if let Some(injection) = input.injection {
+                s.injection = injection;
+            }
+            s.value_sealed = self.key.seal(s.id.as_bytes(), value.as_bytes())?;
+            s.preview = SecretValue::new(value.to_string()).preview();
+            validate_secret(&s, &value)?;
+            w.put(SECRETS, id, &s)?;
+            Ok(s)
+        })
+    }
+
+    pub fn delete_secret(&self, id: &str) -> Result<()> {
+        self.write(|w| {
+            if !w.remove(SECRETS, id)? {
+                return Err(StoreError::NotFound("secret"));
+            }
+            // Selective agents lose the assignment.
+            for mut agent in w.all::<AgentRecord>(AGENTS)? {
+                if agent.secret_ids.iter().any(|s| s == id) {
+                    agent.secret_ids.retain(|s| s != id);
+                    w.put(AGENTS, &agent.id.clone(), &agent)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    // ---- rules ----------------------------------------------------------
+
+    pub fn rules(&self) -> Result<Vec<RuleRecord>> {
+        let mut rules: Vec<RuleRecord> = self.all(RULES)?;
+        rules.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(rules)
+    }
+
+    pub fn rule(&self, id: &str) -> Result<RuleRecord> {
+        self.one(RULES, id)?.ok_or(StoreError::NotFound("rule"))
+    }
+
+    pub fn create_rule(&self, input: RuleInput) -> Result<RuleRecord> {
+        let (Some(name), Some(host_pattern), Some(action)) =
+            (input.name, input.host_pattern, input.action)
+        else {
+            return Err(StoreError::Invalid(
+                "name, hostPattern and action are required".into(),
+            ));
+        };
+        let record = RuleRecord {
+            id: ids::new_id(),
+            name,
+            host_pattern,
+            path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
+            methods: input.methods.unwrap_or_default(),
+            agent_id: input.agent_id.flatten(),
+            action,
+            enabled: input.enabled.unwrap_or(true),
+            created_at: ids::now_rfc3339(),
+        };
+        self.write(|w| {
+            w.validate_rule(&record)?;
+            w.put(RULES, &record.id, &record)
+        })?;
+        Ok(record)
+    }
+
+    pub fn update_rule(&self, id: &str, input: RuleInput) -> Result<RuleRecord> {
+        self.write(|w| {
+            let mut r: RuleRecord = w.one(RULES, id)?.ok_or(StoreError::NotFound("rule"))?;
+            if let Some(v) = input.name {
+                r.name = v;
+            }
+            if let Some(v) = input.host_pattern {
+                r.host_pattern = v;
+            }
+            if let Some(v) = input.path_pattern {
+                r.path_pattern = v;
+            }
+            if let Some(v) = input.methods {
+                r.methods = v;
+            }
+            if let Some(v) = input.agent_id {
+                r.agent_id = v;
+            }
+            if let Some(v) = input.action {
+                r.action = v;
+            }
+            if let Some(v) = input.enabled {
+                r.enabled = v;
+            }
+            w.validate_rule(&r)?;
+            w.put(RULES, id, &r)?;
+            Ok(r)
+        })
+    }
+
+    pub fn delete_rule(&self, id: &str) -> Result<()> {
+        self.write(|w| {
+            if w.remove(RULES, id)? {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound("rule"))
+            }
+        })
+    }
+
+    // ---- API keys and gateway tokens ------------------------------------
+
+    /// A new admin API key (`oc_` + 64 hex); only its hash is stored.
+    pub fn create_api_key(&self, name: &str) -> Result<Zeroizing<String>> {
+        self.create_key(API_KEYS, "oc_", name)
+    }
+
+    pub fn api_key_count(&self) -> Result<usize> {
+        Ok(self.all::<KeyRecord>(API_KEYS)?.len())
+    }
+
+    pub fn verify_api_key(&self, presented: &str) -> Result<bool> {
+        self.verify_key(API_KEYS, presented)
+    }
+
+    /// A token a gateway presents to subscribe to snapshots.
+    pub fn create_gateway_token(&self, name: &str) -> Result<Zeroizing<String>> {
+        self.create_key(GATEWAY_TOKENS, "ogw_", name)
+    }
+
+    pub fn verify_gateway_token(&self, presented: &str) -> Result<bool> {
+        self.verify_key(GATEWAY_TOKENS, presented)
+    }
+
+    fn create_key(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+        name: &str,
+    ) -> Result<Zeroizing<String>> {
+        let key = ids::random_token(prefix);
+        let hash = hex::encode(token_sha256(&key));
+        let record = KeyRecord {
+            id: ids::new_id(),
+            name: name.to_owned(),
+            created_at: ids::now_rfc3339(),
+        };
+        self.write_unversioned(|w| w.put(table, &hash, &record))?;
+        Ok(key)
+    }
+
+    fn verify_key(&self, table: TableDefinition<&str, &[u8]>, presented: &str) -> Result<bool> {
+        let hash = hex::encode(token_sha256(presented));
+        Ok(self.one::<KeyRecord>(table, &hash)?.is_some())
+    }
+
+    // ---- the policy document --------------------------------------------
+
+    /// Everything the gateways enforce, at the current version, with secret
+    /// values in the clear (the caller seals the envelope for transport).
+    pub fn policy_doc(&self) -> Result<PolicyDoc> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let read = Reader { txn: &txn };
+        let version = txn
+            .open_table(META)
+            .map_err(db_err)?
+            .get("policy_version")
+            .map_err(db_err)?
+            .map_or(0, |v| v.value());
+        let agents = read
+            .all::<AgentRecord>(AGENTS)?
+            .into_iter()
+            .map(|a| AgentDoc {
+                id: a.id,
+                name: a.name,
+                identifier: a.identifier,
+                token_sha256: a.token_sha256,
+                is_default: a.is_default,
+                secret_mode: a.secret_mode,
+                secret_ids: a.secret_ids,
+                policy_mode: a.policy_mode,
+            })
+            .collect();
+        let mut secrets = Vec::new();
+        for s in read.all::<SecretRecord>(SECRETS)? {
+            let value = self.key.open_string(s.id.as_bytes(), &s.value_sealed)?;
+            secrets.push(SecretDoc {
+                id: s.id,
+                name: s.name,
+                kind: s.kind,
+                value,
+                host_pattern: s.host_pattern,
+                path_pattern: s.path_pattern,
+                injection: s.injection,
+            });
+        }
+        let rules = read
+            .all::<RuleRecord>(RULES)?
+            .into_iter()
+            .map(|r| RuleDoc {
+                id: r.id,
+                name: r.name,
+                host_pattern: r.host_pattern,
+                path_pattern: r.path_pattern,
+                methods: r.methods,
+                agent_id: r.agent_id,
+                action: r.action,
+                enabled: r.enabled,
+            })
+            .collect();
+        Ok(PolicyDoc {
+            version,
+            agents,
+            secrets,
+            rules,
+            passthrough_hosts: Vec::new(),
+        })
+    }
+
+    // ---- plumbing -------------------------------------------------------
+
+    fn all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        Reader { txn: &txn }.all(table)
+    }
+
+    fn one<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+    ) -> Result<Option<T>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(table).map_err(db_err)?;
+        let value = table.get(id).map_err(db_err)?;
+        value
+            .map(|v| serde_json::from_slice(v.value()).map_err(db_err))
+            .transpose()
+    }
+
+    /// Runs `f` in one durable write transaction that bumps the policy version.
+    fn write<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let out = f(&mut Writer { txn: &txn })?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let version = meta
+                .get("policy_version")
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            meta.insert("policy_version", version + 1).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// A durable write that does not change what gateways enforce.
+    fn write_unversioned<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let out = f(&mut Writer { txn: &txn })?;
+        txn.commit().map_err(db_err)?;
+        Ok(out)
+    }
+}
+
+struct Reader<'t> {
+    txn: &'t redb::ReadTransaction,
+}
+
+impl Reader<'_> {
+    fn all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {
+        decode_all(&self.txn.open_table(table).map_err(db_err)?)
+    }
+}
+
+/// Every record of a table, decoded.
+fn decode_all<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(db_err)? {
+        let (_, v) = entry.map_err(db_err)?;
+        out.push(serde_json::from_slice(v.value()).map_err(db_err)?);
+    }
+    Ok(out)
+}
+
+struct Writer<'t> {
+    txn: &'t redb::WriteTransaction,
+}
+
+impl Writer<'_> {
+    fn all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {
+        decode_all(&self.txn.open_table(table).map_err(db_err)?)
+    }
+
+    fn one<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+    ) -> Result<Option<T>> {
+        let table = self.txn.open_table(table).map_err(db_err)?;
+        let value = table.get(id).map_err(db_err)?;
+        value
+            .map(|v| serde_json::from_slice(v.value()).map_err(db_err))
+            .transpose()
+    }
+
+    fn put<T: Serialize>(
+        &mut self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+        record: &T,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(db_err)?;
+        let mut table = self.txn.open_table(table).map_err(db_err)?;
+        table.insert(id, bytes.as_slice()).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<bool> {
+        let mut table = self.txn.open_table(table).map_err(db_err)?;
+        let removed = table.remove(id).map_err(db_err)?.is_some();
+        Ok(removed)
+    }
+
+    fn validate_rule(&self, r: &RuleRecord) -> Result<()> {
+        validate_name(&r.name)?;
+        HostPattern::parse(&r.host_pattern)
+            .map_err(|e| StoreError::Invalid(format!("hostPattern: {e}")))?;
+        PathPattern::parse(&r.path_pattern)
+            .map_err(|e| StoreError::Invalid(format!("pathPattern: {e}")))?;
+        for m in &r.methods {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(StoreError::Invalid(format!(
+                    "method {m:?} is not an upper-case HTTP method"
+                )));
+            }
+        }
+        if let RuleAction::RateLimit { limit: 0, .. } = r.action {
+            return Err(StoreError::Invalid("rateLimit must be at least 1".into()));
+        }
+        if let Some(agent) = &r.agent_id {
+            if self.one::<AgentRecord>(AGENTS, agent)?.is_none() {
+                return Err(StoreError::Invalid(format!("unknown agentId {agent:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let len = name.chars().count();
+    if len == 0 || len > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "name must be 1 to {MAX_NAME} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_secret(s: &SecretRecord, value: &str) -> Result<()> {
+    validate_name(&s.name)?;
+    if value.is_empty() || value.len() > MAX_SECRET {
+        return Err(StoreError::Invalid(format!(
+            "value must be 1 to {MAX_SECRET} bytes"
+        )));
+    }
+    // The gateway compiles the same way: what is stored always compiles.
+    let doc = PolicyDoc {
+        secrets: vec![SecretDoc {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            kind: s.kind,
+            value: Zeroizing::new(value.to_owned()),
+            host_pattern: s.host_pattern.clone(),
+            path_pattern: s.path_pattern.clone(),
+            injection: s.injection.clone(),
+        }],
+        ..PolicyDoc::default()
+    };
+    onecli_policy::Snapshot::compile(doc)
+        .map(|_| ())
+        .map_err(|errors| {
+            StoreError::Invalid(
+                errors
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}{}",
+                            e.field.map(|f| format!("{f}: ")).unwrap_or_default(),
+                            e.message
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+}
+
+/// `minute|hour|day` as stored and shown.
+pub fn parse_window(s: &str) -> Option<RateWindow> {
+    match s {
+        "minute" => Some(RateWindow::Minute),
+        "hour" => Some(RateWindow::Hour),
+        "day" => Some(RateWindow::Day),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+use super::*;
+use onecli_policy::Snapshot;
+
+fn store(dir: &Path) -> Store {
+    Store::open(dir, SealingKey::from_bytes([9; 32])).expect("open")
+}
+
+fn secret(name: &str, value: &str, host: &str) -> SecretInput {
+    SecretInput {
+        name: Some(name.into()),
+        kind: Some(SecretKind::Openai),
+        value: Some(Zeroizing::new(value.into())),
+        host_pattern: Some(host.into()),
+        ..SecretInput::default()
+    }
+}
+
+#[test]
+fn agents_are_created_unique_renamed_and_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let a = s.create_agent("Claude", "claude", false).expect("create");
+    assert!(matches!(
+        s.create_agent("Other", "claude", false),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_agent("Bad", "Bad_Id", false),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_agent("", "empty-name", false),
+        Err(StoreError::Invalid(_))
+    ));
+    let token = s.agent_token(&a).expect("token");
+    assert!(onecli_policy::is_valid_agent_token(&token));
+    assert_eq!(token_sha256(&token), a.token_sha256);
+    s.update_agent(&a.id, |r| {
+        r.name = "Claude Code".into();
+        Ok(())
+    })
+    .expect("rename");
+    assert_eq!(s.agent(&a.id).expect("get").name, "Claude Code");
+    let new_token = s.regenerate_token(&a.id).expect("regenerate");
+    assert_ne!(*new_token, *token);
+    assert_eq!(
+        s.agent(&a.id).expect("get").token_sha256,
+        token_sha256(&new_token)
+    );
+    s.delete_agent(&a.id).expect("delete");
+    assert!(matches!(s.agent(&a.id), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.delete_agent(&a.id),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn the_default_agent_is_created_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let a = s.default_agent().expect("default");
+    assert_eq!(
+        (a.name.as_str(), a.identifier.as_str(), a.is_default),
+        ("Default Agent", "default", true)
+    );
+    assert_eq!(s.default_agent().expect("again").id, a.id);
+    assert_eq!(s.agents().expect("list").len(), 1);
+}
+
+#[test]
+fn secrets_are_validated_and_sealed_at_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let created = s
+        .create_secret(secret(
+            "OpenAI",
+            "sk-proj-PLAINTEXT-abcdef",
+            "api.openai.com",
+        ))
+        .expect("create");
+    assert_eq!(created.preview, "sk-p••••••••cdef");
+    assert_eq!(created.path_pattern, "*");
+    assert!(matches!(
+        s.create_secret(secret("Bad", "v", "a b")),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_secret(secret("Empty", "", "h.test")),
+        Err(StoreError::Invalid(_))
+    ));
+    let generic = SecretInput {
+        kind: Some(SecretKind::Generic),
+        ..secret("G", "v", "h.test")
+    };
+    assert!(
+        matches!(s.create_secret(generic), Err(StoreError::Invalid(_))),
+        "generic needs an injection"
+    );
+    let agent = s.create_agent("A", "a", false).expect("agent");
+    let token = s.agent_token(&agent).expect("token");
+    drop(s);
+    let file = std::fs::read(dir.path().join("onecli.redb")).expect("db file");
+    let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"PLAINTEXT"), "secret value in the clear on disk");
+    assert!(
+        !contains(token.as_bytes()),
+        "agent token in the clear on disk"
+    );
+    assert!(
+        !contains(&token.as_bytes()[4..20]),
+        "agent token hex in the clear on disk"
+    );
+}
+
+#[test]
+fn updates_keep_what_they_do_not_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let created = s
+        .create_secret(secret("OpenAI", "sk-proj-first-value", "api.openai.com"))
+        .expect("create");
+    let updated = s
+        .update_secret(
+            &created.id,
+            SecretInput {
+                name: Some("Renamed".into()),
+                ..SecretInput::default()
+            },
+        )
+        .expect("rename");
+    assert_eq!(updated.preview, created.preview);
+    let doc = s.policy_doc().expect("doc");
+    assert_eq!(doc.secrets[0].value.as_str(), "sk-proj-first-value");
+    assert_eq!(doc.secrets[0].name, "Renamed");
+    s.update_secret(
+        &created.id,
+        SecretInput {
+            value: Some(Zeroizing::new("sk-proj-second-value".into())),
+            ..SecretInput::default()
+        },
+    )
+    .expect("new value");
+    assert_eq!(
+        s.policy_doc().expect("doc").secrets[0].value.as_str(),
+        "sk-proj-second-value"
+    );
+}
+
+#[test]
+fn deletes_cascade_to_assignments_and_agent_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let sec = s
+        .create_secret(secret("OpenAI", "sk-proj-x", "api.openai.com"))
+        .expect("secret");
+    let agent = s.create_agent("A", "a", false).expect("agent");
+    s.update_agent(&agent.id, |a| {
+        a.secret_mode = SecretMode::Selective;
+        a.secret_ids = vec![sec.id.clone()];
+        Ok(())
+    })
+    .expect("assign");
+    assert!(matches!(
+        s.update_agent(&agent.id, |a| {
+            a.secret_ids = vec!["nope".into()];
+            Ok(())
+        }),
+        Err(StoreError::Invalid(_))
+    ));
+    let rule = RuleInput {
+        name: Some("r".into()),
+        host_pattern: Some("*".into()),
+        agent_id: Some(Some(agent.id.clone())),
+        action: Some(RuleAction::Block),
+        ..RuleInput::default()
+    };
+    let rule = s.create_rule(rule).expect("rule");
+    s.delete_secret(&sec.id).expect("delete secret");
+    assert!(s.agent(&agent.id).expect("agent").secret_ids.is_empty());
+    s.delete_agent(&agent.id).expect("delete agent");
+    assert!(matches!(s.rule(&rule.id), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn rules_are_validated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let base = || RuleInput {
+        name: Some("r".into()),
+        host_pattern: Some("*.x.test".into()),
+        action: Some(RuleAction::Block),
+        ..RuleInput::default()
+    };
+    let ok = s.create_rule(base()).expect("valid");
+    assert!(ok.enabled);
+    for bad in [
+        RuleInput {
+            host_pattern: Some("a b".into()),
+            ..base()
+        },
+        RuleInput {
+            path_pattern: Some("nope".into()),
+            ..base()
+        },
+        RuleInput {
+            methods: Some(vec!["get".into()]),
+            ..base()
+        },
+        RuleInput {
+            agent_id: Some(Some("ghost".into())),
+            ..base()
+        },
+        RuleInput {
+            action: Some(RuleAction::RateLimit {
+                limit: 0,
+                window: RateWindow::Hour,
+            }),
+            ..base()
+        },
+        RuleInput {
+            name: None,
+            ..base()
+        },
+    ] {
+        assert!(matches!(s.create_rule(bad), Err(StoreError::Invalid(_))));
+    }
+    let updated = s
+        .update_rule(
+            &ok.id,
+            RuleInput {
+                enabled: Some(false),
+                ..RuleInput::default()
+            },
+        )
+        .expect("update");
+    assert!(!updated.enabled);
+    assert_eq!(updated.host_pattern, "*.x.test");
+}
+
+#[test]
+fn every_write_bumps_the_version_and_the_doc_compiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let v0 = s.policy_version().expect("version");
+    let agent = s.create_agent("A", "a", false).expect("agent");
+    s.create_secret(secret("OpenAI", "sk-proj-x", "api.openai.com"))
+        .expect("secret");
+    s.create_rule(RuleInput {
+        name: Some("r".into()),
+        host_pattern: Some("*".into()),
+        methods: Some(vec!["DELETE".into()]),
+        agent_id: Some(Some(agent.id.clone())),
+        action: Some(RuleAction::Block),
+        ..RuleInput::default()
+    })
+    .expect("rule");
+    assert_eq!(s.policy_version().expect("version"), v0 + 3);
+    let key = s.create_api_key("admin").expect("api key");
+    assert_eq!(
+        s.policy_version().expect("version"),
+        v0 + 3,
+        "API keys are not policy"
+    );
+    assert!(s.verify_api_key(&key).expect("verify"));
+    assert!(!s.verify_api_key("oc_wrong").expect("verify"));
+    let doc = s.policy_doc().expect("doc");
+    assert_eq!(doc.version, v0 + 3);
+    let snap = Snapshot::compile(doc).expect("compiles");
+    assert!(snap.agent_by_token_hash(&agent.token_sha256).is_some());
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (agent, secret_id) = {
+        let s = store(dir.path());
+        let a = s.create_agent("A", "a", false).expect("agent");
+        let sec = s
+            .create_secret(secret("OpenAI", "sk-proj-x", "api.openai.com"))
+            .expect("secret");
+        (a, sec.id)
+    };
+    let s = store(dir.path());
+    assert_eq!(s.agent(&agent.id).expect("agent").identifier, "a");
+    assert_eq!(s.secret(&secret_id).expect("secret").name, "OpenAI");
+    // A different key cannot read what the first sealed.
+    drop(s);
+    let other = Store::open(dir.path(), SealingKey::from_bytes([1; 32])).expect("open");
+    assert!(matches!(other.policy_doc(), Err(StoreError::Crypto(_))));
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(store(dir.path()));
+    {
+        let db = Database::create(dir.path().join("onecli.redb")).expect("db");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(META)
+            .expect("meta")
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(dir.path(), SealingKey::from_bytes([9; 32])).expect_err("refused");
+    assert!(matches!(err, StoreError::NewerSchema { .. }));
+    assert!(err.to_string().contains("newer OneCLI"), "{err}");
+}
