@@ -1,6 +1,7 @@
 //! The command table. Each subcommand lives in its own module.
 
 mod gateway;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the control service and the gateway together (the embedded default).
+    Serve(serve::ServeArgs),
     /// Run the gateway (data plane) alone.
     Gateway(gateway::GatewayArgs),
 }
@@ -40,6 +43,8 @@ pub struct CliError {
 pub mod exit {
     /// The configuration or a file it names is invalid.
     pub const CONFIG: i32 = 3;
+    /// A server could not start (a port is taken, permissions…).
+    pub const STARTUP: i32 = 4;
 }
 
 impl CliError {
@@ -53,6 +58,7 @@ impl CliError {
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Gateway(args) => gateway::run(args),
     }
 }

@@ -2,8 +2,10 @@
 //! keys), the REST API, and the policy snapshots it publishes to gateways.
 //! It never proxies agent traffic; the gateway never reads its store.
 
+pub mod api;
 pub mod crypto;
 pub mod ids;
+pub mod publish;
 pub mod store;
 
 pub use crypto::SealingKey;

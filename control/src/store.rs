@@ -25,6 +25,7 @@ use crate::ids;
 pub const SCHEMA_VERSION: u64 = 1;
 const MAX_NAME: usize = 100;
 const MAX_SECRET: usize = 64 * 1024;
+const ANTHROPIC_OAUTH_PREFIX: &str = "sk-ant-oat";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
@@ -82,6 +83,10 @@ pub struct SecretRecord {
     value_sealed: Vec<u8>,
     /// `sk-a••••••••wxyz`, computed once at write time.
     pub preview: String,
+    /// An Anthropic OAuth token (`sk-ant-oat…`) rather than an API key:
+    /// container config names the placeholder variable after it.
+    #[serde(default)]
+    pub anthropic_oauth: bool,
     pub host_pattern: String,
     pub path_pattern: String,
     #[serde(default)]
@@ -346,6 +351,7 @@ impl Store {
         let record = SecretRecord {
             value_sealed: self.key.seal(id.as_bytes(), value.as_bytes())?,
             preview: SecretValue::new(value.to_string()).preview(),
+            anthropic_oauth: value.starts_with(ANTHROPIC_OAUTH_PREFIX),
             id,
             name,
             kind,
@@ -383,6 +389,7 @@ impl Store {
             }
             s.value_sealed = self.key.seal(s.id.as_bytes(), value.as_bytes())?;
             s.preview = SecretValue::new(value.to_string()).preview();
+            s.anthropic_oauth = value.starts_with(ANTHROPIC_OAUTH_PREFIX);
             validate_secret(&s, &value)?;
             w.put(SECRETS, id, &s)?;
             Ok(s)

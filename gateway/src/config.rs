@@ -23,6 +23,8 @@ pub struct GatewayConfig {
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
     pub leaf_cache_capacity: usize,
+    /// Other addresses that are never upstreams (the control service).
+    pub protected: Vec<SocketAddr>,
 }
 
 impl GatewayConfig {
@@ -40,6 +42,7 @@ impl GatewayConfig {
             threads: 2,
             shutdown_timeout: Duration::from_secs(5),
             leaf_cache_capacity: 10_000,
+            protected: Vec::new(),
         }
     }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use pingora_core::tls::ssl::{SslAcceptor, SslConnector};
 
 pub use config::GatewayConfig;
-pub use server::{build_server, BuildError, PolicySource};
+pub use server::{build_server, BuildError, GatewayServer, PolicySource};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use onecli_policy::config::{compile_policy_file, ConfigError};
-use onecli_policy::Snapshot;
+use onecli_policy::{PolicyDoc, Snapshot};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
@@ -18,18 +18,51 @@ use crate::metrics::GatewayMetrics;
 
 /// The current snapshot. `None` until the first one arrives: the gateway is
 /// not ready and refuses agent traffic until then.
-#[derive(Default)]
 pub struct PolicyHandle {
     current: ArcSwapOption<Snapshot>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl PolicyHandle {
+    pub fn new(metrics: Arc<GatewayMetrics>) -> Self {
+        PolicyHandle {
+            current: ArcSwapOption::empty(),
+            metrics,
+        }
+    }
+
     pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
     }
 
     pub fn install(&self, snapshot: Snapshot) {
+        self.metrics.policy_installed(snapshot.version());
         self.current.store(Some(Arc::new(snapshot)));
+    }
+
+    /// Compiles a document from a policy source and installs it, unless it
+    /// is invalid or older than the one in force: then the current one
+    /// stays, and the rejection is logged and counted.
+    pub fn install_doc(&self, doc: PolicyDoc) -> bool {
+        let version = doc.version;
+        if self.current().is_some_and(|s| s.version() > version) {
+            tracing::warn!(version, "older policy ignored");
+            return false;
+        }
+        match Snapshot::compile(doc) {
+            Ok(snapshot) => {
+                self.install(snapshot);
+                tracing::debug!(version, "policy installed");
+                true
+            }
+            Err(errors) => {
+                self.metrics.policy_rejected();
+                for error in errors {
+                    tracing::error!(%error, version, "policy rejected; keeping the last good one");
+                }
+                false
+            }
+        }
     }
 }
 
@@ -70,7 +103,6 @@ impl PolicyFile {
         let snapshot = compile_policy_file(&name, &text, version, &env)?;
         self.version.store(version, Ordering::SeqCst);
         self.handle.install(snapshot);
-        self.metrics.policy_installed(version);
         Ok(version)
     }
 

@@ -48,11 +48,24 @@ pub enum BuildError {
 pub enum PolicySource {
     /// `--policy FILE`, watched for changes.
     File(PathBuf),
+    /// Installed from outside through [`GatewayServer::policy`] (the control
+    /// service in the same process). Not ready until the first install.
+    External,
+}
+
+/// A built gateway: the Pingora server to run, and the handle its policy
+/// lives in.
+pub struct GatewayServer {
+    pub server: Server,
+    pub policy: Arc<PolicyHandle>,
 }
 
 /// Builds a ready-to-run server. Everything that can fail at start-up fails
 /// here, with a message naming what to fix.
-pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Server, BuildError> {
+pub fn build_server(
+    config: GatewayConfig,
+    source: PolicySource,
+) -> Result<GatewayServer, BuildError> {
     let gateway_dir = config.data_dir.join("gateway");
     fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir {
         path: gateway_dir.clone(),
@@ -72,18 +85,23 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
     )
     .map_err(|e| BuildError::Tls(e.to_string()))?;
 
-    let policy = Arc::new(PolicyHandle::default());
-    let PolicySource::File(policy_path) = source;
-    let policy_file = PolicyFile::new(policy_path, policy.clone(), metrics.clone());
-    policy_file.reload().map_err(|errors| {
-        BuildError::Policy(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let policy = Arc::new(PolicyHandle::new(metrics.clone()));
+    let policy_file = match source {
+        PolicySource::File(path) => {
+            let file = PolicyFile::new(path, policy.clone(), metrics.clone());
+            file.reload().map_err(|errors| {
+                BuildError::Policy(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            Some(file)
+        }
+        PolicySource::External => None,
+    };
 
     let mut conf = ServerConf {
         threads: config.threads.max(1),
@@ -100,6 +118,7 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
 
     let mut own = vec![config.listen];
     own.extend(config.metrics_listen);
+    own.extend(config.protected.iter().copied());
     let shared = Arc::new(Shared {
         acceptor: interception_acceptor()?,
         upstream_tls: upstream_connector(roots.as_deref())?,
@@ -141,8 +160,13 @@ pub fn build_server(config: GatewayConfig, source: PolicySource) -> Result<Serve
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    server.add_service(background_service("onecli-policy-file", policy_file));
-    Ok(server)
+    if let Some(file) = policy_file {
+        server.add_service(background_service("onecli-policy-file", file));
+    }
+    Ok(GatewayServer {
+        server,
+        policy: shared.policy.clone(),
+    })
 }
 
 /// The acceptor for intercepted tunnels: Mozilla intermediate settings,

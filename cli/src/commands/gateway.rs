@@ -15,12 +15,19 @@ pub struct GatewayArgs {
     /// Address of the proxy listener.
     #[arg(long, default_value = "127.0.0.1:10255")]
     pub listen: SocketAddr,
-    /// Where the CA and other state live.
-    #[arg(long, env = "ONECLI_DATA_DIR", default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
     /// Policy file (TOML): agents, secrets, rules. Reloaded when it changes and on SIGHUP.
     #[arg(long, env = "ONECLI_POLICY")]
     pub policy: PathBuf,
+    #[command(flatten)]
+    pub options: GatewayOptions,
+}
+
+/// What configures a gateway, whether alone or inside `onecli serve`.
+#[derive(Debug, Args)]
+pub struct GatewayOptions {
+    /// Where the CA and other state live.
+    #[arg(long, env = "ONECLI_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
     /// CA certificate PEM (with --ca-key); default: generated into the data dir.
     #[arg(long, requires = "ca_key")]
     pub ca_cert: Option<PathBuf>,
@@ -36,7 +43,7 @@ pub struct GatewayArgs {
     /// Allow upstreams in a network (CIDR) or a host otherwise refused as internal (repeatable).
     #[arg(long, value_name = "CIDR|HOST")]
     pub allow_egress: Vec<EgressAllow>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve the gateway's Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
     /// Upstream TCP connect timeout (e.g. 10s, 500ms).
@@ -55,12 +62,8 @@ pub struct GatewayArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub client_timeout: Duration,
     /// Dashboard base URL used in links of error bodies.
-    #[arg(
-        long,
-        env = "ONECLI_DASHBOARD_URL",
-        default_value = "http://localhost:10254"
-    )]
-    pub dashboard_url: String,
+    #[arg(long, env = "ONECLI_DASHBOARD_URL")]
+    pub dashboard_url: Option<String>,
     /// Worker threads.
     #[arg(long, default_value_t = default_threads())]
     pub threads: usize,
@@ -69,29 +72,39 @@ pub struct GatewayArgs {
     pub shutdown_timeout: Duration,
 }
 
+impl GatewayOptions {
+    pub fn config(&self, listen: SocketAddr, default_dashboard: &str) -> GatewayConfig {
+        let mut config = GatewayConfig::new(listen, self.data_dir.clone());
+        config.metrics_listen = self.metrics_listen;
+        config.ca_files = self.ca_cert.clone().zip(self.ca_key.clone());
+        config.upstream_ca = self.upstream_ca.clone();
+        config.resolve = self.resolve.clone();
+        config.egress_allow = self.allow_egress.clone();
+        config.timeouts = Timeouts {
+            client_head: self.client_timeout,
+            connect: self.connect_timeout,
+            tls: self.tls_timeout,
+            read: self.read_timeout,
+            idle: self.idle_timeout,
+        };
+        config.dashboard_url = self
+            .dashboard_url
+            .clone()
+            .unwrap_or_else(|| default_dashboard.to_owned());
+        config.threads = self.threads;
+        config.shutdown_timeout = self.shutdown_timeout;
+        config
+    }
+}
+
 pub fn run(args: GatewayArgs) -> Result<(), CliError> {
-    let mut config = GatewayConfig::new(args.listen, args.data_dir);
-    config.metrics_listen = args.metrics_listen;
-    config.ca_files = args.ca_cert.zip(args.ca_key);
-    config.upstream_ca = args.upstream_ca;
-    config.resolve = args.resolve;
-    config.egress_allow = args.allow_egress;
-    config.timeouts = Timeouts {
-        client_head: args.client_timeout,
-        connect: args.connect_timeout,
-        tls: args.tls_timeout,
-        read: args.read_timeout,
-        idle: args.idle_timeout,
-    };
-    config.dashboard_url = args.dashboard_url;
-    config.threads = args.threads;
-    config.shutdown_timeout = args.shutdown_timeout;
+    let config = args.options.config(args.listen, "http://localhost:10254");
     let listen = config.listen;
     let ca_path = config.data_dir.join("gateway").join("ca.pem");
-    let server = build_server(config, PolicySource::File(args.policy))
+    let gateway = build_server(config, PolicySource::File(args.policy))
         .map_err(|e| CliError::config(e.to_string()))?;
     tracing::info!(%listen, ca = %ca_path.display(), "gateway listening");
-    server.run_forever()
+    gateway.server.run_forever()
 }
 
 pub fn default_data_dir() -> PathBuf {

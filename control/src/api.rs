@@ -1,0 +1,375 @@
+//! The OneCLI REST API (COMPAT.md, SPEC §4.2) on hyper: every `/v1/...`
+//! route also answers at `/api/...`; everything but health and the CA needs
+//! `Authorization: Bearer oc_…`. Handlers are thin: parse, call the store,
+//! shape the answer; every write is followed by a published snapshot.
+
+mod agents;
+mod config;
+mod rules;
+mod secrets;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::publish::Publisher;
+use crate::store::{Store, StoreError};
+
+const MAX_BODY: usize = 1024 * 1024;
+
+/// What the API needs to answer container-config, skill and CA requests.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `host:port` agents in containers use to reach the gateway.
+    pub container_gateway: String,
+    /// Where the SDK polls approvals and where links point: this service.
+    pub public_url: String,
+    /// The gateway CA certificate (PEM) handed to agents.
+    pub ca_cert: PathBuf,
+}
+
+pub struct Api {
+    pub store: Arc<Store>,
+    pub publisher: Publisher,
+    pub config: ApiConfig,
+}
+
+pub type Body = Full<Bytes>;
+
+/// An API failure, answered in COMPAT.md's shapes.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    Unavailable(String),
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => {
+                ApiError::NotFound(format!("{} not found.", capitalize(what)))
+            }
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    fn into_response(self) -> Response<Body> {
+        let (status, kind, message) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Invalid API key or token.".to_owned(),
+            ),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found_error", m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_request_error", m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", m),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal error.".to_owned(),
+            ),
+        };
+        json_response(
+            status,
+            &json!({ "error": { "message": message, "type": kind } }),
+        )
+    }
+}
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    response(status, "application/json", body)
+}
+
+pub fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+pub fn ok(value: &impl Serialize) -> ApiResult {
+    Ok(json_response(StatusCode::OK, value))
+}
+
+pub fn success() -> ApiResult {
+    ok(&json!({ "success": true }))
+}
+
+pub fn no_content() -> ApiResult {
+    Ok(response(
+        StatusCode::NO_CONTENT,
+        "application/json",
+        Bytes::new(),
+    ))
+}
+
+/// A parsed request: method, path segments after `/v1` (or `/api`), query.
+pub struct Call {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Call {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON body as `T`; unknown fields and bad types are a clear 400.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::BadRequest("A JSON body is required.".into()));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::BadRequest(format!("Invalid request body: {e}")))
+    }
+}
+
+impl Api {
+    /// Serves until `shutdown` resolves; connections in flight are finished.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, peer)) = accepted else { continue };
+                    let api = self.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let api = api.clone();
+                        async move { Ok::<_, Infallible>(api.handle(req, peer).await) }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+        match self.route(req).await {
+            Ok(r) | Err(r) => r,
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, Response<Body>> {
+        let fail = |e: ApiError| e.into_response();
+        let path = req.uri().path().to_owned();
+        let rest = path
+            .strip_prefix("/v1/")
+            .or_else(|| path.strip_prefix("/api/"))
+            .ok_or_else(|| fail(ApiError::NotFound(format!("No route for {path}."))))?;
+        let segments: Vec<String> = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let query = req.uri().query().map(parse_query).unwrap_or_default();
+        let method = req.method().clone();
+        let public = matches!(
+            (&method, segments_str(&segments).as_slice()),
+            (&Method::GET, ["health"]) | (&Method::GET, ["gateway", "ca"])
+        );
+        if !public && !self.authorized(req.headers()).await {
+            return Err(fail(ApiError::Unauthorized));
+        }
+        let body = Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|_| {
+                fail(ApiError::BadRequest(format!(
+                    "The request body exceeds {MAX_BODY} bytes."
+                )))
+            })?
+            .to_bytes();
+        let call = Call {
+            method,
+            segments,
+            query,
+            body,
+        };
+        self.dispatch(&call).await.map_err(fail)
+    }
+
+    async fn dispatch(&self, call: &Call) -> ApiResult {
+        let segments = segments_str(&call.segments);
+        match segments.first().copied() {
+            Some("health")
+            | Some("gateway")
+            | Some("gateway-url")
+            | Some("container-config")
+            | Some("skill") => config::dispatch(self, call, &segments).await,
+            Some("agents") => agents::dispatch(self, call, &segments).await,
+            Some("secrets") => secrets::dispatch(self, call, &segments).await,
+            Some("rules") => rules::dispatch(self, call, &segments).await,
+            _ => Err(not_found(call)),
+        }
+    }
+
+    async fn authorized(&self, headers: &hyper::HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|t| t.trim().to_owned())
+        else {
+            return false;
+        };
+        let store = self.store.clone();
+        blocking(move || store.verify_api_key(&token))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Runs a store call off the async workers and publishes the new policy
+    /// if it wrote.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        let out = blocking(move || f(&store)).await?;
+        self.publisher.publish(&self.store).await;
+        Ok(out)
+    }
+
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        Ok(blocking(move || f(&store)).await?)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+}
+
+pub fn not_found(call: &Call) -> ApiError {
+    ApiError::NotFound(format!(
+        "No route for {} /v1/{}.",
+        call.method,
+        call.segments.join("/")
+    ))
+}
+
+fn segments_str(segments: &[String]) -> Vec<&str> {
+    segments.iter().map(String::as_str).collect()
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode() {
+        assert_eq!(
+            parse_query("agent=my-agent&x=a%20b+c&flag"),
+            vec![
+                ("agent".to_owned(), "my-agent".to_owned()),
+                ("x".to_owned(), "a b c".to_owned()),
+                ("flag".to_owned(), String::new()),
+            ]
+        );
+        assert_eq!(percent_decode("%2F%2A"), "/*");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

@@ -1,0 +1,172 @@
+//! `/v1/agents`: agents, their tokens, secret assignment and modes.
+
+use hyper::{Method, StatusCode};
+use onecli_policy::model::{PolicyMode, SecretMode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{json_response, no_content, not_found, ok, success, Api, ApiError, ApiResult, Call};
+use crate::store::{AgentRecord, Store, StoreError};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentView {
+    id: String,
+    name: String,
+    identifier: String,
+    access_token: String,
+    is_default: bool,
+    secret_mode: SecretMode,
+    policy_mode: PolicyMode,
+    created_at: String,
+}
+
+fn view(store: &Store, a: AgentRecord) -> Result<AgentView, StoreError> {
+    Ok(AgentView {
+        access_token: store.agent_token(&a)?.to_string(),
+        id: a.id,
+        name: a.name,
+        identifier: a.identifier,
+        is_default: a.is_default,
+        secret_mode: a.secret_mode,
+        policy_mode: a.policy_mode,
+        created_at: a.created_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAgent {
+    name: String,
+    identifier: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSecretMode {
+    mode: SecretMode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPolicyMode {
+    mode: PolicyMode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SetSecrets {
+    secret_ids: Vec<String>,
+}
+
+/// An agent by id, or by identifier for people typing commands.
+fn find(store: &Store, key: &str) -> Result<AgentRecord, StoreError> {
+    match store.agent(key) {
+        Err(StoreError::NotFound(_)) => store
+            .agent_by_identifier(key)?
+            .ok_or(StoreError::NotFound("agent")),
+        other => other,
+    }
+}
+
+pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
+    match (&call.method, segments) {
+        (&Method::GET, ["agents"]) => {
+            let agents = api
+                .read(|s| {
+                    s.agents()?
+                        .into_iter()
+                        .map(|a| view(s, a))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
+            ok(&agents)
+        }
+        (&Method::POST, ["agents"]) => {
+            let body: CreateAgent = call.json()?;
+            let a = api
+                .write(move |s| s.create_agent(body.name.trim(), &body.identifier, false))
+                .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({ "id": a.id, "name": a.name, "identifier": a.identifier, "createdAt": a.created_at }),
+            ))
+        }
+        (&Method::GET, ["agents", "default"]) => {
+            let agent = api
+                .read(|s| match s.agents()?.into_iter().find(|a| a.is_default) {
+                    Some(a) => view(s, a).map(Some),
+                    None => Ok(None),
+                })
+                .await?;
+            match agent {
+                Some(a) => ok(&a),
+                None => Err(ApiError::NotFound("No default agent.".into())),
+            }
+        }
+        (&Method::GET, ["agents", id]) => {
+            let id = id.to_string();
+            ok(&api.read(move |s| view(s, find(s, &id)?)).await?)
+        }
+        (&Method::PATCH, ["agents", id]) => {
+            let body: Rename = call.json()?;
+            update(api, id, move |a| {
+                a.name = body.name.trim().to_owned();
+            })
+            .await
+        }
+        (&Method::DELETE, ["agents", id]) => {
+            let id = id.to_string();
+            api.write(move |s| s.delete_agent(&find(s, &id)?.id))
+                .await?;
+            no_content()
+        }
+        (&Method::POST, ["agents", id, "regenerate-token"]) => {
+            let id = id.to_string();
+            let token = api
+                .write(move |s| s.regenerate_token(&find(s, &id)?.id))
+                .await?;
+            ok(&json!({ "accessToken": token.as_str() }))
+        }
+        (&Method::PATCH, ["agents", id, "secret-mode"]) => {
+            let body: SetSecretMode = call.json()?;
+            update(api, id, move |a| a.secret_mode = body.mode).await
+        }
+        (&Method::PATCH, ["agents", id, "policy-mode"]) => {
+            let body: SetPolicyMode = call.json()?;
+            update(api, id, move |a| a.policy_mode = body.mode).await
+        }
+        (&Method::GET, ["agents", id, "secrets"]) => {
+            let id = id.to_string();
+            ok(&api.read(move |s| Ok(find(s, &id)?.secret_ids)).await?)
+        }
+        (&Method::PUT, ["agents", id, "secrets"]) => {
+            let body: SetSecrets = call.json()?;
+            update(api, id, move |a| a.secret_ids = body.secret_ids).await
+        }
+        _ => Err(not_found(call)),
+    }
+}
+
+async fn update(
+    api: &Api,
+    id: &str,
+    change: impl FnOnce(&mut AgentRecord) + Send + 'static,
+) -> ApiResult {
+    let id = id.to_owned();
+    api.write(move |s| {
+        let agent = find(s, &id)?;
+        s.update_agent(&agent.id, |a| {
+            change(a);
+            Ok(())
+        })
+    })
+    .await?;
+    success()
+}

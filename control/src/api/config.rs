@@ -1,0 +1,148 @@
+//! Health, the gateway CA, the gateway URL, container config (what the SDK's
+//! `applyContainerConfig` adds to `docker run`) and the agent skill file.
+
+use hyper::{Method, StatusCode};
+use onecli_policy::model::SecretKind;
+use serde_json::{json, Map, Value};
+
+use super::{json_response, not_found, ok, response, Api, ApiError, ApiResult, Call};
+use crate::store::{SecretRecord, StoreError};
+
+/// Where containers find the CA the SDK writes and mounts.
+pub const CONTAINER_CA_PATH: &str = "/tmp/onecli-gateway-ca.pem";
+
+pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
+    match (&call.method, segments) {
+        (&Method::GET, ["health"]) => ok(&json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "timestamp": crate::ids::now_rfc3339(),
+        })),
+        (&Method::GET, ["gateway", "ca"]) => Ok(response(
+            StatusCode::OK,
+            "application/x-pem-file",
+            ca_pem(api)?,
+        )),
+        (&Method::GET, ["gateway-url"]) => ok(&json!({ "url": api.config.public_url })),
+        (&Method::GET, ["container-config"]) => {
+            container_config(api, call.query("agent").map(str::to_owned)).await
+        }
+        (&Method::GET, ["skill", "gateway"]) => {
+            let secrets = api.read(|s| s.secrets()).await?;
+            let framework = call.query("agent_framework").unwrap_or("claude");
+            Ok(response(
+                StatusCode::OK,
+                "text/markdown; charset=utf-8",
+                skill(framework, &secrets),
+            ))
+        }
+        _ => Err(not_found(call)),
+    }
+}
+
+fn ca_pem(api: &Api) -> Result<String, ApiError> {
+    std::fs::read_to_string(&api.config.ca_cert).map_err(|_| {
+        ApiError::Unavailable(
+            "The gateway CA is not available yet: start the gateway once to generate it.".into(),
+        )
+    })
+}
+
+async fn container_config(api: &Api, agent: Option<String>) -> ApiResult {
+    let lookup = agent.clone();
+    let found = api
+        .read(move |s| {
+            let agent = match &lookup {
+                Some(identifier) => match s.agent_by_identifier(identifier)? {
+                    Some(a) => a,
+                    None => return Ok(None),
+                },
+                None => s.default_agent()?,
+            };
+            let token = s.agent_token(&agent)?;
+            let secrets: Vec<SecretRecord> = s
+                .secrets()?
+                .into_iter()
+                .filter(|sec| {
+                    agent.secret_mode == onecli_policy::model::SecretMode::All
+                        || agent.secret_ids.contains(&sec.id)
+                })
+                .collect();
+            Ok::<_, StoreError>(Some((agent.identifier.clone(), token, secrets)))
+        })
+        .await?;
+    let Some((identifier, token, secrets)) = found else {
+        let identifier = agent.unwrap_or_default();
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({
+                "error": format!("No agent with identifier \"{identifier}\" exists. Create it first (POST /v1/agents) or omit ?agent= for the default agent."),
+                "code": "AGENT_NOT_FOUND",
+                "agentIdentifier": identifier,
+            }),
+        ));
+    };
+    let proxy = format!(
+        "http://x:{}@{}",
+        token.as_str(),
+        api.config.container_gateway
+    );
+    let mut env = Map::new();
+    for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        env.insert(key.into(), Value::String(proxy.clone()));
+    }
+    let no_proxy = "localhost,127.0.0.1,::1";
+    env.insert("NO_PROXY".into(), no_proxy.into());
+    env.insert("no_proxy".into(), no_proxy.into());
+    env.insert("NODE_EXTRA_CA_CERTS".into(), CONTAINER_CA_PATH.into());
+    env.insert("NODE_USE_ENV_PROXY".into(), "1".into());
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    env.insert("GIT_HTTP_PROXY_AUTHMETHOD".into(), "basic".into());
+    let anthropic_oauth = secrets
+        .iter()
+        .any(|s| s.kind == SecretKind::Anthropic && s.anthropic_oauth);
+    let placeholder = if anthropic_oauth {
+        "CLAUDE_CODE_OAUTH_TOKEN"
+    } else {
+        "ANTHROPIC_API_KEY"
+    };
+    env.insert(placeholder.into(), "placeholder".into());
+    if secrets.iter().any(|s| s.kind == SecretKind::Openai) {
+        env.insert("OPENAI_API_KEY".into(), "placeholder".into());
+    }
+    tracing::debug!(agent = %identifier, "container config served");
+    ok(&json!({
+        "env": env,
+        "caCertificate": ca_pem(api)?,
+        "caCertificateContainerPath": CONTAINER_CA_PATH,
+    }))
+}
+
+/// The skill file that teaches an agent to work behind the gateway
+/// (COMPAT.md §skill), listing the services actually configured.
+pub fn skill(framework: &str, secrets: &[SecretRecord]) -> String {
+    let mut services = String::new();
+    for s in secrets {
+        services.push_str(&format!("- `{}` ({})\n", s.host_pattern, s.name));
+    }
+    if services.is_empty() {
+        services
+            .push_str("- none yet: any service you call will answer with a link to connect it.\n");
+    }
+    format!(
+        "---\nname: onecli-gateway\ndescription: Use when calling external APIs ({framework}): requests go through the OneCLI gateway, which adds credentials; never ask for API keys.\n---\n\n\
+# Working behind the OneCLI gateway\n\n\
+Your HTTP(S) traffic goes through the OneCLI gateway, which adds the right credentials for each service. \
+Call the real API URLs directly and send no auth headers of your own: any placeholder key in your environment is replaced on the way.\n\n\
+## Services configured\n\n{services}\n\
+## When a request fails\n\n\
+- `credential_not_found` or `app_not_connected`: show the user the link from the error (`secret_url`), with `&source=agent&agent_name=$ONECLI_AGENT_NAME` appended, \
+and ask them to connect the service. Then poll `onecli secrets list --json` every few seconds, for up to two minutes, and retry once the service appears.\n\
+- `access_restricted`: credentials exist but this agent may not use them; show the user `manage_url`.\n\
+- `blocked_by_policy`, `blocked_by_default_policy`, `manual_approval_denied`: a policy said no. Respect it; do not retry or work around it.\n\
+- `rate_limited`: wait for `Retry-After` seconds before trying again.\n\n\
+## Never\n\n\
+- ask the user for API keys or tokens, or put keys in commands or files;\n\
+- print or log the proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`): they hold your gateway token.\n"
+    )
+}

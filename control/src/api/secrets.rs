@@ -1,0 +1,159 @@
+//! `/v1/secrets`: write-only values; responses carry the masked preview.
+
+use hyper::{Method, StatusCode};
+use onecli_policy::model::{InjectionDoc, SecretKind};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{json_response, no_content, not_found, ok, success, Api, ApiError, ApiResult, Call};
+use crate::store::{SecretInput, SecretRecord};
+
+/// COMPAT's `injectionConfig`: a header with a format, or a query parameter.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InjectionConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param_format: Option<String>,
+}
+
+impl InjectionConfig {
+    fn into_doc(self) -> Result<Option<InjectionDoc>, ApiError> {
+        match (self.header_name, self.param_name) {
+            (Some(name), None) => Ok(Some(InjectionDoc::Header {
+                name,
+                format: self.value_format.unwrap_or_else(|| "{value}".into()),
+            })),
+            (None, Some(name)) => Ok(Some(InjectionDoc::Query {
+                name,
+                format: self.param_format.unwrap_or_else(|| "{value}".into()),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(ApiError::BadRequest(
+                "injectionConfig takes headerName or paramName, not both.".into(),
+            )),
+        }
+    }
+
+    fn from_doc(doc: &InjectionDoc) -> Self {
+        match doc {
+            InjectionDoc::Header { name, format } => InjectionConfig {
+                header_name: Some(name.clone()),
+                value_format: Some(format.clone()),
+                ..Self::default()
+            },
+            InjectionDoc::Query { name, format } => InjectionConfig {
+                param_name: Some(name.clone()),
+                param_format: Some(format.clone()),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretView {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: SecretKind,
+    host_pattern: String,
+    path_pattern: String,
+    injection_config: Option<InjectionConfig>,
+    created_at: String,
+    preview: String,
+}
+
+fn view(s: SecretRecord) -> SecretView {
+    SecretView {
+        injection_config: s.injection.as_ref().map(InjectionConfig::from_doc),
+        id: s.id,
+        name: s.name,
+        kind: s.kind,
+        host_pattern: s.host_pattern,
+        path_pattern: s.path_pattern,
+        created_at: s.created_at,
+        preview: s.preview,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SecretBody {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<SecretKind>,
+    value: Option<Zeroizing<String>>,
+    host_pattern: Option<String>,
+    path_pattern: Option<String>,
+    /// Absent: unchanged; `null`: none.
+    #[serde(default, deserialize_with = "present")]
+    injection_config: Option<Option<InjectionConfig>>,
+}
+
+/// Tells a field set to `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl SecretBody {
+    fn into_input(self) -> Result<SecretInput, ApiError> {
+        let injection = match self.injection_config {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(config)) => Some(config.into_doc()?),
+        };
+        Ok(SecretInput {
+            name: self.name.map(|n| n.trim().to_owned()),
+            kind: self.kind,
+            value: self.value,
+            host_pattern: self.host_pattern,
+            path_pattern: self.path_pattern,
+            injection,
+        })
+    }
+}
+
+pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
+    match (&call.method, segments) {
+        (&Method::GET, ["secrets"]) => ok(&api
+            .read(|s| Ok(s.secrets()?.into_iter().map(view).collect::<Vec<_>>()))
+            .await?),
+        (&Method::POST, ["secrets"]) => {
+            let input = call.json::<SecretBody>()?.into_input()?;
+            let s = api.write(move |store| store.create_secret(input)).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "id": s.id, "name": s.name, "type": s.kind, "hostPattern": s.host_pattern,
+                    "pathPattern": s.path_pattern, "createdAt": s.created_at, "preview": s.preview,
+                }),
+            ))
+        }
+        (&Method::GET, ["secrets", id]) => {
+            let id = id.to_string();
+            ok(&view(api.read(move |s| s.secret(&id)).await?))
+        }
+        (&Method::PATCH, ["secrets", id]) => {
+            let input = call.json::<SecretBody>()?.into_input()?;
+            let id = id.to_string();
+            api.write(move |s| s.update_secret(&id, input)).await?;
+            success()
+        }
+        (&Method::DELETE, ["secrets", id]) => {
+            let id = id.to_string();
+            api.write(move |s| s.delete_secret(&id)).await?;
+            no_content()
+        }
+        _ => Err(not_found(call)),
+    }
+}
