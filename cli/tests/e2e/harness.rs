@@ -494,11 +494,29 @@ pub type TlsTunnel = tokio_boring::SslStream<TcpStream>;
 
 /// A CONNECT tunnel with TLS to the gateway's leaf for `host`, HTTP/1.1.
 pub async fn tls_tunnel(env: &Env, token: &str, host: &str) -> TlsTunnel {
-    let target = format!("{host}:{}", env.origin.port());
-    let (resp, tcp) = connect_raw(env.gateway.port, &target, Some(&basic(token))).await;
+    tls_tunnel_to(
+        env.gateway.port,
+        &env.gateway_ca(),
+        token,
+        host,
+        env.origin.port(),
+    )
+    .await
+}
+
+/// The same, to any gateway: its port, its CA, and the origin's port.
+pub async fn tls_tunnel_to(
+    gateway_port: u16,
+    gateway_ca: &Path,
+    token: &str,
+    host: &str,
+    origin_port: u16,
+) -> TlsTunnel {
+    let target = format!("{host}:{origin_port}");
+    let (resp, tcp) = connect_raw(gateway_port, &target, Some(&basic(token))).await;
     assert_eq!(resp.status, 200, "{}", resp.head);
     let mut b = SslConnector::builder(SslMethod::tls()).expect("connector");
-    b.set_ca_file(env.gateway_ca()).expect("gateway CA");
+    b.set_ca_file(gateway_ca).expect("gateway CA");
     b.set_alpn_protos(b"\x08http/1.1").expect("alpn");
     let config = b.build().configure().expect("configure");
     tokio_boring::connect(config, host, tcp)

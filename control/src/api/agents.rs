@@ -39,6 +39,9 @@ fn view(store: &Store, a: AgentRecord) -> Result<AgentView, StoreError> {
 struct CreateAgent {
     name: String,
     identifier: String,
+    /// Sent by the SDK for sub-agents; there is one level of agents here.
+    #[serde(default, rename = "parentIdentifier")]
+    _parent_identifier: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,247 @@
+//! Starts `onecli serve` (control service + gateway in one process) against
+//! the test origin, and talks to its API over real sockets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onecli_benches::origin::{Origin, Protocols};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{free_port, http_get, HOSTS};
+
+pub struct Served {
+    pub dir: tempfile::TempDir,
+    pub origin: Origin,
+    pub api_port: u16,
+    pub gateway_port: u16,
+    pub api_key: String,
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    pub async fn start() -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = Origin::start_tls(dir.path(), &HOSTS, Protocols::Both)
+            .await
+            .expect("origin");
+        let (api_port, gateway_port) = (free_port(), free_port());
+        let log_path = dir.path().join("serve-0.log");
+        let child = spawn(dir.path(), &origin, api_port, gateway_port, &log_path);
+        let mut served = Served {
+            dir,
+            origin,
+            api_port,
+            gateway_port,
+            api_key: String::new(),
+            log_path,
+            child,
+        };
+        served.wait_ready().await;
+        served.api_key = std::fs::read_to_string(served.data_dir().join("api-key"))
+            .expect("api-key file")
+            .trim()
+            .to_owned();
+        served
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn gateway_ca(&self) -> PathBuf {
+        self.data_dir().join("gateway").join("ca.pem")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the process (SIGKILL when `hard`, else SIGTERM) and starts a
+    /// new one over the same data dir and ports.
+    pub async fn restart(&mut self, hard: bool) {
+        let signal = if hard { "-KILL" } else { "-TERM" };
+        let ok = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        self.child.wait().expect("exited");
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        self.log_path = self.dir.path().join(format!("serve-{n}.log"));
+        self.child = spawn(
+            self.dir.path(),
+            &self.origin,
+            self.api_port,
+            self.gateway_port,
+            &self.log_path,
+        );
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let api = matches!(http_get(self.api_port, "/v1/health").await, Ok((200, _)));
+            let gateway = matches!(http_get(self.gateway_port, "/readyz").await, Ok((200, _)));
+            if api && gateway {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "onecli serve not ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// One API call with the admin key; (status, JSON body or Null).
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = format!("Bearer {}", self.api_key);
+        self.call(method, path, body, Some(&auth)).await
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        auth: Option<&str>,
+    ) -> (u16, Value) {
+        let (status, text) = raw_call(
+            self.api_port,
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            auth,
+        )
+        .await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
+        let auth = format!("Bearer {}", self.api_key);
+        raw_call(self.api_port, method, path, body, Some(&auth)).await
+    }
+
+    /// Creates an agent and returns (id, access token).
+    pub async fn agent(&self, identifier: &str) -> (String, String) {
+        let (status, created) = self
+            .api(
+                "POST",
+                "/v1/agents",
+                Some(json!({ "name": identifier, "identifier": identifier })),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let (_, list) = self.api("GET", "/v1/agents", None).await;
+        let token = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|a| a["id"] == id.as_str())
+            .and_then(|a| a["accessToken"].as_str())
+            .expect("accessToken")
+            .to_owned();
+        (id, token)
+    }
+}
+
+fn spawn(dir: &Path, origin: &Origin, api_port: u16, gateway_port: u16, log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onecli"));
+    cmd.arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--gateway-listen", &format!("127.0.0.1:{gateway_port}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--upstream-ca")
+        .arg(origin.ca_path.as_ref().expect("TLS origin"))
+        .args(["--threads", "2", "--shutdown-timeout", "2s"]);
+    for host in HOSTS.iter().filter(|h| **h != "localhost") {
+        cmd.args(["--resolve", &format!("{host}:{}:127.0.0.1", origin.port())]);
+    }
+    let log = std::fs::File::create(log).expect("log file");
+    cmd.env("ONECLI_LOG", "debug")
+        .env_remove("ONECLI_SECRET_KEY");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    cmd.spawn().expect("start onecli serve")
+}
+
+/// A plain HTTP/1.1 request with `Connection: close`; (status, body).
+pub async fn raw_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    auth: Option<&str>,
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(auth) = auth {
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
