@@ -42,6 +42,7 @@ pub const BIG_BODY: usize = 1024 * 1024;
 /// A test PKI: a CA and one server certificate for the given names.
 pub struct TestPki {
     pub ca_pem: String,
+    pub ca_key_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -58,6 +59,7 @@ impl TestPki {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca_cert = ca.self_signed(&ca_key)?;
+        let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate()?;
         let mut leaf = CertificateParams::new(Vec::<String>::new())?;
@@ -75,6 +77,7 @@ impl TestPki {
         let cert = leaf.signed_by(&key, &issuer)?;
         Ok(TestPki {
             ca_pem: ca_cert.pem(),
+            ca_key_pem,
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })

@@ -1,5 +1,6 @@
 //! The command table. Each subcommand lives in its own module.
 
+mod control;
 mod gateway;
 mod serve;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the control service and the gateway together (the embedded default).
     Serve(serve::ServeArgs),
+    /// Run the control service (API, store) alone, for gateways that subscribe to it.
+    Control(control::ControlArgs),
     /// Run the gateway (data plane) alone.
     Gateway(gateway::GatewayArgs),
 }
@@ -59,6 +62,7 @@ impl CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Control(args) => control::run(args),
         Command::Gateway(args) => gateway::run(args),
     }
 }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::publish::Publisher;
+use crate::publish::{Publisher, Subscriptions};
 use crate::store::{Store, StoreError};
 
 const MAX_BODY: usize = 1024 * 1024;
@@ -42,8 +42,12 @@ pub struct ApiConfig {
 pub struct Api {
     pub store: Arc<Store>,
     pub publisher: Publisher,
+    pub subscriptions: Arc<Subscriptions>,
     pub config: ApiConfig,
 }
+
+/// How long a gateway's long-poll waits for a newer policy.
+const POLICY_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
 
 pub type Body = Full<Bytes>;
 
@@ -143,6 +147,12 @@ pub fn no_content() -> ApiResult {
     ))
 }
 
+#[derive(Clone, Copy)]
+enum Credential {
+    ApiKey,
+    GatewayToken,
+}
+
 /// A parsed request: method, path segments after `/v1` (or `/api`), query.
 pub struct Call {
     pub method: Method,
@@ -220,11 +230,24 @@ impl Api {
             .collect();
         let query = req.uri().query().map(parse_query).unwrap_or_default();
         let method = req.method().clone();
-        let public = matches!(
-            (&method, segments_str(&segments).as_slice()),
-            (&Method::GET, ["health"]) | (&Method::GET, ["gateway", "ca"])
-        );
-        if !public && !self.authorized(req.headers()).await {
+        let route = segments_str(&segments);
+        let public =
+            method == Method::GET && matches!(route.as_slice(), ["health"] | ["gateway", "ca"]);
+        if method == Method::GET && route.as_slice() == ["gateway", "policy"] {
+            if !self
+                .authorized(req.headers(), Credential::GatewayToken)
+                .await
+            {
+                return Err(fail(ApiError::Unauthorized));
+            }
+            let after = query
+                .iter()
+                .find(|(k, _)| k == "after")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            return Ok(self.policy_for_gateway(after).await);
+        }
+        if !public && !self.authorized(req.headers(), Credential::ApiKey).await {
             return Err(fail(ApiError::Unauthorized));
         }
         let body = Limited::new(req.into_body(), MAX_BODY)
@@ -260,7 +283,7 @@ impl Api {
         }
     }
 
-    async fn authorized(&self, headers: &hyper::HeaderMap) -> bool {
+    async fn authorized(&self, headers: &hyper::HeaderMap, credential: Credential) -> bool {
         let Some(token) = headers
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -273,9 +296,36 @@ impl Api {
             return false;
         };
         let store = self.store.clone();
-        blocking(move || store.verify_api_key(&token))
-            .await
-            .unwrap_or(false)
+        blocking(move || match credential {
+            Credential::ApiKey => store.verify_api_key(&token),
+            Credential::GatewayToken => store.verify_gateway_token(&token),
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// A gateway's long-poll: the sealed policy newer than `after`, or 204
+    /// when none came within the wait.
+    async fn policy_for_gateway(&self, after: u64) -> Response<Body> {
+        match self.subscriptions.next_after(after, POLICY_WAIT).await {
+            Some(policy) => {
+                let mut r = response(
+                    StatusCode::OK,
+                    "application/octet-stream",
+                    policy.bytes.clone(),
+                );
+                r.headers_mut().insert(
+                    "x-onecli-policy-version",
+                    hyper::header::HeaderValue::from(policy.version),
+                );
+                r
+            }
+            None => response(
+                StatusCode::NO_CONTENT,
+                "application/octet-stream",
+                Bytes::new(),
+            ),
+        }
     }
 
     /// Runs a store call off the async workers and publishes the new policy

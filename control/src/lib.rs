@@ -3,10 +3,11 @@
 //! It never proxies agent traffic; the gateway never reads its store.
 
 pub mod api;
+pub mod bootstrap;
 pub mod crypto;
 pub mod ids;
 pub mod publish;
 pub mod store;
 
-pub use crypto::SealingKey;
+pub use onecli_policy::seal::SealingKey;
 pub use store::{Store, StoreError};

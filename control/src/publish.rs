@@ -55,3 +55,62 @@ impl Publisher {
         }
     }
 }
+
+/// What a subscribed gateway receives: the document, postcard-encoded in the
+/// versioned envelope, sealed with the shared key.
+#[derive(Debug)]
+pub struct SealedPolicy {
+    pub version: u64,
+    pub bytes: bytes::Bytes,
+}
+
+/// The latest sealed policy, for gateways that long-poll for changes.
+pub struct Subscriptions {
+    key: onecli_policy::seal::SealingKey,
+    latest: tokio::sync::watch::Sender<Option<Arc<SealedPolicy>>>,
+}
+
+impl Subscriptions {
+    pub fn new(key: onecli_policy::seal::SealingKey) -> Self {
+        Subscriptions {
+            key,
+            latest: tokio::sync::watch::Sender::new(None),
+        }
+    }
+
+    /// The first policy newer than `after`, waiting up to `wait` for one.
+    pub async fn next_after(
+        &self,
+        after: u64,
+        wait: std::time::Duration,
+    ) -> Option<Arc<SealedPolicy>> {
+        let mut rx = self.latest.subscribe();
+        let newer = |p: &Option<Arc<SealedPolicy>>| p.as_ref().is_some_and(|p| p.version > after);
+        let found = match tokio::time::timeout(wait, rx.wait_for(newer)).await {
+            Ok(Ok(p)) => p.clone(),
+            _ => None,
+        };
+        found
+    }
+}
+
+impl PolicySink for Subscriptions {
+    fn install(&self, doc: PolicyDoc) {
+        let version = doc.version;
+        let sealed = onecli_policy::wire::encode(&doc)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                crate::crypto::seal(&self.key, onecli_policy::seal::POLICY_CONTEXT, &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        match sealed {
+            Ok(bytes) => {
+                self.latest.send_replace(Some(Arc::new(SealedPolicy {
+                    version,
+                    bytes: bytes.into(),
+                })));
+            }
+            Err(error) => tracing::error!(%error, version, "cannot seal the policy for gateways"),
+        }
+    }
+}

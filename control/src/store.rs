@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::crypto::{CryptoError, SealingKey};
+use crate::crypto::{self, CryptoError, SealingKey};
 use crate::ids;
 
 /// Bump when a table or record changes incompatibly.
@@ -178,6 +178,9 @@ impl Store {
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION)
                         .map_err(db_err)?;
+                    // Gateways ask for versions newer than the one they hold
+                    // (0 when they hold none): the first one is 1.
+                    meta.insert("policy_version", 1).map_err(db_err)?;
                 }
             }
             for table in [AGENTS, SECRETS, RULES, API_KEYS, GATEWAY_TOKENS] {
@@ -218,9 +221,11 @@ impl Store {
 
     /// The agent's proxy token, for the API's `accessToken` and container config.
     pub fn agent_token(&self, agent: &AgentRecord) -> Result<Zeroizing<String>> {
-        Ok(self
-            .key
-            .open_string(agent.id.as_bytes(), &agent.token_sealed)?)
+        Ok(crypto::open_string(
+            &self.key,
+            agent.id.as_bytes(),
+            &agent.token_sealed,
+        )?)
     }
 
     pub fn create_agent(
@@ -238,7 +243,7 @@ impl Store {
         let id = ids::new_id();
         let token = ids::agent_token();
         let record = AgentRecord {
-            token_sealed: self.key.seal(id.as_bytes(), token.as_bytes())?,
+            token_sealed: crypto::seal(&self.key, id.as_bytes(), token.as_bytes())?,
             token_sha256: token_sha256(&token),
             id,
             name: name.to_owned(),
@@ -302,7 +307,7 @@ impl Store {
 
     pub fn regenerate_token(&self, id: &str) -> Result<Zeroizing<String>> {
         let token = ids::agent_token();
-        let sealed = self.key.seal(id.as_bytes(), token.as_bytes())?;
+        let sealed = crypto::seal(&self.key, id.as_bytes(), token.as_bytes())?;
         let hash = token_sha256(&token);
         self.update_agent(id, |a| {
             a.token_sealed = sealed;
@@ -349,7 +354,7 @@ impl Store {
         };
         let id = ids::new_id();
         let record = SecretRecord {
-            value_sealed: self.key.seal(id.as_bytes(), value.as_bytes())?,
+            value_sealed: crypto::seal(&self.key, id.as_bytes(), value.as_bytes())?,
             preview: SecretValue::new(value.to_string()).preview(),
             anthropic_oauth: value.starts_with(ANTHROPIC_OAUTH_PREFIX),
             id,
@@ -370,7 +375,7 @@ impl Store {
             let mut s: SecretRecord = w.one(SECRETS, id)?.ok_or(StoreError::NotFound("secret"))?;
             let value = match input.value {
                 Some(v) => v,
-                None => self.key.open_string(s.id.as_bytes(), &s.value_sealed)?,
+                None => crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?,
             };
             if let Some(name) = input.name {
                 s.name = name;
@@ -387,7 +392,7 @@ impl Store {
             if let Some(injection) = input.injection {
                 s.injection = injection;
             }
-            s.value_sealed = self.key.seal(s.id.as_bytes(), value.as_bytes())?;
+            s.value_sealed = crypto::seal(&self.key, s.id.as_bytes(), value.as_bytes())?;
             s.preview = SecretValue::new(value.to_string()).preview();
             s.anthropic_oauth = value.starts_with(ANTHROPIC_OAUTH_PREFIX);
             validate_secret(&s, &value)?;
@@ -565,7 +570,7 @@ impl Store {
             .collect();
         let mut secrets = Vec::new();
         for s in read.all::<SecretRecord>(SECRETS)? {
-            let value = self.key.open_string(s.id.as_bytes(), &s.value_sealed)?;
+            let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
             secrets.push(SecretDoc {
                 id: s.id,
                 name: s.name,

@@ -21,6 +21,7 @@ pub mod policy_source;
 pub mod proxy;
 pub mod rate_limit;
 pub mod server;
+pub mod subscriber;
 pub mod tunnel;
 pub mod upgrade;
 

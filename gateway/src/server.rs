@@ -21,6 +21,7 @@ use crate::metrics::{GatewayMetrics, MetricsApp};
 use crate::policy_source::{PolicyFile, PolicyHandle};
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::{MonotonicClock, RateLimiter};
+use crate::subscriber::ControlSubscriber;
 
 /// Live (rule, agent) rate-limit counters kept at most: about 5 MiB.
 const RATE_LIMIT_KEYS: usize = 100_000;
@@ -51,6 +52,12 @@ pub enum PolicySource {
     /// Installed from outside through [`GatewayServer::policy`] (the control
     /// service in the same process). Not ready until the first install.
     External,
+    /// Subscribed to a control service over HTTP.
+    Control {
+        url: String,
+        token: zeroize::Zeroizing<String>,
+        key: onecli_policy::seal::SealingKey,
+    },
 }
 
 /// A built gateway: the Pingora server to run, and the handle its policy
@@ -86,7 +93,8 @@ pub fn build_server(
     .map_err(|e| BuildError::Tls(e.to_string()))?;
 
     let policy = Arc::new(PolicyHandle::new(metrics.clone()));
-    let policy_file = match source {
+    let (mut policy_file, mut subscriber) = (None, None);
+    match source {
         PolicySource::File(path) => {
             let file = PolicyFile::new(path, policy.clone(), metrics.clone());
             file.reload().map_err(|errors| {
@@ -98,10 +106,17 @@ pub fn build_server(
                         .join("\n"),
                 )
             })?;
-            Some(file)
+            policy_file = Some(file);
         }
-        PolicySource::External => None,
-    };
+        PolicySource::External => {}
+        PolicySource::Control { url, token, key } => {
+            let control =
+                ControlSubscriber::new(&url, token, key, policy.clone(), gateway_dir.clone())
+                    .map_err(|e| BuildError::Policy(e.to_string()))?;
+            control.load_persisted();
+            subscriber = Some(control);
+        }
+    }
 
     let mut conf = ServerConf {
         threads: config.threads.max(1),
@@ -162,6 +177,9 @@ pub fn build_server(
     }
     if let Some(file) = policy_file {
         server.add_service(background_service("onecli-policy-file", file));
+    }
+    if let Some(control) = subscriber {
+        server.add_service(background_service("onecli-policy-subscriber", control));
     }
     Ok(GatewayServer {
         server,

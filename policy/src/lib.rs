@@ -1,13 +1,15 @@
 //! The shared language of OneCLI: the policy model, its compiled snapshot,
 //! host and path patterns, the wire envelope and the secret type.
 //!
-//! Pure data and pure functions: no IO, no async, no clock.
+//! Pure data and pure functions: no IO, no async, no clock, no randomness
+//! (callers bring nonces).
 
 pub mod config;
 mod host_index;
 pub mod model;
 pub mod pattern;
 pub mod rules;
+pub mod seal;
 pub mod secret;
 pub mod snapshot;
 pub mod wire;

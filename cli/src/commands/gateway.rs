@@ -16,8 +16,20 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "127.0.0.1:10255")]
     pub listen: SocketAddr,
     /// Policy file (TOML): agents, secrets, rules. Reloaded when it changes and on SIGHUP.
-    #[arg(long, env = "ONECLI_POLICY")]
-    pub policy: PathBuf,
+    #[arg(
+        long,
+        env = "ONECLI_POLICY",
+        required_unless_present = "control_url",
+        conflicts_with = "control_url"
+    )]
+    pub policy: Option<PathBuf>,
+    /// Take the policy from this control service instead (http://HOST:PORT); the secret key
+    /// comes from ONECLI_SECRET_KEY or <data-dir>/secret.key, as the control service's.
+    #[arg(long, env = "ONECLI_CONTROL_URL", requires = "gateway_token_file")]
+    pub control_url: Option<String>,
+    /// File holding the gateway token the control service issued (<its data-dir>/gateway-token).
+    #[arg(long, env = "ONECLI_GATEWAY_TOKEN_FILE")]
+    pub gateway_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub options: GatewayOptions,
 }
@@ -101,8 +113,36 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
     let config = args.options.config(args.listen, "http://localhost:10254");
     let listen = config.listen;
     let ca_path = config.data_dir.join("gateway").join("ca.pem");
-    let gateway = build_server(config, PolicySource::File(args.policy))
-        .map_err(|e| CliError::config(e.to_string()))?;
+    let source = match (args.policy, args.control_url, args.gateway_token_file) {
+        (Some(file), _, _) => PolicySource::File(file),
+        (None, Some(url), Some(token_file)) => {
+            let token = std::fs::read_to_string(&token_file).map_err(|e| {
+                CliError::config(format!(
+                    "cannot read the gateway token {}: {e}",
+                    token_file.display()
+                ))
+            })?;
+            let env_key = std::env::var(onecli_control::crypto::KEY_ENV).ok();
+            let key = onecli_control::crypto::load_key(&config.data_dir, env_key, false).map_err(
+                |e| {
+                    CliError::config(format!(
+                        "the gateway needs the control service's secret key: {e}"
+                    ))
+                },
+            )?;
+            PolicySource::Control {
+                url,
+                token: zeroize::Zeroizing::new(token.trim().to_owned()),
+                key,
+            }
+        }
+        _ => {
+            return Err(CliError::config(
+                "give --policy FILE, or --control-url URL with --gateway-token-file FILE",
+            ))
+        }
+    };
+    let gateway = build_server(config, source).map_err(|e| CliError::config(e.to_string()))?;
     tracing::info!(%listen, ca = %ca_path.display(), "gateway listening");
     gateway.server.run_forever()
 }

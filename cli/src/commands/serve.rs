@@ -2,18 +2,16 @@
 //! one data directory, the embedded default. Every change made through the
 //! API is compiled and swapped into the gateway before the API answers.
 
-use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use clap::Args;
 use onecli_control::api::{Api, ApiConfig};
+use onecli_control::publish::Subscriptions;
 use onecli_control::publish::{PolicySink, Publisher};
-use onecli_control::{SealingKey, Store};
+use onecli_control::{bootstrap, crypto, Store};
 use onecli_gateway::policy_source::PolicyHandle;
 use onecli_gateway::{build_server, PolicySource};
 use onecli_policy::PolicyDoc;
@@ -51,13 +49,11 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://localhost:{}", args.listen.port()));
-    let key = SealingKey::load(
-        &data_dir,
-        std::env::var(onecli_control::crypto::KEY_ENV).ok(),
-    )
-    .map_err(|e| CliError::config(e.to_string()))?;
+    let key = crypto::load_key(&data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
+        .map_err(|e| CliError::config(e.to_string()))?;
+    let subscriptions = Arc::new(Subscriptions::new(key.clone()));
     let store = Arc::new(Store::open(&data_dir, key).map_err(|e| CliError::config(e.to_string()))?);
-    ensure_admin_key(&store, &data_dir)?;
+    ensure_key_files(&store, &data_dir)?;
 
     let mut config = args.gateway.config(args.gateway_listen, &public_url);
     config.protected.push(args.listen);
@@ -75,10 +71,14 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             message: format!("cannot listen on {}: {e}", args.listen),
             exit_code: exit::STARTUP,
         })?;
-    let sink: Arc<dyn PolicySink> = Arc::new(InProcessGateway(gateway.policy.clone()));
+    let sinks: Vec<Arc<dyn PolicySink>> = vec![
+        Arc::new(InProcessGateway(gateway.policy.clone())),
+        subscriptions.clone(),
+    ];
     let api = Arc::new(Api {
         store,
-        publisher: Publisher::new(vec![sink]),
+        publisher: Publisher::new(sinks),
+        subscriptions,
         config: ApiConfig {
             container_gateway: args.container_gateway,
             public_url,
@@ -96,27 +96,14 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     gateway.server.run_forever()
 }
 
-/// On first start, an admin API key: written to `<data-dir>/api-key` (0600);
-/// only the path is printed.
-fn ensure_admin_key(store: &Store, data_dir: &Path) -> Result<(), CliError> {
-    let path = data_dir.join("api-key");
-    let fail = |e: String| CliError::config(format!("cannot create the admin API key: {e}"));
-    if store.api_key_count().map_err(|e| fail(e.to_string()))? > 0 {
-        return Ok(());
+/// On first start, the admin API key and a gateway token, in 0600 files;
+/// only their paths are printed.
+fn ensure_key_files(store: &Store, data_dir: &Path) -> Result<(), CliError> {
+    let written = bootstrap::ensure_key_files(store, data_dir)
+        .map_err(|e| CliError::config(format!("cannot create the first keys: {e}")))?;
+    for path in written {
+        eprintln!("onecli: created {}", path.display());
     }
-    let key = store
-        .create_api_key("admin")
-        .map_err(|e| fail(e.to_string()))?;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    file.write_all(format!("{}\n", key.as_str()).as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    eprintln!("onecli: created the admin API key in {}", path.display());
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! real clients (curl, Python `requests`, raw sockets).
 
 mod control;
+mod fleet;
 mod gateway;
 mod harness;
 mod served;

@@ -1,0 +1,323 @@
+//! `onecli control` with gateways apart (`onecli gateway --control-url`):
+//! changes reach every gateway, and gateways keep enforcing the last policy
+//! while the control service is down, across their own restarts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onecli_benches::origin::{Origin, Protocols};
+use serde_json::{json, Value};
+
+use crate::harness::{
+    basic, connect_raw, echoed, free_port, http_get, request, tls_tunnel_to, HOSTS,
+};
+use crate::served::raw_call;
+
+/// The shared secret key, as operators would set it on every process.
+const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+const VALUE: &str = "sk-ant-api03-FLEET-SECRET-value";
+
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn start(args: &[String], log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_onecli"))
+            .args(args)
+            .env("ONECLI_SECRET_KEY", KEY_B64)
+            .env("ONECLI_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start onecli");
+        Proc { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+async fn wait_for(port: u16, path: &str, want: u16, proc: &Proc) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(http_get(port, path).await, Ok((s, _)) if s == want) {
+        assert!(
+            Instant::now() < deadline,
+            "{path} on {port} never answered {want}; log:\n{}",
+            proc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    origin: Origin,
+    api_port: u16,
+    control: Option<Proc>,
+    api_key: String,
+}
+
+impl Fleet {
+    async fn start() -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = Origin::start_tls(dir.path(), &HOSTS, Protocols::Both)
+            .await
+            .expect("origin");
+        let api_port = free_port();
+        let mut fleet = Fleet {
+            dir,
+            origin,
+            api_port,
+            control: None,
+            api_key: String::new(),
+        };
+        fleet.start_control().await;
+        fleet.api_key = std::fs::read_to_string(fleet.control_dir().join("api-key"))
+            .expect("api-key")
+            .trim()
+            .to_owned();
+        fleet
+    }
+
+    fn control_dir(&self) -> PathBuf {
+        self.dir.path().join("control")
+    }
+
+    async fn start_control(&mut self) {
+        let args = vec![
+            "control".to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{}", self.api_port),
+            "--data-dir".to_owned(),
+            self.control_dir().display().to_string(),
+        ];
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let proc = Proc::start(&args, self.dir.path().join(format!("control-{n}.log")));
+        wait_for(self.api_port, "/v1/health", 200, &proc).await;
+        self.control = Some(proc);
+    }
+
+    /// A gateway subscribed to the control service; `data_dir` keeps its
+    /// last policy. The first gateway generates the CA the others share.
+    fn gateway(&self, name: &str, port: u16, token_file: &Path) -> Proc {
+        let ca = self.control_dir().join("gateway");
+        let mut args: Vec<String> = vec![
+            "gateway".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            self.dir.path().join(name).display().to_string(),
+            "--control-url".into(),
+            format!("http://127.0.0.1:{}", self.api_port),
+            "--gateway-token-file".into(),
+            token_file.display().to_string(),
+            "--upstream-ca".into(),
+            self.origin
+                .ca_path
+                .as_ref()
+                .expect("tls")
+                .display()
+                .to_string(),
+            "--ca-cert".into(),
+            ca.join("ca.pem").display().to_string(),
+            "--ca-key".into(),
+            ca.join("ca.key").display().to_string(),
+        ];
+        for host in HOSTS.iter().filter(|h| **h != "localhost") {
+            args.extend([
+                "--resolve".into(),
+                format!("{host}:{}:127.0.0.1", self.origin.port()),
+            ]);
+        }
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        Proc::start(&args, self.dir.path().join(format!("{name}-{n}.log")))
+    }
+
+    async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = format!("Bearer {}", self.api_key);
+        let (status, text) = raw_call(
+            self.api_port,
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            Some(&auth),
+        )
+        .await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// One CA for the fleet, in the control service's data dir (which serves
+/// it to agents) and given to every gateway with --ca-cert/--ca-key.
+fn shared_ca(fleet: &Fleet) {
+    let dir = fleet.control_dir().join("gateway");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let pki = onecli_benches::origin::TestPki::new(&["unused.test"]).expect("pki");
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem).expect("ca");
+    std::fs::write(dir.join("ca.key"), &pki.ca_key_pem).expect("key");
+}
+
+async fn injected_at(port: u16, ca: &Path, token: &str, origin_port: u16) -> Option<Vec<String>> {
+    let target = format!("api.test:{origin_port}");
+    let (resp, _) = connect_raw(port, &target, Some(&basic(token))).await;
+    if resp.status != 200 {
+        return None;
+    }
+    let mut t = tls_tunnel_to(port, ca, token, "api.test", origin_port).await;
+    let r = request(&mut t, "GET", "/v1/messages", "api.test", &[]).await;
+    Some(echoed(&r.json(), "x-api-key"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateways_follow_one_control_service_and_survive_its_absence() {
+    let mut fleet = Fleet::start().await;
+    shared_ca(&fleet);
+    let token_file = fleet.control_dir().join("gateway-token");
+    let (a_port, b_port) = (free_port(), free_port());
+    let a = fleet.gateway("gateway-a", a_port, &token_file);
+    let mut b = fleet.gateway("gateway-b", b_port, &token_file);
+    wait_for(a_port, "/readyz", 200, &a).await;
+    wait_for(b_port, "/readyz", 200, &b).await;
+    let ca = fleet.control_dir().join("gateway").join("ca.pem");
+
+    let (status, agent) = fleet
+        .api(
+            "POST",
+            "/v1/agents",
+            Some(json!({ "name": "Fleet", "identifier": "fleet" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{agent}");
+    let (_, list) = fleet.api("GET", "/v1/agents", None).await;
+    let token = list[0]["accessToken"].as_str().expect("token").to_owned();
+    let secret =
+        json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+    assert_eq!(fleet.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+
+    // Every gateway enforces the change shortly after the API answered.
+    for port in [a_port, b_port] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if injected_at(port, &ca, &token, fleet.origin.port()).await
+                == Some(vec![VALUE.to_owned()])
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway {port} never got the change"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // The control service goes away: the gateways keep enforcing…
+    fleet.control = None;
+    assert_eq!(
+        injected_at(a_port, &ca, &token, fleet.origin.port()).await,
+        Some(vec![VALUE.to_owned()])
+    );
+    // …even across their own restart, from the policy they kept on disk.
+    drop(std::mem::replace(
+        &mut b,
+        fleet.gateway("gateway-b", b_port, &token_file),
+    ));
+    wait_for(b_port, "/readyz", 200, &b).await;
+    assert_eq!(
+        injected_at(b_port, &ca, &token, fleet.origin.port()).await,
+        Some(vec![VALUE.to_owned()])
+    );
+    let kept = std::fs::read(
+        fleet
+            .dir
+            .path()
+            .join("gateway-b")
+            .join("gateway")
+            .join("policy.sealed"),
+    )
+    .expect("kept policy");
+    assert!(
+        !kept.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+        "the kept policy is sealed"
+    );
+
+    // The control service returns, and changes flow again.
+    fleet.start_control().await;
+    let rule =
+        json!({ "name": "stop", "hostPattern": "api.test", "action": "block", "enabled": true });
+    assert_eq!(fleet.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut t = tls_tunnel_to(b_port, &ca, &token, "api.test", fleet.origin.port()).await;
+        if request(&mut t, "GET", "/v1/messages", "api.test", &[])
+            .await
+            .status
+            == 403
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway b never got the rule after control came back; log:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for log in [a.log(), b.log()] {
+        assert!(
+            !log.contains(VALUE) && !log.contains(&token),
+            "a secret or token in a gateway log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_policy_a_gateway_is_not_ready_and_refuses_agents() {
+    let fleet = Fleet::start().await;
+    shared_ca(&fleet);
+    let bad_token = fleet.dir.path().join("bad-token");
+    std::fs::write(&bad_token, "ogw_not_a_real_token").expect("write");
+    let port = free_port();
+    let g = fleet.gateway("gateway-x", port, &bad_token);
+    wait_for(port, "/healthz", 200, &g).await;
+    assert_eq!(http_get(port, "/readyz").await.expect("readyz").0, 503);
+    let (resp, _) = connect_raw(port, "api.test:443", Some(&basic("aoc_anything"))).await;
+    assert_eq!(resp.status, 503, "{}", resp.head);
+    assert_eq!(resp.json()["error"], "gateway_not_ready");
+    // The control service refuses the token.
+    let (status, _) = raw_call(
+        fleet.api_port,
+        "GET",
+        "/v1/gateway/policy?after=0",
+        None,
+        Some("Bearer ogw_not_a_real_token"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !g.log().contains("refused the gateway token") {
+        assert!(
+            Instant::now() < deadline,
+            "the refusal was never logged:\n{}",
+            g.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

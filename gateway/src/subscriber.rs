@@ -1,0 +1,290 @@
+//! A gateway fed by a control service (SPEC §4.3): it long-polls
+//! `GET /v1/gateway/policy?after=VERSION` with its gateway token, opens the
+//! sealed envelope with the shared key, validates it, swaps it in, and keeps
+//! the last good one on disk (still sealed) so that after a restart it
+//! serves while the control service is down.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use onecli_policy::seal::{SealingKey, POLICY_CONTEXT};
+use onecli_policy::wire;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zeroize::Zeroizing;
+
+use crate::ca::write_atomic;
+use crate::head::{read_response_head, HeadError};
+use crate::policy_source::PolicyHandle;
+
+/// Longer than the control service's long-poll wait.
+const POLL_TIMEOUT: Duration = Duration::from_secs(35);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+const SEALED_FILE: &str = "policy.sealed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("control URL {0:?} is not http://HOST:PORT[/PATH]")]
+    BadUrl(String),
+    #[error("cannot reach the control service: {0}")]
+    Unreachable(String),
+    #[error("the control service refused the gateway token")]
+    Unauthorized,
+    #[error("the control service answered {0}")]
+    Status(u16),
+    #[error(
+        "the policy does not open: the gateway's secret key differs from the control service's"
+    )]
+    WrongKey,
+    #[error("the policy is invalid: {0}")]
+    Invalid(String),
+}
+
+pub struct ControlSubscriber {
+    host: String,
+    port: u16,
+    base_path: String,
+    token: Zeroizing<String>,
+    key: SealingKey,
+    handle: Arc<PolicyHandle>,
+    persisted: PathBuf,
+}
+
+impl ControlSubscriber {
+    /// `url` is the control service's base URL (`http://control:10254`);
+    /// the last good policy is kept in `state_dir`.
+    pub fn new(
+        url: &str,
+        token: Zeroizing<String>,
+        key: SealingKey,
+        handle: Arc<PolicyHandle>,
+        state_dir: PathBuf,
+    ) -> Result<Self, SubscribeError> {
+        let bad = || SubscribeError::BadUrl(url.to_owned());
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+            None => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        let base_path = format!("/{}", path.trim_end_matches('/'))
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(ControlSubscriber {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            base_path,
+            token,
+            key,
+            handle,
+            persisted: state_dir.join(SEALED_FILE),
+        })
+    }
+
+    /// Installs the policy kept on disk, if there is a valid one.
+    pub fn load_persisted(&self) -> bool {
+        let Ok(sealed) = std::fs::read(&self.persisted) else {
+            return false;
+        };
+        match self.accept(&sealed) {
+            Ok(version) => {
+                tracing::info!(
+                    version,
+                    "serving the last policy received, until the control service answers"
+                );
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the policy kept on disk is unusable");
+                false
+            }
+        }
+    }
+
+    /// Opens, decodes, validates and installs a sealed policy.
+    pub fn accept(&self, sealed: &[u8]) -> Result<u64, SubscribeError> {
+        let bytes = self
+            .key
+            .open(POLICY_CONTEXT, sealed)
+            .map_err(|_| SubscribeError::WrongKey)?;
+        let doc = wire::decode(&bytes).map_err(|e| SubscribeError::Invalid(e.to_string()))?;
+        let version = doc.version;
+        if self.handle.install_doc(doc) {
+            Ok(version)
+        } else {
+            Err(SubscribeError::Invalid(format!(
+                "version {version} was rejected (see above)"
+            )))
+        }
+    }
+
+    /// One long-poll: `Some(sealed)` when a newer policy came.
+    async fn poll(&self, after: u64) -> Result<Option<Vec<u8>>, SubscribeError> {
+        let unreachable = |e: std::io::Error| SubscribeError::Unreachable(e.to_string());
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(unreachable)?;
+        let request = Zeroizing::new(format!(
+            "GET {}/v1/gateway/policy?after={after} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.base_path,
+            self.host,
+            self.port,
+            self.token.as_str()
+        ));
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(unreachable)?;
+        let mut buf = Vec::with_capacity(4096);
+        let head = read_response_head(&mut stream, &mut buf, POLL_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                HeadError::TimedOut => SubscribeError::Unreachable("no answer in time".into()),
+                other => SubscribeError::Unreachable(format!("bad response ({other:?})")),
+            })?;
+        match head.status {
+            200 => {}
+            204 => return Ok(None),
+            401 => return Err(SubscribeError::Unauthorized),
+            other => return Err(SubscribeError::Status(other)),
+        }
+        let length = head
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+            .filter(|&n| n <= wire::MAX_PAYLOAD + 1024)
+            .ok_or_else(|| SubscribeError::Invalid("missing or oversized content-length".into()))?;
+        let mut body = buf.split_off(head.len);
+        if body.len() < length {
+            let start = body.len();
+            body.resize(length, 0);
+            stream
+                .read_exact(&mut body[start..])
+                .await
+                .map_err(unreachable)?;
+        }
+        body.truncate(length);
+        Ok(Some(body))
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ControlSubscriber {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut retry = Duration::from_millis(100);
+        loop {
+            let after = self.handle.current().map_or(0, |s| s.version());
+            let outcome = tokio::select! {
+                _ = shutdown.changed() => return,
+                outcome = self.poll(after) => outcome,
+            };
+            let failure = match outcome {
+                Ok(None) => None,
+                Ok(Some(sealed)) => match self.accept(&sealed) {
+                    Ok(version) => {
+                        if let Err(error) = write_atomic(&self.persisted, &sealed, 0o600) {
+                            tracing::warn!(%error, "cannot keep the policy on disk");
+                        }
+                        tracing::info!(version, "policy received from the control service");
+                        None
+                    }
+                    Err(error) => Some(error),
+                },
+                Err(error) => Some(error),
+            };
+            match failure {
+                None => retry = Duration::from_millis(100),
+                Some(error) => {
+                    tracing::warn!(%error, retry_ms = retry.as_millis() as u64, "policy subscription failed; keeping the current policy");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::GatewayMetrics;
+    use onecli_policy::PolicyDoc;
+
+    fn subscriber(url: &str, dir: PathBuf) -> Result<ControlSubscriber, SubscribeError> {
+        let handle = Arc::new(PolicyHandle::new(Arc::new(
+            GatewayMetrics::new().expect("metrics"),
+        )));
+        ControlSubscriber::new(
+            url,
+            Zeroizing::new("ogw_x".into()),
+            SealingKey::from_bytes([3; 32]),
+            handle,
+            dir,
+        )
+    }
+
+    #[test]
+    fn control_urls() {
+        let dir = std::env::temp_dir();
+        let s = subscriber("http://127.0.0.1:10254", dir.clone()).expect("valid");
+        assert_eq!(
+            (s.host.as_str(), s.port, s.base_path.as_str()),
+            ("127.0.0.1", 10254, "")
+        );
+        let s = subscriber("http://control.svc/onecli/", dir.clone()).expect("valid");
+        assert_eq!(
+            (s.host.as_str(), s.port, s.base_path.as_str()),
+            ("control.svc", 80, "/onecli")
+        );
+        for bad in ["https://x", "control:10254", "http://:1", "http://h:port"] {
+            assert!(subscriber(bad, dir.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_sealed_valid_newer_policies_are_installed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = subscriber("http://127.0.0.1:1", dir.path().to_owned()).expect("valid");
+        let sealed = |key: &SealingKey, version: u64| {
+            let bytes = wire::encode(&PolicyDoc {
+                version,
+                ..PolicyDoc::default()
+            })
+            .expect("encode");
+            key.seal([version as u8; 12], POLICY_CONTEXT, &bytes)
+                .expect("seal")
+        };
+        let key = SealingKey::from_bytes([3; 32]);
+        assert_eq!(s.accept(&sealed(&key, 5)).expect("installs"), 5);
+        assert!(matches!(
+            s.accept(&sealed(&SealingKey::from_bytes([4; 32]), 6)),
+            Err(SubscribeError::WrongKey)
+        ));
+        assert!(
+            matches!(s.accept(&sealed(&key, 4)), Err(SubscribeError::Invalid(_))),
+            "older"
+        );
+        let garbage = key
+            .seal([9; 12], POLICY_CONTEXT, b"not an envelope")
+            .expect("seal");
+        assert!(matches!(
+            s.accept(&garbage),
+            Err(SubscribeError::Invalid(_))
+        ));
+        assert_eq!(s.handle.current().map(|p| p.version()), Some(5));
+    }
+}
