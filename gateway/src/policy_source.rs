@@ -40,6 +40,12 @@ impl PolicyHandle {
         self.current.store(Some(Arc::new(snapshot)));
     }
 
+    /// Counts a policy update that never got as far as compiling (it did not
+    /// open or decode).
+    pub fn rejected(&self) {
+        self.metrics.policy_rejected();
+    }
+
     /// Compiles a document from a policy source and installs it, unless it
     /// is invalid or older than the one in force: then the current one
     /// stays, and the rejection is logged and counted.

@@ -113,11 +113,16 @@ impl ControlSubscriber {
 
     /// Opens, decodes, validates and installs a sealed policy.
     pub fn accept(&self, sealed: &[u8]) -> Result<u64, SubscribeError> {
+        let rejected = |e| {
+            self.handle.rejected();
+            e
+        };
         let bytes = self
             .key
             .open(POLICY_CONTEXT, sealed)
-            .map_err(|_| SubscribeError::WrongKey)?;
-        let doc = wire::decode(&bytes).map_err(|e| SubscribeError::Invalid(e.to_string()))?;
+            .map_err(|_| rejected(SubscribeError::WrongKey))?;
+        let doc =
+            wire::decode(&bytes).map_err(|e| rejected(SubscribeError::Invalid(e.to_string())))?;
         let version = doc.version;
         if self.handle.install_doc(doc) {
             Ok(version)
