@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::inject::percent_encode;
+
 /// What the agent is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guidance {
@@ -111,7 +113,7 @@ pub fn body(
             "path": path,
             "secret_url": format!(
                 "{dashboard_url}/connections/custom?create=generic&host={}&path=%2F%2A",
-                query_escape(host)
+                percent_encode(host)
             ),
         }),
         Guidance::AccessRestricted => json!({
@@ -121,22 +123,10 @@ pub fn body(
             ),
             "hostname": host,
             "path": path,
-            "manage_url": format!("{dashboard_url}/agents?manage={}", query_escape(agent_identifier)),
+            "manage_url": format!("{dashboard_url}/agents?manage={}", percent_encode(agent_identifier)),
         }),
     };
     Bytes::from(value.to_string())
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ fn set_query_param(target: &[u8], name: &str, encoded_value: &str) -> Vec<u8> {
 }
 
 /// RFC 3986 unreserved characters pass; everything else is `%XX`.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -73,6 +73,22 @@ pub struct RequestCtx {
     outcome: &'static str,
 }
 
+impl RequestCtx {
+    /// Target, snapshot and agent token, which `request_filter` settled
+    /// for every request that goes on.
+    fn resolved(&self) -> Result<(Target, Arc<Snapshot>, TokenHash)> {
+        match (&self.target, &self.snapshot, self.token) {
+            (Some(target), Some(snapshot), Some(token)) => {
+                Ok((target.clone(), snapshot.clone(), token))
+            }
+            _ => Err(Error::explain(
+                ErrorType::InternalError,
+                "request context incomplete",
+            )),
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for GatewayProxy {
     type CTX = RequestCtx;
@@ -197,14 +213,7 @@ impl ProxyHttp for GatewayProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(target), Some(snapshot), Some(token)) =
-            (ctx.target.clone(), ctx.snapshot.clone(), ctx.token)
-        else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "request context incomplete",
-            ));
-        };
+        let (target, snapshot, token) = ctx.resolved()?;
         match prepare_upstream_request(req, &target, &snapshot, &token) {
             Ok(injected) => {
                 self.shared
@@ -363,14 +372,7 @@ impl GatewayProxy {
 
     /// Upgrade requests (WebSocket) are relayed by `upgrade`, not Pingora.
     async fn upgrade(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let (Some(target), Some(snapshot), Some(token)) =
-            (ctx.target.clone(), ctx.snapshot.clone(), ctx.token)
-        else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "request context incomplete",
-            ));
-        };
+        let (target, snapshot, token) = ctx.resolved()?;
         let headers = &session.req_header().headers;
         if headers.contains_key("transfer-encoding")
             || headers

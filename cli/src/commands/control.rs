@@ -2,7 +2,7 @@
 //! gateways run apart and subscribe to it (`onecli gateway --control-url`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
@@ -15,13 +15,23 @@ use super::{exit, CliError};
 
 #[derive(Debug, Args)]
 pub struct ControlArgs {
-    /// Address of the control API and dashboard.
-    #[arg(long, default_value = "127.0.0.1:10254")]
-    pub listen: SocketAddr,
     /// Where the store, the secret key and the first keys live.
     #[arg(long, env = "ONECLI_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
-    /// The control service's URL as agents and the SDK reach it.
+    /// The gateways' CA certificate (PEM), handed to agents; default <data-dir>/gateway/ca.pem.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub control: ControlOptions,
+}
+
+/// What configures the control service, alone or inside `onecli serve`.
+#[derive(Debug, Args)]
+pub struct ControlOptions {
+    /// Address of the control API and dashboard.
+    #[arg(long, default_value = "127.0.0.1:10254")]
+    pub listen: SocketAddr,
+    /// The control service's URL as agents and the SDK reach it (links, approvals).
     #[arg(long, env = "ONECLI_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// host:port containers use to reach a gateway (container-config).
@@ -31,53 +41,69 @@ pub struct ControlArgs {
         default_value = "host.docker.internal:10255"
     )]
     pub container_gateway: String,
-    /// The gateways' CA certificate (PEM), handed to agents; default <data-dir>/gateway/ca.pem.
-    #[arg(long)]
-    pub ca_cert: Option<PathBuf>,
 }
 
-pub fn run(args: ControlArgs) -> Result<(), CliError> {
-    let key = crypto::load_key(&args.data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
+impl ControlOptions {
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{}", self.listen.port()))
+    }
+}
+
+/// Opens the store (creating the key and the first key files on first
+/// start) and builds the API, publishing to `sinks` and to remote gateways.
+pub fn open_api(
+    data_dir: &Path,
+    options: &ControlOptions,
+    ca_cert: PathBuf,
+    mut sinks: Vec<Arc<dyn PolicySink>>,
+) -> Result<Arc<Api>, CliError> {
+    let key = crypto::load_key(data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
         .map_err(|e| CliError::config(e.to_string()))?;
     let subscriptions = Arc::new(Subscriptions::new(key.clone()));
-    let store =
-        Arc::new(Store::open(&args.data_dir, key).map_err(|e| CliError::config(e.to_string()))?);
-    for path in bootstrap::ensure_key_files(&store, &args.data_dir)
-        .map_err(|e| CliError::config(e.to_string()))?
-    {
+    let store = Arc::new(Store::open(data_dir, key).map_err(|e| CliError::config(e.to_string()))?);
+    let written = bootstrap::ensure_key_files(&store, data_dir)
+        .map_err(|e| CliError::config(format!("cannot create the first keys: {e}")))?;
+    for path in written {
         eprintln!("onecli: created {}", path.display());
     }
-    let public_url = args
-        .public_url
-        .unwrap_or_else(|| format!("http://localhost:{}", args.listen.port()));
-    let ca_cert = args
-        .ca_cert
-        .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
-    let sinks: Vec<Arc<dyn PolicySink>> = vec![subscriptions.clone()];
-    let api = Arc::new(Api {
+    sinks.push(subscriptions.clone());
+    Ok(Arc::new(Api {
         store,
         publisher: Publisher::new(sinks),
         subscriptions,
         config: ApiConfig {
-            container_gateway: args.container_gateway,
-            public_url,
+            container_gateway: options.container_gateway.clone(),
+            public_url: options.public_url(),
             ca_cert,
         },
-    });
-    let startup = |e: std::io::Error| CliError {
-        message: format!("cannot listen on {}: {e}", args.listen),
+    }))
+}
+
+pub fn startup_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> CliError {
+    move |e| CliError {
+        message: format!("cannot listen on {addr}: {e}"),
         exit_code: exit::STARTUP,
-    };
+    }
+}
+
+pub fn run(args: ControlArgs) -> Result<(), CliError> {
+    let ca_cert = args
+        .ca_cert
+        .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
+    let api = open_api(&args.data_dir, &args.control, ca_cert, Vec::new())?;
+    let listen = args.control.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(startup)?;
+        .map_err(startup_error(listen))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(startup)?;
+            .map_err(startup_error(listen))?;
         api.publisher.publish(&api.store).await;
-        tracing::info!(listen = %args.listen, "control service listening");
+        tracing::info!(%listen, "control service listening");
         api.serve(listener, shutdown_signal()).await;
         Ok(())
     })

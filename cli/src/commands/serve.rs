@@ -3,108 +3,62 @@
 //! API is compiled and swapped into the gateway before the API answers.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use clap::Args;
-use onecli_control::api::{Api, ApiConfig};
-use onecli_control::publish::Subscriptions;
-use onecli_control::publish::{PolicySink, Publisher};
-use onecli_control::{bootstrap, crypto, Store};
+use onecli_control::api::Api;
+use onecli_control::publish::PolicySink;
 use onecli_gateway::policy_source::PolicyHandle;
 use onecli_gateway::{build_server, PolicySource};
 use onecli_policy::PolicyDoc;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::{background_service, BackgroundService};
 
+use super::control::{open_api, startup_error, ControlOptions};
 use super::gateway::GatewayOptions;
-use super::{exit, CliError};
+use super::CliError;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address of the control API and dashboard.
-    #[arg(long, default_value = "127.0.0.1:10254")]
-    pub listen: SocketAddr,
     /// Address of the gateway (the agents' HTTPS_PROXY).
     #[arg(long, default_value = "127.0.0.1:10255")]
     pub gateway_listen: SocketAddr,
-    /// The control service's URL as agents and the SDK reach it (links, approvals).
-    #[arg(long, env = "ONECLI_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// host:port containers use to reach the gateway (container-config).
-    #[arg(
-        long,
-        env = "ONECLI_CONTAINER_GATEWAY",
-        default_value = "host.docker.internal:10255"
-    )]
-    pub container_gateway: String,
+    #[command(flatten)]
+    pub control: ControlOptions,
     #[command(flatten)]
     pub gateway: GatewayOptions,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let data_dir = args.gateway.data_dir.clone();
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://localhost:{}", args.listen.port()));
-    let key = crypto::load_key(&data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
-        .map_err(|e| CliError::config(e.to_string()))?;
-    let subscriptions = Arc::new(Subscriptions::new(key.clone()));
-    let store = Arc::new(Store::open(&data_dir, key).map_err(|e| CliError::config(e.to_string()))?);
-    ensure_key_files(&store, &data_dir)?;
-
-    let mut config = args.gateway.config(args.gateway_listen, &public_url);
-    config.protected.push(args.listen);
+    let listen = args.control.listen;
+    let mut config = args
+        .gateway
+        .config(args.gateway_listen, &args.control.public_url());
+    config.protected.push(listen);
     let ca_cert = match &config.ca_files {
         Some((cert, _)) => cert.clone(),
         None => data_dir.join("gateway").join("ca.pem"),
     };
     let mut gateway = build_server(config, PolicySource::External)
         .map_err(|e| CliError::config(e.to_string()))?;
+    let in_process: Arc<dyn PolicySink> = Arc::new(InProcessGateway(gateway.policy.clone()));
+    let api = open_api(&data_dir, &args.control, ca_cert, vec![in_process])?;
 
     // Bind now, so a taken port is a clear error before anything starts.
-    let listener = std::net::TcpListener::bind(args.listen)
+    let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| CliError {
-            message: format!("cannot listen on {}: {e}", args.listen),
-            exit_code: exit::STARTUP,
-        })?;
-    let sinks: Vec<Arc<dyn PolicySink>> = vec![
-        Arc::new(InProcessGateway(gateway.policy.clone())),
-        subscriptions.clone(),
-    ];
-    let api = Arc::new(Api {
-        store,
-        publisher: Publisher::new(sinks),
-        subscriptions,
-        config: ApiConfig {
-            container_gateway: args.container_gateway,
-            public_url,
-            ca_cert,
-        },
-    });
-    gateway.server.add_service(background_service(
-        "onecli-control-api",
-        ControlApi {
-            api,
-            listener: std::sync::Mutex::new(Some(listener)),
-        },
-    ));
-    tracing::info!(api = %args.listen, gateway = %args.gateway_listen, data_dir = %data_dir.display(), "onecli serving");
+        .map_err(startup_error(listen))?;
+    let service = ControlApi {
+        api,
+        listener: std::sync::Mutex::new(Some(listener)),
+    };
+    gateway
+        .server
+        .add_service(background_service("onecli-control-api", service));
+    tracing::info!(api = %listen, gateway = %args.gateway_listen, data_dir = %data_dir.display(), "onecli serving");
     gateway.server.run_forever()
-}
-
-/// On first start, the admin API key and a gateway token, in 0600 files;
-/// only their paths are printed.
-fn ensure_key_files(store: &Store, data_dir: &Path) -> Result<(), CliError> {
-    let written = bootstrap::ensure_key_files(store, data_dir)
-        .map_err(|e| CliError::config(format!("cannot create the first keys: {e}")))?;
-    for path in written {
-        eprintln!("onecli: created {}", path.display());
-    }
-    Ok(())
 }
 
 /// The gateway in this process takes each policy version directly.
