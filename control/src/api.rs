@@ -4,6 +4,7 @@
 //! shape the answer; every write is followed by a published snapshot.
 
 mod agents;
+mod approvals;
 mod config;
 mod rules;
 mod secrets;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::approvals::ApprovalsHub;
 use crate::publish::{Publisher, Subscriptions};
 use crate::store::{Store, StoreError};
 
@@ -43,6 +45,7 @@ pub struct Api {
     pub store: Arc<Store>,
     pub publisher: Publisher,
     pub subscriptions: Arc<Subscriptions>,
+    pub approvals: Arc<ApprovalsHub>,
     pub config: ApiConfig,
 }
 
@@ -277,6 +280,7 @@ impl Api {
             | Some("container-config")
             | Some("skill") => config::dispatch(self, call, &segments).await,
             Some("agents") => agents::dispatch(self, call, &segments).await,
+            Some("approvals") => approvals::dispatch(self, call, &segments).await,
             Some("secrets") => secrets::dispatch(self, call, &segments).await,
             Some("rules") => rules::dispatch(self, call, &segments).await,
             _ => Err(not_found(call)),

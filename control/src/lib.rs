@@ -3,6 +3,7 @@
 //! It never proxies agent traffic; the gateway never reads its store.
 
 pub mod api;
+pub mod approvals;
 pub mod bootstrap;
 pub mod crypto;
 pub mod ids;

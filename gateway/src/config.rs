@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     pub leaf_cache_capacity: usize,
     /// Other addresses that are never upstreams (the control service).
     pub protected: Vec<SocketAddr>,
+    /// How long a request waits for a human before it is denied.
+    pub approval_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -43,6 +45,7 @@ impl GatewayConfig {
             shutdown_timeout: Duration::from_secs(5),
             leaf_cache_capacity: 10_000,
             protected: Vec::new(),
+            approval_timeout: Duration::from_secs(180),
         }
     }
 }

@@ -51,6 +51,12 @@ pub enum Refusal {
     /// A `manual_approval` rule matched and no approvals hub can take it:
     /// the request fails closed (step 2).
     ApprovalUnavailable,
+    /// A human denied the held request, or nobody decided in time.
+    ManualApprovalDenied {
+        approval_id: String,
+    },
+    /// A request held for approval carries more than the gateway holds.
+    PayloadTooLarge,
 }
 
 impl Refusal {
@@ -66,6 +72,8 @@ impl Refusal {
             Refusal::BlockedByPolicy { .. } | Refusal::BlockedByDefault { .. } => 403,
             Refusal::RateLimited { .. } => 429,
             Refusal::ApprovalUnavailable => 503,
+            Refusal::ManualApprovalDenied { .. } => 403,
+            Refusal::PayloadTooLarge => 413,
         }
     }
 
@@ -83,6 +91,8 @@ impl Refusal {
             Refusal::BlockedByDefault { .. } => "blocked_by_default_policy",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::ApprovalUnavailable => "approval_unavailable",
+            Refusal::ManualApprovalDenied { .. } => "manual_approval_denied",
+            Refusal::PayloadTooLarge => "payload_too_large",
         }
     }
 
@@ -114,6 +124,10 @@ impl Refusal {
             Refusal::ApprovalUnavailable => {
                 "This request needs a human's approval, but no approvals service is reachable from this OneCLI gateway. It was not sent.".into()
             }
+            Refusal::ManualApprovalDenied { .. } => {
+                "A human reviewed this request in OneCLI and did not approve it (or nobody answered in time). Do not retry it unchanged; ask the user.".into()
+            }
+            Refusal::PayloadTooLarge => "This request needs approval, and its body is larger than OneCLI holds (32 MiB).".into(),
         }
     }
 
@@ -146,6 +160,9 @@ impl Refusal {
                 body["limit"] = json!(limit);
                 body["window"] = json!(window);
             }
+            Refusal::ManualApprovalDenied { approval_id } => {
+                body["approval_id"] = json!(approval_id);
+            }
             _ => {}
         }
         Bytes::from(body.to_string())
@@ -159,6 +176,7 @@ impl Refusal {
                 | Refusal::BlockedByDefault { .. }
                 | Refusal::RateLimited { .. }
                 | Refusal::ApprovalUnavailable
+                | Refusal::ManualApprovalDenied { .. }
         )
     }
 

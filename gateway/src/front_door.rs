@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::errors::Refusal;
 use crate::head::{read_head, split_authority, HeadError};
-use crate::proxy::{enforce_rules, GatewayProxy, Target};
+use crate::proxy::{enforce_rules, GatewayProxy, Target, Verdict};
 use crate::{auth, tunnel, Shared};
 
 /// What a CONNECT established, carried to every request in the tunnel
@@ -80,10 +80,11 @@ impl FrontDoor {
                 port,
                 tls: true,
             };
-            if let Some(refusal) =
-                enforce_rules(&self.shared, &snapshot, &token, &target, "CONNECT", "/")
-            {
-                return refuse(&mut l4, refusal).await;
+            match enforce_rules(&self.shared, &snapshot, &token, &target, "CONNECT", "/") {
+                Verdict::Proceed => {}
+                Verdict::Refuse(refusal) => return refuse(&mut l4, refusal).await,
+                // Nothing in a pass-through tunnel can be shown to a reviewer.
+                Verdict::Hold => return refuse(&mut l4, Refusal::ApprovalUnavailable).await,
             }
         }
         drop(snapshot);

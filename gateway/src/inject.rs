@@ -24,6 +24,8 @@ pub struct Injected {
     /// Credentials placed in the query string, percent-encoded as sent: an
     /// upstream may reflect them in a redirect, which must not reach the agent.
     pub query_values: Vec<Zeroizing<String>>,
+    /// Headers the secrets set or removed: a reviewer never sees them.
+    pub header_names: Vec<String>,
 }
 
 impl std::fmt::Debug for Injected {
@@ -56,9 +58,11 @@ pub fn apply<'a>(
                     let mut value = HeaderValue::from_str(&rendered).map_err(|_| bad())?;
                     value.set_sensitive(true);
                     req.insert_header(name.clone(), value).map_err(|_| bad())?;
+                    injected.header_names.push(name.clone());
                 }
                 InjectOp::RemoveHeader { name } => {
                     req.remove_header(name.as_str());
+                    injected.header_names.push(name.clone());
                 }
                 InjectOp::SetQuery { name, format } => {
                     let encoded = Zeroizing::new(percent_encode(&format.render(secret.value())));

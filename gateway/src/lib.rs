@@ -6,9 +6,11 @@
 //! The gateway never reads the store: it enforces an immutable snapshot
 //! held in an `ArcSwap` ([`policy_source::PolicyHandle`]).
 
+pub mod approval;
 pub mod auth;
 pub mod ca;
 pub mod config;
+pub mod direct;
 pub mod egress;
 pub mod errors;
 pub mod front_door;
@@ -23,7 +25,6 @@ pub mod rate_limit;
 pub mod server;
 pub mod subscriber;
 pub mod tunnel;
-pub mod upgrade;
 
 use std::sync::Arc;
 
@@ -46,4 +47,6 @@ pub struct Shared {
     pub egress: egress::EgressGuard,
     pub metrics: Arc<metrics::GatewayMetrics>,
     pub rate_limiter: rate_limit::RateLimiter,
+    /// Where held requests wait for a human; `None`: approval rules fail closed.
+    pub approvals: Option<Arc<dyn onecli_policy::approval::ApprovalBroker>>,
 }

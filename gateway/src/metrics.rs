@@ -22,6 +22,7 @@ pub struct GatewayMetrics {
     pub policy_version: IntGauge,
     pub policy_rejected: IntCounter,
     pub rate_limited: IntCounter,
+    pub approvals_pending: IntGauge,
     pub request_seconds: Histogram,
 }
 
@@ -80,6 +81,11 @@ impl GatewayMetrics {
         registry.register(Box::new(policy_version.clone()))?;
         registry.register(Box::new(policy_rejected.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
+        let approvals_pending = IntGauge::new(
+            "onecli_gateway_approvals_pending",
+            "Requests held for a human's approval now",
+        )?;
+        registry.register(Box::new(approvals_pending.clone()))?;
         let rate_limited = IntCounter::new(
             "onecli_gateway_rate_limited_total",
             "Requests refused by a rate_limit rule",
@@ -96,6 +102,7 @@ impl GatewayMetrics {
             policy_version,
             policy_rejected,
             rate_limited,
+            approvals_pending,
             request_seconds,
         })
     }

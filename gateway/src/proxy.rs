@@ -22,7 +22,7 @@ use crate::egress::EgressError;
 use crate::errors::Refusal;
 use crate::front_door::TunnelFacts;
 use crate::head::parse_authority;
-use crate::{auth, guidance, inject, upgrade, Shared};
+use crate::{approval, auth, direct, guidance, inject, Shared};
 
 pub struct GatewayProxy {
     shared: Arc<Shared>,
@@ -45,7 +45,7 @@ pub struct Target {
 
 impl Target {
     /// The `Host` header value for the upstream request.
-    fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         let default_port = if self.tls { 443 } else { 80 };
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -150,23 +150,23 @@ impl ProxyHttp for GatewayProxy {
                 .await;
         }
         let req = session.req_header();
-        if let Some(refusal) = enforce_rules(
+        let verdict = enforce_rules(
             &self.shared,
             &snapshot,
             &token,
             &target,
             req.method.as_str(),
             req.uri.path(),
-        ) {
-            return self.answer(session, ctx, refusal).await;
-        }
+        );
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
         ctx.target = Some(target);
-        if session.is_upgrade_req() {
-            return self.upgrade(session, ctx).await;
+        match verdict {
+            Verdict::Refuse(refusal) => self.answer(session, ctx, refusal).await,
+            Verdict::Hold => self.approve(session, ctx).await,
+            Verdict::Proceed if session.is_upgrade_req() => self.upgrade(session, ctx).await,
+            Verdict::Proceed => Ok(false),
         }
-        Ok(false)
     }
 
     async fn upstream_peer(
@@ -370,6 +370,71 @@ impl GatewayProxy {
         guidance::BodyRewrite::for_status(status, body)
     }
 
+    /// Holds the request for a human; forwards it if approved.
+    async fn approve(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(broker) = self.shared.approvals.clone() else {
+            return self
+                .answer(session, ctx, Refusal::ApprovalUnavailable)
+                .await;
+        };
+        let (target, snapshot, token) = ctx.resolved()?;
+        let Some(agent) = snapshot.agent_by_token_hash(&token) else {
+            return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
+        };
+        let Some(body) = approval::read_body(session).await? else {
+            return self.answer(session, ctx, Refusal::PayloadTooLarge).await;
+        };
+        let original = session.req_header().clone();
+        let mut upstream = original.clone();
+        let injected = match prepare_upstream_request(&mut upstream, &target, &snapshot, &token) {
+            Ok(injected) => injected,
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
+        };
+        // The held body goes out in one piece.
+        upstream.remove_header("transfer-encoding");
+        upstream.insert_header("content-length", body.len().to_string())?;
+        let scheme = if target.tls { "https" } else { "http" };
+        let path_and_query = original.uri.path_and_query().map_or("/", |p| p.as_str());
+        let url = format!("{scheme}://{}{path_and_query}", target.authority());
+        let mut review =
+            approval::review(&original, url, &target.host, &injected.header_names, &body);
+        review.agent_id = agent.id.clone();
+        review.agent_name = agent.name.clone();
+        review.agent_identifier = agent.identifier.clone();
+        let timeout = self.shared.config.approval_timeout;
+        review.timeout_secs = timeout.as_secs();
+
+        self.shared.metrics.approvals_pending.inc();
+        let held = approval::hold(broker.as_ref(), session, review, timeout).await;
+        self.shared.metrics.approvals_pending.dec();
+        match held {
+            approval::Held::Approved => {
+                self.shared
+                    .metrics
+                    .injections
+                    .inc_by(injected.secret_ids.len() as u64);
+                ctx.injected = injected;
+                ctx.outcome = "approved";
+                match direct::forward(&self.shared, session, &target, &upstream, &body).await {
+                    direct::Outcome::Relayed(_) => Ok(true),
+                    direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
+                }
+            }
+            approval::Held::Denied { id } | approval::Held::TimedOut { id } => {
+                self.answer(
+                    session,
+                    ctx,
+                    Refusal::ManualApprovalDenied { approval_id: id },
+                )
+                .await
+            }
+            approval::Held::ClientGone => {
+                ctx.outcome = "client_gone";
+                Ok(true)
+            }
+        }
+    }
+
     /// Upgrade requests (WebSocket) are relayed by `upgrade`, not Pingora.
     async fn upgrade(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let (target, snapshot, token) = ctx.resolved()?;
@@ -398,9 +463,9 @@ impl GatewayProxy {
             }
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         }
-        match upgrade::relay(&self.shared, session, &target, &req).await {
-            upgrade::Outcome::Relayed(_) => Ok(true),
-            upgrade::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
+        match direct::forward(&self.shared, session, &target, &req, &[]).await {
+            direct::Outcome::Relayed(_) => Ok(true),
+            direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
         }
     }
 
@@ -517,8 +582,10 @@ pub(crate) fn enforce_rules(
     target: &Target,
     method: &str,
     path: &str,
-) -> Option<Refusal> {
-    let agent = snapshot.agent_by_token_hash(token)?;
+) -> Verdict {
+    let Some(agent) = snapshot.agent_by_token_hash(token) else {
+        return Verdict::Refuse(Refusal::ProxyAuthRequired);
+    };
     let facts = RequestFacts {
         method,
         host: &target.host,
@@ -526,10 +593,11 @@ pub(crate) fn enforce_rules(
         path,
     };
     let dashboard_url = || shared.config.dashboard_url.trim_end_matches('/').to_owned();
-    let rate_limits = match snapshot.evaluate(agent, facts) {
-        Decision::Allow { rate_limits } => rate_limits,
+    let (rate_limits, hold) = match snapshot.evaluate(agent, facts) {
+        Decision::Allow { rate_limits } => (rate_limits, false),
+        Decision::NeedsApproval { rate_limits, .. } => (rate_limits, true),
         Decision::Block(rule) => {
-            return Some(Refusal::BlockedByPolicy {
+            return Verdict::Refuse(Refusal::BlockedByPolicy {
                 rule_name: rule.name.clone(),
                 method: method.to_owned(),
                 path: path.to_owned(),
@@ -537,29 +605,39 @@ pub(crate) fn enforce_rules(
             })
         }
         Decision::BlockByDefault => {
-            return Some(Refusal::BlockedByDefault {
+            return Verdict::Refuse(Refusal::BlockedByDefault {
                 method: method.to_owned(),
                 host: target.host.clone(),
                 path: path.to_owned(),
                 dashboard_url: dashboard_url(),
             })
         }
-        // No approvals hub yet: fail closed.
-        Decision::NeedsApproval { .. } => return Some(Refusal::ApprovalUnavailable),
     };
-    if rate_limits.is_empty() {
-        return None;
+    // Rate limits count before a human is asked: nobody reviews a request
+    // that would be refused anyway.
+    if let Err(limited) = shared.rate_limiter.check(&agent.id, &rate_limits) {
+        shared.metrics.rate_limited.inc();
+        if let RuleAction::RateLimit { limit, window } = limited.rule.action {
+            return Verdict::Refuse(Refusal::RateLimited {
+                limit,
+                window: window.name(),
+                retry_after_secs: limited.retry_after_secs,
+            });
+        }
     }
-    let limited = shared.rate_limiter.check(&agent.id, &rate_limits).err()?;
-    shared.metrics.rate_limited.inc();
-    let RuleAction::RateLimit { limit, window } = limited.rule.action else {
-        return Some(Refusal::ApprovalUnavailable);
-    };
-    Some(Refusal::RateLimited {
-        limit,
-        window: window.name(),
-        retry_after_secs: limited.retry_after_secs,
-    })
+    if hold {
+        Verdict::Hold
+    } else {
+        Verdict::Proceed
+    }
+}
+
+/// What the rules say a request does next.
+pub(crate) enum Verdict {
+    Proceed,
+    Refuse(Refusal),
+    /// Wait for a human (SPEC §6 step 2).
+    Hold,
 }
 
 /// Turns the agent's request into the upstream's: hop-by-hop headers and

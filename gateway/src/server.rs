@@ -22,6 +22,7 @@ use crate::policy_source::{PolicyFile, PolicyHandle};
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::{MonotonicClock, RateLimiter};
 use crate::subscriber::ControlSubscriber;
+use onecli_policy::approval::ApprovalBroker;
 
 /// Live (rule, agent) rate-limit counters kept at most: about 5 MiB.
 const RATE_LIMIT_KEYS: usize = 100_000;
@@ -72,6 +73,7 @@ pub struct GatewayServer {
 pub fn build_server(
     config: GatewayConfig,
     source: PolicySource,
+    approvals: Option<Arc<dyn ApprovalBroker>>,
 ) -> Result<GatewayServer, BuildError> {
     let gateway_dir = config.data_dir.join("gateway");
     fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir {
@@ -142,6 +144,7 @@ pub fn build_server(
         policy,
         leaves,
         metrics: metrics.clone(),
+        approvals,
         rate_limiter: RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
     });
 

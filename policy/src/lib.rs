@@ -4,6 +4,7 @@
 //! Pure data and pure functions: no IO, no async, no clock, no randomness
 //! (callers bring nonces).
 
+pub mod approval;
 pub mod config;
 mod host_index;
 pub mod model;

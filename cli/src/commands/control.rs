@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use onecli_control::api::{Api, ApiConfig};
+use onecli_control::approvals::ApprovalsHub;
 use onecli_control::publish::{PolicySink, Publisher, Subscriptions};
 use onecli_control::{bootstrap, crypto, Store};
 
@@ -58,6 +59,7 @@ pub fn open_api(
     options: &ControlOptions,
     ca_cert: PathBuf,
     mut sinks: Vec<Arc<dyn PolicySink>>,
+    approvals: Arc<ApprovalsHub>,
 ) -> Result<Arc<Api>, CliError> {
     let key = crypto::load_key(data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
         .map_err(|e| CliError::config(e.to_string()))?;
@@ -73,6 +75,7 @@ pub fn open_api(
         store,
         publisher: Publisher::new(sinks),
         subscriptions,
+        approvals,
         config: ApiConfig {
             container_gateway: options.container_gateway.clone(),
             public_url: options.public_url(),
@@ -80,6 +83,9 @@ pub fn open_api(
         },
     }))
 }
+
+/// How long a request waits for a human before it is denied (SPEC §6).
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 180;
 
 pub fn startup_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> CliError {
     move |e| CliError {
@@ -92,7 +98,15 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
     let ca_cert = args
         .ca_cert
         .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
-    let api = open_api(&args.data_dir, &args.control, ca_cert, Vec::new())?;
+    // Gateways apart cannot hold requests here yet: their approval rules fail closed.
+    let approvals = Arc::new(ApprovalsHub::new(DEFAULT_APPROVAL_TIMEOUT_SECS));
+    let api = open_api(
+        &args.data_dir,
+        &args.control,
+        ca_cert,
+        Vec::new(),
+        approvals,
+    )?;
     let listen = args.control.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

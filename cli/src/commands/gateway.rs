@@ -82,6 +82,9 @@ pub struct GatewayOptions {
     /// How long a graceful shutdown (SIGTERM) waits for in-flight requests.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub shutdown_timeout: Duration,
+    /// How long a request held for human approval waits before it is denied.
+    #[arg(long, value_parser = parse_duration, default_value = "180s")]
+    pub approval_timeout: Duration,
 }
 
 impl GatewayOptions {
@@ -105,6 +108,7 @@ impl GatewayOptions {
             .unwrap_or_else(|| default_dashboard.to_owned());
         config.threads = self.threads;
         config.shutdown_timeout = self.shutdown_timeout;
+        config.approval_timeout = self.approval_timeout;
         config
     }
 }
@@ -142,7 +146,8 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
             ))
         }
     };
-    let gateway = build_server(config, source).map_err(|e| CliError::config(e.to_string()))?;
+    let gateway =
+        build_server(config, source, None).map_err(|e| CliError::config(e.to_string()))?;
     tracing::info!(%listen, ca = %ca_path.display(), "gateway listening");
     gateway.server.run_forever()
 }

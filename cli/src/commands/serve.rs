@@ -8,9 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use clap::Args;
 use onecli_control::api::Api;
+use onecli_control::approvals::ApprovalsHub;
 use onecli_control::publish::PolicySink;
 use onecli_gateway::policy_source::PolicyHandle;
 use onecli_gateway::{build_server, PolicySource};
+use onecli_policy::approval::ApprovalBroker;
 use onecli_policy::PolicyDoc;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::{background_service, BackgroundService};
@@ -41,10 +43,18 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         Some((cert, _)) => cert.clone(),
         None => data_dir.join("gateway").join("ca.pem"),
     };
-    let mut gateway = build_server(config, PolicySource::External)
+    let approvals = Arc::new(ApprovalsHub::new(args.gateway.approval_timeout.as_secs()));
+    let broker: Arc<dyn ApprovalBroker> = approvals.clone();
+    let mut gateway = build_server(config, PolicySource::External, Some(broker))
         .map_err(|e| CliError::config(e.to_string()))?;
     let in_process: Arc<dyn PolicySink> = Arc::new(InProcessGateway(gateway.policy.clone()));
-    let api = open_api(&data_dir, &args.control, ca_cert, vec![in_process])?;
+    let api = open_api(
+        &data_dir,
+        &args.control,
+        ca_cert,
+        vec![in_process],
+        approvals,
+    )?;
 
     // Bind now, so a taken port is a clear error before anything starts.
     let listener = std::net::TcpListener::bind(listen)

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `onecli` binary, a TLS origin we start, and
 //! real clients (curl, Python `requests`, raw sockets).
 
+mod approvals;
 mod control;
 mod fleet;
 mod gateway;

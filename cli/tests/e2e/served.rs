@@ -19,6 +19,7 @@ pub struct Served {
     pub api_key: String,
     pub log_path: PathBuf,
     child: Child,
+    extra: Vec<String>,
 }
 
 impl Drop for Served {
@@ -30,13 +31,26 @@ impl Drop for Served {
 
 impl Served {
     pub async fn start() -> Served {
+        Self::start_with(&[]).await
+    }
+
+    /// With extra `onecli serve` arguments.
+    pub async fn start_with(extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let origin = Origin::start_tls(dir.path(), &HOSTS, Protocols::Both)
             .await
             .expect("origin");
         let (api_port, gateway_port) = (free_port(), free_port());
         let log_path = dir.path().join("serve-0.log");
-        let child = spawn(dir.path(), &origin, api_port, gateway_port, &log_path);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(
+            dir.path(),
+            &origin,
+            api_port,
+            gateway_port,
+            &log_path,
+            &extra,
+        );
         let mut served = Served {
             dir,
             origin,
@@ -45,6 +59,7 @@ impl Served {
             api_key: String::new(),
             log_path,
             child,
+            extra,
         };
         served.wait_ready().await;
         served.api_key = std::fs::read_to_string(served.data_dir().join("api-key"))
@@ -90,6 +105,7 @@ impl Served {
             self.api_port,
             self.gateway_port,
             &self.log_path,
+            &self.extra,
         );
         self.wait_ready().await;
     }
@@ -164,7 +180,14 @@ impl Served {
     }
 }
 
-fn spawn(dir: &Path, origin: &Origin, api_port: u16, gateway_port: u16, log: &Path) -> Child {
+fn spawn(
+    dir: &Path,
+    origin: &Origin,
+    api_port: u16,
+    gateway_port: u16,
+    log: &Path,
+    extra: &[String],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onecli"));
     cmd.arg("serve")
         .args(["--listen", &format!("127.0.0.1:{api_port}")])
@@ -177,6 +200,7 @@ fn spawn(dir: &Path, origin: &Origin, api_port: u16, gateway_port: u16, log: &Pa
     for host in HOSTS.iter().filter(|h| **h != "localhost") {
         cmd.args(["--resolve", &format!("{host}:{}:127.0.0.1", origin.port())]);
     }
+    cmd.args(extra);
     let log = std::fs::File::create(log).expect("log file");
     cmd.env("ONECLI_LOG", "debug")
         .env_remove("ONECLI_SECRET_KEY");
@@ -244,4 +268,22 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Sends one HTTP/1.1 request with a body on an open stream.
+pub async fn request_with_body<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    method: &str,
+    path: &str,
+    host: &str,
+    body: &[u8],
+) -> crate::harness::Response {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nAuthorization: Bearer agent-placeholder\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(body).await.expect("write body");
+    s.flush().await.expect("flush");
+    crate::harness::read_response(s).await.expect("response")
 }

@@ -1,0 +1,159 @@
+//! Holding a request for human approval (SPEC §6 step 2): its body is read
+//! and kept, a review (credentials left out) goes to the approvals hub, and
+//! the request waits for a decision, the timeout, or its client leaving.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalRequest, BODY_PREVIEW};
+use pingora_http::RequestHeader;
+use pingora_proxy::Session;
+
+/// The most a held request may carry: it waits in memory.
+pub const MAX_HELD_BODY: usize = 32 * 1024 * 1024;
+
+/// Headers a reviewer never sees, on top of those the secrets inject.
+const NEVER_SHOWN: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "proxy-authorization",
+    "cookie",
+    "proxy-connection",
+];
+
+pub enum Held {
+    Approved,
+    Denied {
+        id: String,
+    },
+    TimedOut {
+        id: String,
+    },
+    /// The client went away while the request waited.
+    ClientGone,
+}
+
+/// Reads the whole request body, or `None` when it is over [`MAX_HELD_BODY`].
+pub async fn read_body(session: &mut Session) -> pingora_core::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > MAX_HELD_BODY {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// What the reviewer sees: the agent's request as it arrived, minus
+/// credentials and whatever the gateway injects.
+pub fn review(
+    original: &RequestHeader,
+    url: String,
+    host: &str,
+    injected_headers: &[String],
+    body: &[u8],
+) -> ApprovalRequest {
+    let hidden: HashSet<String> = NEVER_SHOWN
+        .iter()
+        .map(|h| h.to_string())
+        .chain(injected_headers.iter().cloned())
+        .collect();
+    let headers = original
+        .headers
+        .iter()
+        .filter(|(name, _)| !hidden.contains(name.as_str()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let preview = (!body.is_empty())
+        .then(|| String::from_utf8_lossy(&body[..body.len().min(BODY_PREVIEW)]).into_owned());
+    ApprovalRequest {
+        method: original.method.as_str().to_owned(),
+        url,
+        host: host.to_owned(),
+        path: original.uri.path().to_owned(),
+        headers,
+        body_preview: preview,
+        agent_id: String::new(),
+        agent_name: String::new(),
+        agent_identifier: String::new(),
+        timeout_secs: 0,
+    }
+}
+
+/// Registers `review` and waits.
+pub async fn hold(
+    broker: &dyn ApprovalBroker,
+    session: &mut Session,
+    review: ApprovalRequest,
+    timeout: Duration,
+) -> Held {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let id = broker.submit(
+        review,
+        Box::new(move |decision| {
+            let _ = tx.send(decision);
+        }),
+    );
+    let outcome = tokio::select! {
+        decision = rx => match decision {
+            Ok(ApprovalDecision::Approve) => Held::Approved,
+            // Decided deny, or the hub dropped it: never forward.
+            _ => Held::Denied { id: id.clone() },
+        },
+        _ = tokio::time::sleep(timeout) => Held::TimedOut { id: id.clone() },
+        _ = client_gone(session) => Held::ClientGone,
+    };
+    if !matches!(outcome, Held::Approved | Held::Denied { .. }) {
+        broker.withdraw(&id);
+    }
+    outcome
+}
+
+/// Resolves when the client closes its side; the body was already read.
+async fn client_gone(session: &mut Session) {
+    if session.as_mut().read_body_or_idle(true).await.is_err() {
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviews_leave_credentials_out() {
+        let mut req = RequestHeader::build("POST", b"/v1/messages?x=1", None).expect("req");
+        for (k, v) in [
+            ("authorization", "Bearer agent"),
+            ("x-api-key", "k"),
+            ("proxy-authorization", "Basic t"),
+            ("x-custom-key", "c"),
+            ("content-type", "application/json"),
+        ] {
+            req.insert_header(k, v).expect("header");
+        }
+        let body = vec![b'a'; BODY_PREVIEW + 10];
+        let r = review(
+            &req,
+            "https://api.test/v1/messages?x=1".into(),
+            "api.test",
+            &["x-custom-key".into()],
+            &body,
+        );
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+        assert_eq!(r.path, "/v1/messages");
+        assert_eq!(r.body_preview.map(|p| p.len()), Some(BODY_PREVIEW));
+        assert_eq!(
+            review(&req, String::new(), "h", &[], b"").body_preview,
+            None
+        );
+    }
+}
