@@ -6,6 +6,7 @@
 mod agents;
 mod approvals;
 mod config;
+mod logs;
 mod rules;
 mod secrets;
 
@@ -46,6 +47,8 @@ pub struct Api {
     pub publisher: Publisher,
     pub subscriptions: Arc<Subscriptions>,
     pub approvals: Arc<ApprovalsHub>,
+    /// Where remote gateways' audit records go.
+    pub audit: Arc<crate::audit::AuditLog>,
     pub config: ApiConfig,
 }
 
@@ -283,6 +286,7 @@ impl Api {
             Some("approvals") => approvals::dispatch(self, call, &segments).await,
             Some("secrets") => secrets::dispatch(self, call, &segments).await,
             Some("rules") => rules::dispatch(self, call, &segments).await,
+            Some("logs") => logs::dispatch(self, call, &segments).await,
             _ => Err(not_found(call)),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod approvals;
+pub mod audit;
 pub mod bootstrap;
 pub mod crypto;
 pub mod ids;

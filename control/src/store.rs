@@ -8,12 +8,13 @@
 
 use std::path::Path;
 
+use onecli_policy::audit::AuditRecord;
 use onecli_policy::model::{
     AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretDoc,
     SecretKind, SecretMode,
 };
 use onecli_policy::{is_valid_identifier, token_sha256, HostPattern, PathPattern, SecretValue};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -34,6 +35,10 @@ const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules");
 /// SHA-256 (hex) of an API key or gateway token → its record.
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const GATEWAY_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("gateway_tokens");
+/// Sequence number → audit record (JSON); the oldest go first past the retention.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Audit records kept.
+pub const AUDIT_RETENTION: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,6 +191,7 @@ impl Store {
             for table in [AGENTS, SECRETS, RULES, API_KEYS, GATEWAY_TOKENS] {
                 txn.open_table(table).map_err(db_err)?;
             }
+            txn.open_table(AUDIT).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db, key })
@@ -539,6 +545,61 @@ impl Store {
     fn verify_key(&self, table: TableDefinition<&str, &[u8]>, presented: &str) -> Result<bool> {
         let hash = hex::encode(token_sha256(presented));
         Ok(self.one::<KeyRecord>(table, &hash)?.is_some())
+    }
+
+    // ---- the audit log --------------------------------------------------
+
+    /// Appends records in one transaction; past `retention`, the oldest go.
+    pub fn append_audit(&self, records: &[AuditRecord], retention: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let mut seq = meta
+                .get("audit_seq")
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            let mut table = txn.open_table(AUDIT).map_err(db_err)?;
+            for record in records {
+                seq += 1;
+                let bytes = serde_json::to_vec(record).map_err(db_err)?;
+                table.insert(seq, bytes.as_slice()).map_err(db_err)?;
+            }
+            meta.insert("audit_seq", seq).map_err(db_err)?;
+            let mut len = table.len().map_err(db_err)?;
+            while len > retention {
+                table.pop_first().map_err(db_err)?;
+                len -= 1;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Newest first: at most `limit` records, of `agent` (id or identifier)
+    /// when given, at or after `since_ms` when given.
+    pub fn audit(
+        &self,
+        agent: Option<&str>,
+        since_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(AUDIT).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)?.rev() {
+            let (_, v) = entry.map_err(db_err)?;
+            let record: AuditRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+            if since_ms.is_some_and(|since| record.unix_ms < since) {
+                break;
+            }
+            if agent.is_some_and(|a| a != record.agent && a != record.agent_id) {
+                continue;
+            }
+            out.push(record);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     // ---- the policy document --------------------------------------------

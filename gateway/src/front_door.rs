@@ -80,7 +80,15 @@ impl FrontDoor {
                 port,
                 tls: true,
             };
-            match enforce_rules(&self.shared, &snapshot, &token, &target, "CONNECT", "/") {
+            match enforce_rules(
+                &self.shared,
+                &snapshot,
+                &token,
+                &target,
+                "CONNECT",
+                "/",
+                &mut None,
+            ) {
                 Verdict::Proceed => {}
                 Verdict::Refuse(refusal) => return refuse(&mut l4, refusal).await,
                 // Nothing in a pass-through tunnel can be shown to a reviewer.

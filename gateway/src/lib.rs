@@ -47,6 +47,14 @@ pub struct Shared {
     pub egress: egress::EgressGuard,
     pub metrics: Arc<metrics::GatewayMetrics>,
     pub rate_limiter: rate_limit::RateLimiter,
+    pub hooks: ControlHooks,
+}
+
+/// What a control service provides a gateway beyond its policy.
+#[derive(Default, Clone)]
+pub struct ControlHooks {
     /// Where held requests wait for a human; `None`: approval rules fail closed.
     pub approvals: Option<Arc<dyn onecli_policy::approval::ApprovalBroker>>,
+    /// Where audit records go; `None`: the request log line only.
+    pub audit: Option<Arc<dyn onecli_policy::audit::AuditSink>>,
 }

@@ -23,6 +23,7 @@ pub struct GatewayMetrics {
     pub policy_rejected: IntCounter,
     pub rate_limited: IntCounter,
     pub approvals_pending: IntGauge,
+    pub audit_dropped: IntCounter,
     pub request_seconds: Histogram,
 }
 
@@ -81,6 +82,11 @@ impl GatewayMetrics {
         registry.register(Box::new(policy_version.clone()))?;
         registry.register(Box::new(policy_rejected.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
+        let audit_dropped = IntCounter::new(
+            "onecli_gateway_audit_dropped_total",
+            "Audit records dropped because the queue was full",
+        )?;
+        registry.register(Box::new(audit_dropped.clone()))?;
         let approvals_pending = IntGauge::new(
             "onecli_gateway_approvals_pending",
             "Requests held for a human's approval now",
@@ -103,6 +109,7 @@ impl GatewayMetrics {
             policy_rejected,
             rate_limited,
             approvals_pending,
+            audit_dropped,
             request_seconds,
         })
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use onecli_policy::audit::AuditRecord;
 use onecli_policy::model::RuleAction;
 use onecli_policy::{
     has_dot_segment, normalize_host, Decision, RequestFacts, SecretPresence, Snapshot, TokenHash,
@@ -70,6 +71,8 @@ pub struct RequestCtx {
     injected: inject::Injected,
     /// Set when the upstream's refusal is to be replaced by guidance.
     rewrite: Option<guidance::BodyRewrite>,
+    /// The rule that decided, for the audit log: (id, name).
+    rule: Option<(String, String)>,
     outcome: &'static str,
 }
 
@@ -102,6 +105,7 @@ impl ProxyHttp for GatewayProxy {
             refusal: None,
             injected: inject::Injected::default(),
             rewrite: None,
+            rule: None,
             outcome: "forwarded",
         }
     }
@@ -157,6 +161,7 @@ impl ProxyHttp for GatewayProxy {
             &target,
             req.method.as_str(),
             req.uri.path(),
+            &mut ctx.rule,
         );
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
@@ -315,20 +320,44 @@ impl ProxyHttp for GatewayProxy {
             .snapshot
             .as_ref()
             .zip(ctx.token.as_ref())
-            .and_then(|(s, t)| s.agent_by_token_hash(t))
-            .map_or("", |a| a.identifier.as_str());
+            .and_then(|(s, t)| s.agent_by_token_hash(t));
         let req = session.req_header();
+        let ms = ctx.started.elapsed().as_millis() as u64;
         tracing::info!(
-            agent,
+            agent = agent.map_or("", |a| a.identifier.as_str()),
             method = %req.method,
             host = %target.host,
             path = req.uri.path(),
             injected = ?ctx.injected.secret_ids,
             status,
             outcome = ctx.outcome,
-            ms = ctx.started.elapsed().as_millis() as u64,
+            ms,
             "request"
         );
+        let (Some(sink), Some(agent)) = (&self.shared.hooks.audit, agent) else {
+            return;
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let record = AuditRecord {
+            time: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            unix_ms: u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            agent_id: agent.id.clone(),
+            agent: agent.identifier.clone(),
+            method: req.method.as_str().to_owned(),
+            host: target.host.clone(),
+            path: req.uri.path().to_owned(),
+            rule_id: ctx.rule.as_ref().map(|(id, _)| id.clone()),
+            rule_name: ctx.rule.as_ref().map(|(_, name)| name.clone()),
+            outcome: ctx.outcome.to_owned(),
+            injected: std::mem::take(&mut ctx.injected.secret_ids),
+            status,
+            duration_ms: ms,
+        };
+        if !sink.record(record) {
+            metrics.audit_dropped.inc();
+        }
     }
 }
 
@@ -372,7 +401,7 @@ impl GatewayProxy {
 
     /// Holds the request for a human; forwards it if approved.
     async fn approve(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(broker) = self.shared.approvals.clone() else {
+        let Some(broker) = self.shared.hooks.approvals.clone() else {
             return self
                 .answer(session, ctx, Refusal::ApprovalUnavailable)
                 .await;
@@ -582,6 +611,7 @@ pub(crate) fn enforce_rules(
     target: &Target,
     method: &str,
     path: &str,
+    decided_by: &mut Option<(String, String)>,
 ) -> Verdict {
     let Some(agent) = snapshot.agent_by_token_hash(token) else {
         return Verdict::Refuse(Refusal::ProxyAuthRequired);
@@ -595,14 +625,18 @@ pub(crate) fn enforce_rules(
     let dashboard_url = || shared.config.dashboard_url.trim_end_matches('/').to_owned();
     let (rate_limits, hold) = match snapshot.evaluate(agent, facts) {
         Decision::Allow { rate_limits } => (rate_limits, false),
-        Decision::NeedsApproval { rate_limits, .. } => (rate_limits, true),
+        Decision::NeedsApproval { rate_limits, rule } => {
+            *decided_by = Some((rule.id.clone(), rule.name.clone()));
+            (rate_limits, true)
+        }
         Decision::Block(rule) => {
+            *decided_by = Some((rule.id.clone(), rule.name.clone()));
             return Verdict::Refuse(Refusal::BlockedByPolicy {
                 rule_name: rule.name.clone(),
                 method: method.to_owned(),
                 path: path.to_owned(),
                 dashboard_url: dashboard_url(),
-            })
+            });
         }
         Decision::BlockByDefault => {
             return Verdict::Refuse(Refusal::BlockedByDefault {
@@ -617,6 +651,7 @@ pub(crate) fn enforce_rules(
     // that would be refused anyway.
     if let Err(limited) = shared.rate_limiter.check(&agent.id, &rate_limits) {
         shared.metrics.rate_limited.inc();
+        *decided_by = Some((limited.rule.id.clone(), limited.rule.name.clone()));
         if let RuleAction::RateLimit { limit, window } = limited.rule.action {
             return Verdict::Refuse(Refusal::RateLimited {
                 limit,

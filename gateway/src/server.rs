@@ -22,11 +22,10 @@ use crate::policy_source::{PolicyFile, PolicyHandle};
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::{MonotonicClock, RateLimiter};
 use crate::subscriber::ControlSubscriber;
-use onecli_policy::approval::ApprovalBroker;
 
 /// Live (rule, agent) rate-limit counters kept at most: about 5 MiB.
 const RATE_LIMIT_KEYS: usize = 100_000;
-use crate::{GatewayConfig, Shared};
+use crate::{ControlHooks, GatewayConfig, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -73,7 +72,7 @@ pub struct GatewayServer {
 pub fn build_server(
     config: GatewayConfig,
     source: PolicySource,
-    approvals: Option<Arc<dyn ApprovalBroker>>,
+    hooks: ControlHooks,
 ) -> Result<GatewayServer, BuildError> {
     let gateway_dir = config.data_dir.join("gateway");
     fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir {
@@ -144,7 +143,7 @@ pub fn build_server(
         policy,
         leaves,
         metrics: metrics.clone(),
-        approvals,
+        hooks,
         rate_limiter: RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
     });
 

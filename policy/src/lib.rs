@@ -5,6 +5,7 @@
 //! (callers bring nonces).
 
 pub mod approval;
+pub mod audit;
 pub mod config;
 mod host_index;
 pub mod model;

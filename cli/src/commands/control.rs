@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Args;
 use onecli_control::api::{Api, ApiConfig};
 use onecli_control::approvals::ApprovalsHub;
+use onecli_control::audit::{AuditLog, AuditWriter};
 use onecli_control::publish::{PolicySink, Publisher, Subscriptions};
 use onecli_control::{bootstrap, crypto, Store};
 
@@ -52,36 +53,61 @@ impl ControlOptions {
     }
 }
 
-/// Opens the store (creating the key and the first key files on first
-/// start) and builds the API, publishing to `sinks` and to remote gateways.
-pub fn open_api(
-    data_dir: &Path,
-    options: &ControlOptions,
-    ca_cert: PathBuf,
-    mut sinks: Vec<Arc<dyn PolicySink>>,
-    approvals: Arc<ApprovalsHub>,
-) -> Result<Arc<Api>, CliError> {
-    let key = crypto::load_key(data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
-        .map_err(|e| CliError::config(e.to_string()))?;
-    let subscriptions = Arc::new(Subscriptions::new(key.clone()));
-    let store = Arc::new(Store::open(data_dir, key).map_err(|e| CliError::config(e.to_string()))?);
-    let written = bootstrap::ensure_key_files(&store, data_dir)
-        .map_err(|e| CliError::config(format!("cannot create the first keys: {e}")))?;
-    for path in written {
-        eprintln!("onecli: created {}", path.display());
+/// The control service's parts, opened before the API so that a gateway in
+/// the same process can be given the audit log.
+pub struct ControlParts {
+    pub store: Arc<Store>,
+    pub subscriptions: Arc<Subscriptions>,
+    pub audit: Arc<AuditLog>,
+    pub audit_writer: AuditWriter,
+}
+
+impl ControlParts {
+    /// Opens the store, creating the key and the first key files on first start.
+    pub fn open(data_dir: &Path) -> Result<ControlParts, CliError> {
+        let key = crypto::load_key(data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
+            .map_err(|e| CliError::config(e.to_string()))?;
+        let subscriptions = Arc::new(Subscriptions::new(key.clone()));
+        let store =
+            Arc::new(Store::open(data_dir, key).map_err(|e| CliError::config(e.to_string()))?);
+        let written = bootstrap::ensure_key_files(&store, data_dir)
+            .map_err(|e| CliError::config(format!("cannot create the first keys: {e}")))?;
+        for path in written {
+            eprintln!("onecli: created {}", path.display());
+        }
+        let (audit, audit_writer) = AuditLog::new(store.clone());
+        Ok(ControlParts {
+            store,
+            subscriptions,
+            audit,
+            audit_writer,
+        })
     }
-    sinks.push(subscriptions.clone());
-    Ok(Arc::new(Api {
-        store,
-        publisher: Publisher::new(sinks),
-        subscriptions,
-        approvals,
-        config: ApiConfig {
-            container_gateway: options.container_gateway.clone(),
-            public_url: options.public_url(),
-            ca_cert,
-        },
-    }))
+
+    /// The API, publishing to `sinks` and to remote gateways; and the
+    /// writer to run beside it.
+    pub fn into_api(
+        self,
+        options: &ControlOptions,
+        ca_cert: PathBuf,
+        mut sinks: Vec<Arc<dyn PolicySink>>,
+        approvals: Arc<ApprovalsHub>,
+    ) -> (Arc<Api>, AuditWriter) {
+        sinks.push(self.subscriptions.clone());
+        let api = Arc::new(Api {
+            store: self.store,
+            publisher: Publisher::new(sinks),
+            subscriptions: self.subscriptions,
+            approvals,
+            audit: self.audit,
+            config: ApiConfig {
+                container_gateway: options.container_gateway.clone(),
+                public_url: options.public_url(),
+                ca_cert,
+            },
+        });
+        (api, self.audit_writer)
+    }
 }
 
 /// How long a request waits for a human before it is denied (SPEC §6).
@@ -100,13 +126,8 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
     // Gateways apart cannot hold requests here yet: their approval rules fail closed.
     let approvals = Arc::new(ApprovalsHub::new(DEFAULT_APPROVAL_TIMEOUT_SECS));
-    let api = open_api(
-        &args.data_dir,
-        &args.control,
-        ca_cert,
-        Vec::new(),
-        approvals,
-    )?;
+    let (api, audit_writer) =
+        ControlParts::open(&args.data_dir)?.into_api(&args.control, ca_cert, Vec::new(), approvals);
     let listen = args.control.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,6 +138,7 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
             .await
             .map_err(startup_error(listen))?;
         api.publisher.publish(&api.store).await;
+        tokio::spawn(audit_writer.run());
         tracing::info!(%listen, "control service listening");
         api.serve(listener, shutdown_signal()).await;
         Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use onecli_gateway::config::{EgressAllow, ResolveOverride, Timeouts};
-use onecli_gateway::{build_server, GatewayConfig, PolicySource};
+use onecli_gateway::{build_server, ControlHooks, GatewayConfig, PolicySource};
 
 use super::CliError;
 
@@ -146,8 +146,8 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
             ))
         }
     };
-    let gateway =
-        build_server(config, source, None).map_err(|e| CliError::config(e.to_string()))?;
+    let gateway = build_server(config, source, ControlHooks::default())
+        .map_err(|e| CliError::config(e.to_string()))?;
     tracing::info!(%listen, ca = %ca_path.display(), "gateway listening");
     gateway.server.run_forever()
 }

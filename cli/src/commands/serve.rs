@@ -9,15 +9,17 @@ use async_trait::async_trait;
 use clap::Args;
 use onecli_control::api::Api;
 use onecli_control::approvals::ApprovalsHub;
+use onecli_control::audit::AuditWriter;
 use onecli_control::publish::PolicySink;
 use onecli_gateway::policy_source::PolicyHandle;
-use onecli_gateway::{build_server, PolicySource};
+use onecli_gateway::{build_server, ControlHooks, PolicySource};
 use onecli_policy::approval::ApprovalBroker;
+use onecli_policy::audit::AuditSink;
 use onecli_policy::PolicyDoc;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::{background_service, BackgroundService};
 
-use super::control::{open_api, startup_error, ControlOptions};
+use super::control::{startup_error, ControlOptions, ControlParts};
 use super::gateway::GatewayOptions;
 use super::CliError;
 
@@ -43,18 +45,18 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         Some((cert, _)) => cert.clone(),
         None => data_dir.join("gateway").join("ca.pem"),
     };
+    let parts = ControlParts::open(&data_dir)?;
     let approvals = Arc::new(ApprovalsHub::new(args.gateway.approval_timeout.as_secs()));
     let broker: Arc<dyn ApprovalBroker> = approvals.clone();
-    let mut gateway = build_server(config, PolicySource::External, Some(broker))
+    let audit: Arc<dyn AuditSink> = parts.audit.clone();
+    let hooks = ControlHooks {
+        approvals: Some(broker),
+        audit: Some(audit),
+    };
+    let mut gateway = build_server(config, PolicySource::External, hooks)
         .map_err(|e| CliError::config(e.to_string()))?;
     let in_process: Arc<dyn PolicySink> = Arc::new(InProcessGateway(gateway.policy.clone()));
-    let api = open_api(
-        &data_dir,
-        &args.control,
-        ca_cert,
-        vec![in_process],
-        approvals,
-    )?;
+    let (api, audit_writer) = parts.into_api(&args.control, ca_cert, vec![in_process], approvals);
 
     // Bind now, so a taken port is a clear error before anything starts.
     let listener = std::net::TcpListener::bind(listen)
@@ -63,6 +65,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let service = ControlApi {
         api,
         listener: std::sync::Mutex::new(Some(listener)),
+        audit_writer: std::sync::Mutex::new(Some(audit_writer)),
     };
     gateway
         .server
@@ -85,6 +88,7 @@ impl PolicySink for InProcessGateway {
 struct ControlApi {
     api: Arc<Api>,
     listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    audit_writer: std::sync::Mutex<Option<AuditWriter>>,
 }
 
 #[async_trait]
@@ -99,6 +103,14 @@ impl BackgroundService for ControlApi {
                 return;
             }
         };
+        if let Some(writer) = self
+            .audit_writer
+            .lock()
+            .map(|mut w| w.take())
+            .unwrap_or(None)
+        {
+            tokio::spawn(writer.run());
+        }
         // The gateway is not ready until it holds a policy: publish the current one.
         self.api.publisher.publish(&self.api.store).await;
         self.api

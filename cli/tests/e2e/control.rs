@@ -599,3 +599,88 @@ async fn the_official_node_sdk_works_unchanged() {
         v["skill"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_decision_reaches_the_audit_log() {
+    let s = Served::start().await;
+    let (agent_id, token) = s.agent("audited").await;
+    let (_, secret) = s
+        .api("POST", "/v1/secrets", Some(json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" })))
+        .await;
+    let rule = json!({ "name": "no deletes", "hostPattern": "api.test", "methods": ["DELETE"], "action": "block", "enabled": true });
+    let (_, rule) = s.api("POST", "/v1/rules", Some(rule)).await;
+    let mut tunnel = tls_tunnel_to(
+        s.gateway_port,
+        &s.gateway_ca(),
+        &token,
+        "api.test",
+        s.origin.port(),
+    )
+    .await;
+    assert_eq!(
+        request(
+            &mut tunnel,
+            "GET",
+            "/v1/messages?secret_param=hidden",
+            "api.test",
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        request(&mut tunnel, "DELETE", "/v1/files/1", "api.test", &[])
+            .await
+            .status,
+        403
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let (status, logs) = s.api("GET", "/v1/logs?agent=audited", None).await;
+        assert_eq!(status, 200);
+        if logs.as_array().is_some_and(|l| l.len() >= 2) {
+            break logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit records never arrived: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (blocked, forwarded) = (&logs[0], &logs[1]);
+    assert_eq!(
+        (blocked["method"].as_str(), blocked["status"].as_u64()),
+        (Some("DELETE"), Some(403))
+    );
+    assert_eq!(blocked["outcome"], "blocked_by_policy");
+    assert_eq!(
+        (blocked["ruleId"].clone(), blocked["ruleName"].as_str()),
+        (rule["id"].clone(), Some("no deletes"))
+    );
+    assert_eq!(forwarded["path"], "/v1/messages", "no query string");
+    assert_eq!(forwarded["injected"], json!([secret["id"]]));
+    assert_eq!(
+        (forwarded["agent"].as_str(), forwarded["agentId"].as_str()),
+        (Some("audited"), Some(agent_id.as_str()))
+    );
+    assert_eq!(forwarded["host"], "api.test");
+    assert!(
+        forwarded["unixMs"].as_u64().is_some()
+            && forwarded["time"].as_str().is_some_and(|t| t.ends_with('Z'))
+    );
+
+    let (_, one) = s.api("GET", "/v1/logs?limit=1", None).await;
+    assert_eq!(one.as_array().map(Vec::len), Some(1));
+    let (_, none) = s
+        .api("GET", "/v1/logs?since=2999-01-01T00:00:00Z", None)
+        .await;
+    assert_eq!(none, json!([]));
+    assert_eq!(s.api("GET", "/v1/logs?since=yesterday", None).await.0, 400);
+    let (_, text) = s.raw("GET", "/v1/logs", None).await;
+    assert!(
+        !text.contains(VALUE) && !text.contains(&token) && !text.contains("hidden"),
+        "a value, token or query in the audit log"
+    );
+}

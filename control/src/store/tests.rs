@@ -307,3 +307,56 @@ fn a_store_from_a_newer_version_is_refused() {
     assert!(matches!(err, StoreError::NewerSchema { .. }));
     assert!(err.to_string().contains("newer OneCLI"), "{err}");
 }
+
+fn record(n: u64, agent: &str) -> AuditRecord {
+    AuditRecord {
+        time: format!("t{n}"),
+        unix_ms: n * 1000,
+        agent_id: format!("id-{agent}"),
+        agent: agent.into(),
+        method: "GET".into(),
+        host: "h.test".into(),
+        path: "/".into(),
+        rule_id: None,
+        rule_name: None,
+        outcome: "forwarded".into(),
+        injected: vec![],
+        status: 200,
+        duration_ms: 1,
+    }
+}
+
+#[test]
+fn the_audit_log_is_bounded_and_read_newest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let batch: Vec<AuditRecord> = (1..=8)
+        .map(|n| record(n, if n % 2 == 0 { "even" } else { "odd" }))
+        .collect();
+    s.append_audit(&batch[..5], 6).expect("append");
+    s.append_audit(&batch[5..], 6).expect("append");
+    let all = s.audit(None, None, 100).expect("read");
+    assert_eq!(
+        all.iter().map(|r| r.unix_ms / 1000).collect::<Vec<_>>(),
+        [8, 7, 6, 5, 4, 3],
+        "oldest dropped first"
+    );
+    let even = s.audit(Some("even"), None, 100).expect("read");
+    assert_eq!(
+        even.iter().map(|r| r.unix_ms / 1000).collect::<Vec<_>>(),
+        [8, 6, 4]
+    );
+    assert_eq!(
+        s.audit(Some("id-odd"), Some(5000), 100)
+            .expect("read")
+            .len(),
+        2,
+        "since and agent id"
+    );
+    assert_eq!(s.audit(None, None, 2).expect("read").len(), 2, "limit");
+    assert_eq!(
+        s.policy_version().expect("v"),
+        1,
+        "the audit log is not policy"
+    );
+}

@@ -1,0 +1,57 @@
+//! The audit log's intake: gateways hand records to a bounded queue (never
+//! blocking a request; a full queue drops and the gateway counts it), and
+//! one writer drains it into the store in batches.
+
+use std::sync::Arc;
+
+use onecli_policy::audit::{AuditRecord, AuditSink};
+use tokio::sync::mpsc;
+
+use crate::store::{Store, AUDIT_RETENTION};
+
+const QUEUE: usize = 10_000;
+const BATCH: usize = 1_000;
+
+pub struct AuditLog {
+    tx: mpsc::Sender<AuditRecord>,
+}
+
+/// Drains the queue into the store; run it on the service's runtime.
+pub struct AuditWriter {
+    rx: mpsc::Receiver<AuditRecord>,
+    store: Arc<Store>,
+}
+
+impl AuditLog {
+    pub fn new(store: Arc<Store>) -> (Arc<AuditLog>, AuditWriter) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Arc::new(AuditLog { tx }), AuditWriter { rx, store })
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, record: AuditRecord) -> bool {
+        self.tx.try_send(record).is_ok()
+    }
+}
+
+impl AuditWriter {
+    pub async fn run(mut self) {
+        while let Some(first) = self.rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+            let store = self.store.clone();
+            let written =
+                tokio::task::spawn_blocking(move || store.append_audit(&batch, AUDIT_RETENTION))
+                    .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::error!("audit records could not be written; they are lost");
+            }
+        }
+    }
+}
