@@ -6,6 +6,7 @@
 mod agents;
 mod approvals;
 mod config;
+mod gateways;
 mod logs;
 mod rules;
 mod secrets;
@@ -239,19 +240,34 @@ impl Api {
         let route = segments_str(&segments);
         let public =
             method == Method::GET && matches!(route.as_slice(), ["health"] | ["gateway", "ca"]);
-        if method == Method::GET && route.as_slice() == ["gateway", "policy"] {
+        // What gateways call, with their gateway token.
+        let for_gateways = matches!(
+            route.as_slice(),
+            ["gateway", "policy" | "approvals" | "audit", ..]
+        );
+        if for_gateways {
             if !self
                 .authorized(req.headers(), Credential::GatewayToken)
                 .await
             {
                 return Err(fail(ApiError::Unauthorized));
             }
-            let after = query
-                .iter()
-                .find(|(k, _)| k == "after")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            return Ok(self.policy_for_gateway(after).await);
+            let body = Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|_| {
+                    fail(ApiError::BadRequest(format!(
+                        "The request body exceeds {MAX_BODY} bytes."
+                    )))
+                })?
+                .to_bytes();
+            let call = Call {
+                method,
+                segments,
+                query,
+                body,
+            };
+            return gateways::dispatch(self, &call).await.map_err(fail);
         }
         if !public && !self.authorized(req.headers(), Credential::ApiKey).await {
             return Err(fail(ApiError::Unauthorized));
@@ -314,7 +330,7 @@ impl Api {
 
     /// A gateway's long-poll: the sealed policy newer than `after`, or 204
     /// when none came within the wait.
-    async fn policy_for_gateway(&self, after: u64) -> Response<Body> {
+    pub(super) async fn policy_for_gateway(&self, after: u64) -> Response<Body> {
         match self.subscriptions.next_after(after, POLICY_WAIT).await {
             Some(policy) => {
                 let mut r = response(

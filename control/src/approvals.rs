@@ -24,6 +24,8 @@ struct Pending {
 #[derive(Default)]
 struct State {
     pending: HashMap<String, Pending>,
+    /// Decisions on remote gateways' requests, until those gateways fetch them.
+    remote_decisions: HashMap<String, ApprovalDecision>,
     /// Arrival order of pending ids.
     order: Vec<String>,
     finished: HashSet<String>,
@@ -37,6 +39,7 @@ impl State {
         if self.finished_order.len() >= FINISHED_MEMORY {
             if let Some(old) = self.finished_order.pop_front() {
                 self.finished.remove(&old);
+                self.remote_decisions.remove(&old);
             }
         }
         self.finished.insert(id.to_owned());
@@ -119,9 +122,68 @@ impl ApprovalsHub {
     }
 }
 
-impl ApprovalBroker for ApprovalsHub {
-    fn submit(&self, request: ApprovalRequest, decided: Decided) -> String {
-        let id = crate::ids::new_id();
+/// Where a remote gateway's request stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoteStatus {
+    Decided(ApprovalDecision),
+    Pending,
+    Gone,
+}
+
+impl ApprovalsHub {
+    /// Registers a remote gateway's request under the id it chose; its
+    /// decision waits for [`ApprovalsHub::remote_decision`].
+    pub fn register_remote(
+        self: &std::sync::Arc<Self>,
+        id: &str,
+        request: ApprovalRequest,
+    ) -> Result<(), DecideError> {
+        {
+            let state = self.lock();
+            if state.pending.contains_key(id) || state.finished.contains(id) {
+                return Err(DecideError::Expired);
+            }
+        }
+        let hub = std::sync::Arc::downgrade(self);
+        let key = id.to_owned();
+        self.register(
+            id.to_owned(),
+            request,
+            Box::new(move |decision| {
+                if let Some(hub) = hub.upgrade() {
+                    hub.lock().remote_decisions.insert(key, decision);
+                    hub.bump();
+                }
+            }),
+        );
+        Ok(())
+    }
+
+    /// Waits up to `wait` for the decision on a remote gateway's request.
+    pub async fn remote_decision(&self, id: &str, wait: Duration) -> RemoteStatus {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            rx.borrow_and_update();
+            {
+                let mut state = self.lock();
+                if let Some(decision) = state.remote_decisions.remove(id) {
+                    return RemoteStatus::Decided(decision);
+                }
+                if !state.pending.contains_key(id) {
+                    return RemoteStatus::Gone;
+                }
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return RemoteStatus::Pending;
+            }
+        }
+    }
+
+    fn register(&self, id: String, request: ApprovalRequest, decided: Decided) {
         let now = time::OffsetDateTime::now_utc();
         let fmt = |t: time::OffsetDateTime| {
             t.format(&time::format_description::well_known::Rfc3339)
@@ -152,6 +214,13 @@ impl ApprovalBroker for ApprovalsHub {
             state.order.push(id.clone());
         }
         self.bump();
+    }
+}
+
+impl ApprovalBroker for ApprovalsHub {
+    fn submit(&self, request: ApprovalRequest, decided: Decided) -> String {
+        let id = crate::ids::new_id();
+        self.register(id.clone(), request, decided);
         id
     }
 

@@ -21,6 +21,7 @@ use crate::metrics::{GatewayMetrics, MetricsApp};
 use crate::policy_source::{PolicyFile, PolicyHandle};
 use crate::proxy::GatewayProxy;
 use crate::rate_limit::{MonotonicClock, RateLimiter};
+use crate::remote::{remote_audit, RemoteApprovals};
 use crate::subscriber::ControlSubscriber;
 
 /// Live (rule, agent) rate-limit counters kept at most: about 5 MiB.
@@ -54,8 +55,7 @@ pub enum PolicySource {
     External,
     /// Subscribed to a control service over HTTP.
     Control {
-        url: String,
-        token: zeroize::Zeroizing<String>,
+        client: Arc<crate::control_client::ControlClient>,
         key: onecli_policy::seal::SealingKey,
     },
 }
@@ -72,7 +72,7 @@ pub struct GatewayServer {
 pub fn build_server(
     config: GatewayConfig,
     source: PolicySource,
-    hooks: ControlHooks,
+    mut hooks: ControlHooks,
 ) -> Result<GatewayServer, BuildError> {
     let gateway_dir = config.data_dir.join("gateway");
     fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir {
@@ -94,7 +94,7 @@ pub fn build_server(
     .map_err(|e| BuildError::Tls(e.to_string()))?;
 
     let policy = Arc::new(PolicyHandle::new(metrics.clone()));
-    let (mut policy_file, mut subscriber) = (None, None);
+    let (mut policy_file, mut subscriber, mut audit_sender) = (None, None, None);
     match source {
         PolicySource::File(path) => {
             let file = PolicyFile::new(path, policy.clone(), metrics.clone());
@@ -110,10 +110,17 @@ pub fn build_server(
             policy_file = Some(file);
         }
         PolicySource::External => {}
-        PolicySource::Control { url, token, key } => {
-            let control =
-                ControlSubscriber::new(&url, token, key, policy.clone(), gateway_dir.clone())
-                    .map_err(|e| BuildError::Policy(e.to_string()))?;
+        PolicySource::Control { client, key } => {
+            // Approvals and audit records go to the same control service.
+            if hooks.approvals.is_none() {
+                hooks.approvals = Some(Arc::new(RemoteApprovals::new(client.clone())));
+            }
+            if hooks.audit.is_none() {
+                let (audit, sender) = remote_audit(client.clone());
+                hooks.audit = Some(Arc::new(audit));
+                audit_sender = Some(sender);
+            }
+            let control = ControlSubscriber::new(client, key, policy.clone(), gateway_dir.clone());
             control.load_persisted();
             subscriber = Some(control);
         }
@@ -182,6 +189,9 @@ pub fn build_server(
     }
     if let Some(control) = subscriber {
         server.add_service(background_service("onecli-policy-subscriber", control));
+    }
+    if let Some(sender) = audit_sender {
+        server.add_service(background_service("onecli-audit-sender", sender));
     }
     Ok(GatewayServer {
         server,

@@ -13,12 +13,9 @@ use onecli_policy::seal::{SealingKey, POLICY_CONTEXT};
 use onecli_policy::wire;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use zeroize::Zeroizing;
 
 use crate::ca::write_atomic;
-use crate::head::{read_response_head, HeadError};
+use crate::control_client::ControlClient;
 use crate::policy_source::PolicyHandle;
 
 /// Longer than the control service's long-poll wait.
@@ -28,8 +25,6 @@ const SEALED_FILE: &str = "policy.sealed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
-    #[error("control URL {0:?} is not http://HOST:PORT[/PATH]")]
-    BadUrl(String),
     #[error("cannot reach the control service: {0}")]
     Unreachable(String),
     #[error("the control service refused the gateway token")]
@@ -45,50 +40,26 @@ pub enum SubscribeError {
 }
 
 pub struct ControlSubscriber {
-    host: String,
-    port: u16,
-    base_path: String,
-    token: Zeroizing<String>,
+    client: Arc<ControlClient>,
     key: SealingKey,
     handle: Arc<PolicyHandle>,
     persisted: PathBuf,
 }
 
 impl ControlSubscriber {
-    /// `url` is the control service's base URL (`http://control:10254`);
-    /// the last good policy is kept in `state_dir`.
+    /// The last good policy is kept in `state_dir`.
     pub fn new(
-        url: &str,
-        token: Zeroizing<String>,
+        client: Arc<ControlClient>,
         key: SealingKey,
         handle: Arc<PolicyHandle>,
         state_dir: PathBuf,
-    ) -> Result<Self, SubscribeError> {
-        let bad = || SubscribeError::BadUrl(url.to_owned());
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
-            None => (authority, 80),
-        };
-        if host.is_empty() {
-            return Err(bad());
-        }
-        let base_path = format!("/{}", path.trim_end_matches('/'))
-            .trim_end_matches('/')
-            .to_owned();
-        Ok(ControlSubscriber {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port,
-            base_path,
-            token,
+    ) -> Self {
+        ControlSubscriber {
+            client,
             key,
             handle,
             persisted: state_dir.join(SEALED_FILE),
-        })
+        }
     }
 
     /// Installs the policy kept on disk, if there is a valid one.
@@ -135,52 +106,18 @@ impl ControlSubscriber {
 
     /// One long-poll: `Some(sealed)` when a newer policy came.
     async fn poll(&self, after: u64) -> Result<Option<Vec<u8>>, SubscribeError> {
-        let unreachable = |e: std::io::Error| SubscribeError::Unreachable(e.to_string());
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
+        let path = format!("/v1/gateway/policy?after={after}");
+        let answer = self
+            .client
+            .request("GET", &path, None, POLL_TIMEOUT, wire::MAX_PAYLOAD + 1024)
             .await
-            .map_err(unreachable)?;
-        let request = Zeroizing::new(format!(
-            "GET {}/v1/gateway/policy?after={after} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            self.base_path,
-            self.host,
-            self.port,
-            self.token.as_str()
-        ));
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(unreachable)?;
-        let mut buf = Vec::with_capacity(4096);
-        let head = read_response_head(&mut stream, &mut buf, POLL_TIMEOUT)
-            .await
-            .map_err(|e| match e {
-                HeadError::TimedOut => SubscribeError::Unreachable("no answer in time".into()),
-                other => SubscribeError::Unreachable(format!("bad response ({other:?})")),
-            })?;
-        match head.status {
-            200 => {}
-            204 => return Ok(None),
-            401 => return Err(SubscribeError::Unauthorized),
-            other => return Err(SubscribeError::Status(other)),
+            .map_err(|e| SubscribeError::Unreachable(e.to_string()))?;
+        match answer.status {
+            200 => Ok(Some(answer.body)),
+            204 => Ok(None),
+            401 => Err(SubscribeError::Unauthorized),
+            other => Err(SubscribeError::Status(other)),
         }
-        let length = head
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
-            .filter(|&n| n <= wire::MAX_PAYLOAD + 1024)
-            .ok_or_else(|| SubscribeError::Invalid("missing or oversized content-length".into()))?;
-        let mut body = buf.split_off(head.len);
-        if body.len() < length {
-            let start = body.len();
-            body.resize(length, 0);
-            stream
-                .read_exact(&mut body[start..])
-                .await
-                .map_err(unreachable)?;
-        }
-        body.truncate(length);
-        Ok(Some(body))
     }
 }
 
@@ -228,42 +165,22 @@ mod tests {
     use super::*;
     use crate::metrics::GatewayMetrics;
     use onecli_policy::PolicyDoc;
+    use zeroize::Zeroizing;
 
-    fn subscriber(url: &str, dir: PathBuf) -> Result<ControlSubscriber, SubscribeError> {
+    fn subscriber(dir: PathBuf) -> ControlSubscriber {
         let handle = Arc::new(PolicyHandle::new(Arc::new(
             GatewayMetrics::new().expect("metrics"),
         )));
-        ControlSubscriber::new(
-            url,
-            Zeroizing::new("ogw_x".into()),
-            SealingKey::from_bytes([3; 32]),
-            handle,
-            dir,
-        )
-    }
-
-    #[test]
-    fn control_urls() {
-        let dir = std::env::temp_dir();
-        let s = subscriber("http://127.0.0.1:10254", dir.clone()).expect("valid");
-        assert_eq!(
-            (s.host.as_str(), s.port, s.base_path.as_str()),
-            ("127.0.0.1", 10254, "")
+        let client = Arc::new(
+            ControlClient::new("http://127.0.0.1:1", Zeroizing::new("ogw_x".into())).expect("url"),
         );
-        let s = subscriber("http://control.svc/onecli/", dir.clone()).expect("valid");
-        assert_eq!(
-            (s.host.as_str(), s.port, s.base_path.as_str()),
-            ("control.svc", 80, "/onecli")
-        );
-        for bad in ["https://x", "control:10254", "http://:1", "http://h:port"] {
-            assert!(subscriber(bad, dir.clone()).is_err(), "{bad}");
-        }
+        ControlSubscriber::new(client, SealingKey::from_bytes([3; 32]), handle, dir)
     }
 
     #[test]
     fn only_sealed_valid_newer_policies_are_installed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = subscriber("http://127.0.0.1:1", dir.path().to_owned()).expect("valid");
+        let s = subscriber(dir.path().to_owned());
         let sealed = |key: &SealingKey, version: u64| {
             let bytes = wire::encode(&PolicyDoc {
                 version,

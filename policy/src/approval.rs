@@ -4,7 +4,7 @@
 
 /// A held request as a reviewer sees it. Headers never include credentials
 /// or the proxy token; the body preview is at most [`BODY_PREVIEW`] bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalRequest {
     pub method: String,
     pub url: String,
@@ -21,7 +21,8 @@ pub struct ApprovalRequest {
 
 pub const BODY_PREVIEW: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApprovalDecision {
     Approve,
     Deny,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use onecli_gateway::config::{EgressAllow, ResolveOverride, Timeouts};
+use onecli_gateway::control_client::ControlClient;
 use onecli_gateway::{build_server, ControlHooks, GatewayConfig, PolicySource};
 
 use super::CliError;
@@ -135,8 +136,10 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
                 },
             )?;
             PolicySource::Control {
-                url,
-                token: zeroize::Zeroizing::new(token.trim().to_owned()),
+                client: std::sync::Arc::new(
+                    ControlClient::new(&url, zeroize::Zeroizing::new(token.trim().to_owned()))
+                        .map_err(|e| CliError::config(e.to_string()))?,
+                ),
                 key,
             }
         }

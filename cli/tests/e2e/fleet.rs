@@ -321,3 +321,88 @@ async fn without_a_policy_a_gateway_is_not_ready_and_refuses_agents() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_apart_holds_approvals_and_reports_to_the_audit_log() {
+    let fleet = Fleet::start().await;
+    shared_ca(&fleet);
+    let port = free_port();
+    let gateway = fleet.gateway(
+        "gateway-r",
+        port,
+        &fleet.control_dir().join("gateway-token"),
+    );
+    wait_for(port, "/readyz", 200, &gateway).await;
+    let ca = fleet.control_dir().join("gateway").join("ca.pem");
+    let (_, agent) = fleet
+        .api(
+            "POST",
+            "/v1/agents",
+            Some(json!({ "name": "Remote", "identifier": "remote" })),
+        )
+        .await;
+    let (_, list) = fleet.api("GET", "/v1/agents", None).await;
+    let token = list[0]["accessToken"].as_str().expect("token").to_owned();
+    // The rule before the secret: policies install in order, so a response
+    // that carries the credential proves the rule was in force.
+    let rule = json!({ "name": "ask", "hostPattern": "api.test", "methods": ["POST"], "action": "manual_approval",
+        "enabled": true, "agentId": agent["id"] });
+    assert_eq!(fleet.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    let secret =
+        json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+    assert_eq!(fleet.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+
+    // The SDK decides at the control service.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/approvals.mjs");
+    let mut sdk = Command::new("node")
+        .arg(script)
+        .args([
+            &format!("http://127.0.0.1:{}", fleet.api_port),
+            &fleet.api_key,
+            "approve",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+
+    // Wait until the gateway holds the rule, then send a held request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let resp = loop {
+        let mut t = tls_tunnel_to(port, &ca, &token, "api.test", fleet.origin.port()).await;
+        let resp = tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::served::request_with_body(&mut t, "POST", "/v1/held", "api.test", b"{\"x\":1}"),
+        )
+        .await
+        .expect("decided in time");
+        if echoed(&resp.json(), "x-api-key").is_empty() && Instant::now() < deadline {
+            // The secret has not reached the gateway yet: try again.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        break resp;
+    };
+    let _ = sdk.kill();
+    let _ = sdk.wait();
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    assert_eq!(echoed(&resp.json(), "x-api-key"), [VALUE]);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, logs) = fleet.api("GET", "/v1/logs?agent=remote", None).await;
+        if logs.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|r| r["outcome"] == "approved" && r["ruleName"] == "ask")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway's audit record never arrived: {logs}\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
