@@ -7,14 +7,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalRequest};
+use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalOutcome, ApprovalRequest};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 /// Finished ids remembered so that a late decision answers 410, not 404.
 const FINISHED_MEMORY: usize = 10_000;
 
-type Decided = Box<dyn FnOnce(ApprovalDecision) + Send>;
+type Decided = Box<dyn FnOnce(ApprovalOutcome) + Send>;
 
 struct Pending {
     view: Value,
@@ -117,7 +117,7 @@ impl ApprovalsHub {
             }
         };
         self.bump();
-        (pending.decided)(decision);
+        (pending.decided)(ApprovalOutcome::Decided(decision));
         Ok(())
     }
 }
@@ -149,8 +149,8 @@ impl ApprovalsHub {
         self.register(
             id.to_owned(),
             request,
-            Box::new(move |decision| {
-                if let Some(hub) = hub.upgrade() {
+            Box::new(move |outcome| {
+                if let (Some(hub), ApprovalOutcome::Decided(decision)) = (hub.upgrade(), outcome) {
                     hub.lock().remote_decisions.insert(key, decision);
                     hub.bump();
                 }
@@ -269,7 +269,10 @@ mod tests {
         assert_eq!(listed["requests"][0]["agent"]["externalId"], "agent");
         assert_eq!(listed["timeoutSeconds"], 180);
         assert_eq!(hub.decide(&id, ApprovalDecision::Approve), Ok(()));
-        assert_eq!(rx.await.expect("decided"), ApprovalDecision::Approve);
+        assert_eq!(
+            rx.await.expect("decided"),
+            ApprovalOutcome::Decided(ApprovalDecision::Approve)
+        );
         assert_eq!(
             hub.decide(&id, ApprovalDecision::Deny),
             Err(DecideError::Expired)

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalRequest, BODY_PREVIEW};
+use onecli_policy::approval::{
+    ApprovalBroker, ApprovalDecision, ApprovalOutcome, ApprovalRequest, BODY_PREVIEW,
+};
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
@@ -23,6 +25,8 @@ const NEVER_SHOWN: [&str; 5] = [
 
 pub enum Held {
     Approved,
+    /// The hub could not be reached.
+    Unavailable,
     Denied {
         id: String,
     },
@@ -101,15 +105,16 @@ pub async fn hold(
         }),
     );
     let outcome = tokio::select! {
-        decision = rx => match decision {
-            Ok(ApprovalDecision::Approve) => Held::Approved,
+        outcome = rx => match outcome {
+            Ok(ApprovalOutcome::Decided(ApprovalDecision::Approve)) => Held::Approved,
+            Ok(ApprovalOutcome::Unavailable) => Held::Unavailable,
             // Decided deny, or the hub dropped it: never forward.
             _ => Held::Denied { id: id.clone() },
         },
         _ = tokio::time::sleep(timeout) => Held::TimedOut { id: id.clone() },
         _ = client_gone(session) => Held::ClientGone,
     };
-    if !matches!(outcome, Held::Approved | Held::Denied { .. }) {
+    if matches!(outcome, Held::TimedOut { .. } | Held::ClientGone) {
         broker.withdraw(&id);
     }
     outcome

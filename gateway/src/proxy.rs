@@ -457,6 +457,10 @@ impl GatewayProxy {
                 )
                 .await
             }
+            approval::Held::Unavailable => {
+                self.answer(session, ctx, Refusal::ApprovalUnavailable)
+                    .await
+            }
             approval::Held::ClientGone => {
                 ctx.outcome = "client_gone";
                 Ok(true)

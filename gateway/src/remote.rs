@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalRequest};
+use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalOutcome, ApprovalRequest};
 use onecli_policy::audit::{AuditRecord, AuditSink};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -44,7 +44,7 @@ impl ApprovalBroker for RemoteApprovals {
     fn submit(
         &self,
         request: ApprovalRequest,
-        decided: Box<dyn FnOnce(ApprovalDecision) + Send>,
+        decided: Box<dyn FnOnce(ApprovalOutcome) + Send>,
     ) -> String {
         let mut bytes = [0u8; 16];
         rand::Rng::fill(&mut rand::rng(), &mut bytes);
@@ -60,10 +60,8 @@ impl ApprovalBroker for RemoteApprovals {
                 .request("POST", "/v1/gateway/approvals", Some(&body), WAIT, SMALL)
                 .await;
             if !matches!(&registered, Ok(a) if a.status == 201) {
-                tracing::warn!(
-                    "cannot register an approval with the control service; the request is denied"
-                );
-                decided(ApprovalDecision::Deny);
+                tracing::warn!("cannot register an approval with the control service; the request fails closed");
+                decided(ApprovalOutcome::Unavailable);
                 return;
             }
             let path = format!(
@@ -78,8 +76,8 @@ impl ApprovalBroker for RemoteApprovals {
                 {
                     Ok(answer) if answer.status == 200 => {
                         match serde_json::from_slice::<DecisionAnswer>(&answer.body) {
-                            Ok(d) => decided(d.decision),
-                            Err(_) => decided(ApprovalDecision::Deny),
+                            Ok(d) => decided(ApprovalOutcome::Decided(d.decision)),
+                            Err(_) => decided(ApprovalOutcome::Decided(ApprovalDecision::Deny)),
                         }
                         return;
                     }

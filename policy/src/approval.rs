@@ -28,14 +28,23 @@ pub enum ApprovalDecision {
     Deny,
 }
 
+/// How a held request ends, as its holder learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    Decided(ApprovalDecision),
+    /// The hub could not be reached: nobody can decide, the request fails closed.
+    Unavailable,
+}
+
 /// Where held requests wait for a human: the control service's hub.
 pub trait ApprovalBroker: Send + Sync {
     /// Registers the request; `decided` is called once if a human decides
-    /// before the request is withdrawn. Returns the approval id.
+    /// before the request is withdrawn, or if the hub cannot be reached.
+    /// Returns the approval id.
     fn submit(
         &self,
         request: ApprovalRequest,
-        decided: Box<dyn FnOnce(ApprovalDecision) + Send>,
+        decided: Box<dyn FnOnce(ApprovalOutcome) + Send>,
     ) -> String;
 
     /// The gateway stopped waiting (timeout, or the agent went away): the

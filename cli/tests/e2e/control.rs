@@ -684,3 +684,125 @@ async fn every_decision_reaches_the_audit_log() {
         "a value, token or query in the audit log"
     );
 }
+
+/// SPEC §6's three agents, configured through the API and exercised through
+/// the gateway: read mail but not delete it; GitHub but not Slack; read-only
+/// everywhere at 100 requests an hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_agents_operators_describe() {
+    let s = Served::start().await;
+    let (email, email_token) = s.agent("email").await;
+    let (code, code_token) = s.agent("code").await;
+    let (research, research_token) = s.agent("research").await;
+    assert_eq!(
+        s.api(
+            "PATCH",
+            &format!("/v1/agents/{code}/policy-mode"),
+            Some(json!({ "mode": "deny" }))
+        )
+        .await
+        .0,
+        200
+    );
+    let rules = [
+        json!({ "name": "no mail deletes", "agentId": email, "hostPattern": "gmail.googleapis.com", "methods": ["DELETE"], "action": "block", "enabled": true }),
+        json!({ "name": "no trash", "agentId": email, "hostPattern": "gmail.googleapis.com", "pathPattern": "/gmail/v1/users/*/messages/*/trash", "action": "block", "enabled": true }),
+        json!({ "name": "github api", "agentId": code, "hostPattern": "api.github.com", "action": "allow", "enabled": true }),
+        json!({ "name": "read only", "agentId": research, "hostPattern": "*", "methods": ["POST", "PUT", "PATCH", "DELETE"], "action": "block", "enabled": true }),
+        json!({ "name": "100 an hour", "agentId": research, "hostPattern": "*", "action": "rate_limit", "rateLimit": 100, "rateLimitWindow": "hour", "enabled": true }),
+    ];
+    for rule in rules {
+        assert_eq!(
+            s.api("POST", "/v1/rules", Some(rule.clone())).await.0,
+            201,
+            "{rule}"
+        );
+    }
+    let status = |token: String, method: &'static str, host: &'static str, path: &'static str| {
+        let (gw, ca, port) = (s.gateway_port, s.gateway_ca(), s.origin.port());
+        async move {
+            let mut t = tls_tunnel_to(gw, &ca, &token, host, port).await;
+            request(&mut t, method, path, host, &[]).await.status
+        }
+    };
+    assert_eq!(
+        status(
+            email_token.clone(),
+            "GET",
+            "gmail.googleapis.com",
+            "/gmail/v1/users/me/messages"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(
+            email_token.clone(),
+            "DELETE",
+            "gmail.googleapis.com",
+            "/gmail/v1/users/me/messages/1"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            email_token,
+            "POST",
+            "gmail.googleapis.com",
+            "/gmail/v1/users/me/messages/1/trash"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            code_token.clone(),
+            "POST",
+            "api.github.com",
+            "/repos/a/b/issues"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(code_token, "POST", "slack.com", "/api/chat.postMessage").await,
+        403
+    );
+    assert_eq!(
+        status(
+            research_token.clone(),
+            "POST",
+            "en.wikipedia.org",
+            "/w/api.php"
+        )
+        .await,
+        403
+    );
+    let mut t = tls_tunnel_to(
+        s.gateway_port,
+        &s.gateway_ca(),
+        &research_token,
+        "en.wikipedia.org",
+        s.origin.port(),
+    )
+    .await;
+    for n in 0..100 {
+        assert_eq!(
+            request(&mut t, "GET", "/wiki/Rust", "en.wikipedia.org", &[])
+                .await
+                .status,
+            200,
+            "request {n}"
+        );
+    }
+    let limited = request(&mut t, "GET", "/wiki/Rust", "en.wikipedia.org", &[]).await;
+    assert_eq!(limited.status, 429);
+    // One slot frees every 3600/100 s, less the time the 100 requests took
+    // (exactness is proven with a fake clock in the rate limiter's tests).
+    let retry: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((30..=36).contains(&retry), "{retry}");
+}

@@ -406,3 +406,47 @@ async fn a_gateway_apart_holds_approvals_and_reports_to_the_audit_log() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_hub_unreachable_a_held_request_fails_closed() {
+    let mut fleet = Fleet::start().await;
+    shared_ca(&fleet);
+    let port = free_port();
+    let gateway = fleet.gateway(
+        "gateway-u",
+        port,
+        &fleet.control_dir().join("gateway-token"),
+    );
+    wait_for(port, "/readyz", 200, &gateway).await;
+    let ca = fleet.control_dir().join("gateway").join("ca.pem");
+    let (_, _) = fleet
+        .api(
+            "POST",
+            "/v1/agents",
+            Some(json!({ "name": "U", "identifier": "u" })),
+        )
+        .await;
+    let (_, list) = fleet.api("GET", "/v1/agents", None).await;
+    let token = list[0]["accessToken"].as_str().expect("token").to_owned();
+    let rule = json!({ "name": "ask", "hostPattern": "api.test", "methods": ["POST"], "action": "manual_approval", "enabled": true });
+    assert_eq!(fleet.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    let secret =
+        json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+    assert_eq!(fleet.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+    // Once a GET carries the credential, the rule (created first) is in force.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while injected_at(port, &ca, &token, fleet.origin.port()).await != Some(vec![VALUE.to_owned()])
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never got the policy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fleet.control = None;
+    let mut t = tls_tunnel_to(port, &ca, &token, "api.test", fleet.origin.port()).await;
+    let resp =
+        crate::served::request_with_body(&mut t, "POST", "/v1/held", "api.test", b"{}").await;
+    assert_eq!(resp.status, 503, "{}", resp.head);
+    assert_eq!(resp.json()["error"], "approval_unavailable");
+}

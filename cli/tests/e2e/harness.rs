@@ -34,7 +34,7 @@ pub const ALL_SECRETS: [&str; 6] = [
 ];
 
 /// Hosts on the origin's certificate, all pinned to it with --resolve.
-pub const HOSTS: [&str; 10] = [
+pub const HOSTS: [&str; 14] = [
     "api.test",
     "oauth.test",
     "openai.test",
@@ -45,6 +45,10 @@ pub const HOSTS: [&str; 10] = [
     "new.test",
     "dead.test",
     "localhost",
+    "gmail.googleapis.com",
+    "api.github.com",
+    "slack.com",
+    "en.wikipedia.org",
 ];
 
 const DEADLINE: Duration = Duration::from_secs(20);
