@@ -1,5 +1,6 @@
 //! `onecli`: runs agents behind the gateway and runs the servers.
 
+mod client;
 mod commands;
 mod logging;
 
@@ -8,8 +9,16 @@ use clap::Parser;
 fn main() {
     let cli = commands::Cli::parse();
     logging::init(cli.log_format, cli.verbose);
+    let json = cli.json;
     let code = match commands::run(cli) {
         Ok(()) => 0,
+        Err(error) if json => {
+            eprintln!(
+                "{}",
+                serde_json::json!({ "error": error.message, "code": error.code() })
+            );
+            error.exit_code
+        }
         Err(error) => {
             eprintln!("onecli: {}", error.message);
             error.exit_code

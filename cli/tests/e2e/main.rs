@@ -6,4 +6,5 @@ mod control;
 mod fleet;
 mod gateway;
 mod harness;
+mod run;
 mod served;

@@ -28,7 +28,26 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
             container_config(api, call.query("agent").map(str::to_owned)).await
         }
         (&Method::GET, ["skill", "gateway"]) => {
-            let secrets = api.read(|s| s.secrets()).await?;
+            // `agent` (ours): only the services that agent may use.
+            let agent = call.query("agent").map(str::to_owned);
+            let secrets = api
+                .read(move |s| {
+                    let secrets = s.secrets()?;
+                    let Some(identifier) = agent else {
+                        return Ok(secrets);
+                    };
+                    let agent = s
+                        .agent_by_identifier(&identifier)?
+                        .ok_or(StoreError::NotFound("agent"))?;
+                    Ok(secrets
+                        .into_iter()
+                        .filter(|sec| {
+                            agent.secret_mode == onecli_policy::model::SecretMode::All
+                                || agent.secret_ids.contains(&sec.id)
+                        })
+                        .collect())
+                })
+                .await?;
             let framework = call.query("agent_framework").unwrap_or("claude");
             Ok(response(
                 StatusCode::OK,
@@ -50,8 +69,10 @@ fn ca_pem(api: &Api) -> Result<String, ApiError> {
 
 async fn container_config(api: &Api, agent: Option<String>) -> ApiResult {
     let lookup = agent.clone();
+    // A write: the default agent may be created here, and the gateways
+    // must know it before its token is handed out.
     let found = api
-        .read(move |s| {
+        .write(move |s| {
             let agent = match &lookup {
                 Some(identifier) => match s.agent_by_identifier(identifier)? {
                     Some(a) => a,
