@@ -333,11 +333,10 @@ impl Api {
     pub(super) async fn policy_for_gateway(&self, after: u64) -> Response<Body> {
         match self.subscriptions.next_after(after, POLICY_WAIT).await {
             Some(policy) => {
-                let mut r = response(
-                    StatusCode::OK,
-                    "application/octet-stream",
-                    policy.bytes.clone(),
-                );
+                let Ok(sealed) = self.subscriptions.seal_policy(&policy) else {
+                    return ApiError::Internal.into_response();
+                };
+                let mut r = response(StatusCode::OK, "application/octet-stream", sealed);
                 r.headers_mut().insert(
                     "x-onecli-policy-version",
                     hyper::header::HeaderValue::from(policy.version),

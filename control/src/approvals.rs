@@ -1,11 +1,12 @@
 //! The approvals hub (SPEC §4.4, COMPAT.md §approvals): requests held by
 //! gateways wait here for a human, who lists them (`GET
 //! /v1/approvals/pending`, a long poll) and decides (`POST
-//! /v1/approvals/:id/decision`).
+//! /v1/approvals/:id/decision`). Gateways in the same process are told
+//! through a callback; gateways run apart fetch the decision by id.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use onecli_policy::approval::{ApprovalBroker, ApprovalDecision, ApprovalOutcome, ApprovalRequest};
 use serde_json::{json, Map, Value};
@@ -13,23 +14,36 @@ use tokio::sync::watch;
 
 /// Finished ids remembered so that a late decision answers 410, not 404.
 const FINISHED_MEMORY: usize = 10_000;
+/// Requests waiting at once; past it, new ones fail closed.
+const MAX_PENDING: usize = 10_000;
+/// The longest a request may ask to wait.
+const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
 type Decided = Box<dyn FnOnce(ApprovalOutcome) + Send>;
 
+enum Holder {
+    /// A gateway in this process: told at once.
+    Local(Decided),
+    /// A gateway run apart: fetches the decision.
+    Remote,
+}
+
 struct Pending {
     view: Value,
-    decided: Decided,
+    holder: Holder,
+    /// Past this, the holder has given up: the entry is swept.
+    expires: Instant,
 }
 
 #[derive(Default)]
 struct State {
     pending: HashMap<String, Pending>,
-    /// Decisions on remote gateways' requests, until those gateways fetch them.
-    remote_decisions: HashMap<String, ApprovalDecision>,
     /// Arrival order of pending ids.
     order: Vec<String>,
     finished: HashSet<String>,
     finished_order: VecDeque<String>,
+    /// Decisions for remote holders, kept as long as the id is remembered.
+    remote_decisions: HashMap<String, ApprovalDecision>,
 }
 
 impl State {
@@ -46,12 +60,41 @@ impl State {
         self.finished_order.push_back(id.to_owned());
         Some(pending)
     }
+
+    /// Drops entries whose holders have stopped waiting.
+    fn sweep(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.expires < now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.finish(&id);
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DecideError {
     NotFound,
     Expired,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The id is taken or was used.
+    Exists,
+    /// Too many requests already wait.
+    Full,
+}
+
+/// Where a remote gateway's request stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RemoteStatus {
+    Decided(ApprovalDecision),
+    Pending,
+    Gone,
 }
 
 pub struct ApprovalsHub {
@@ -87,7 +130,8 @@ impl ApprovalsHub {
         loop {
             rx.borrow_and_update();
             let requests: Vec<Value> = {
-                let state = self.lock();
+                let mut state = self.lock();
+                state.sweep(Instant::now());
                 state
                     .order
                     .iter()
@@ -108,67 +152,52 @@ impl ApprovalsHub {
     }
 
     pub fn decide(&self, id: &str, decision: ApprovalDecision) -> Result<(), DecideError> {
-        let pending = {
+        let local = {
             let mut state = self.lock();
-            match state.finish(id) {
+            let pending = match state.finish(id) {
                 Some(p) => p,
                 None if state.finished.contains(id) => return Err(DecideError::Expired),
                 None => return Err(DecideError::NotFound),
+            };
+            match pending.holder {
+                Holder::Local(decided) => Some(decided),
+                // Recorded with the same lock that finished it: a poller
+                // never sees the request gone without its decision.
+                Holder::Remote => {
+                    state.remote_decisions.insert(id.to_owned(), decision);
+                    None
+                }
             }
         };
         self.bump();
-        (pending.decided)(ApprovalOutcome::Decided(decision));
+        if let Some(decided) = local {
+            decided(ApprovalOutcome::Decided(decision));
+        }
         Ok(())
     }
-}
 
-/// Where a remote gateway's request stands.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RemoteStatus {
-    Decided(ApprovalDecision),
-    Pending,
-    Gone,
-}
-
-impl ApprovalsHub {
-    /// Registers a remote gateway's request under the id it chose; its
-    /// decision waits for [`ApprovalsHub::remote_decision`].
-    pub fn register_remote(
-        self: &std::sync::Arc<Self>,
-        id: &str,
-        request: ApprovalRequest,
-    ) -> Result<(), DecideError> {
+    /// Registers a remote gateway's request under the id it chose.
+    pub fn register_remote(&self, id: &str, request: ApprovalRequest) -> Result<(), RegisterError> {
         {
             let state = self.lock();
             if state.pending.contains_key(id) || state.finished.contains(id) {
-                return Err(DecideError::Expired);
+                return Err(RegisterError::Exists);
             }
         }
-        let hub = std::sync::Arc::downgrade(self);
-        let key = id.to_owned();
-        self.register(
-            id.to_owned(),
-            request,
-            Box::new(move |outcome| {
-                if let (Some(hub), ApprovalOutcome::Decided(decision)) = (hub.upgrade(), outcome) {
-                    hub.lock().remote_decisions.insert(key, decision);
-                    hub.bump();
-                }
-            }),
-        );
-        Ok(())
+        self.register(id.to_owned(), request, Holder::Remote)
     }
 
     /// Waits up to `wait` for the decision on a remote gateway's request.
+    /// The decision stays readable, so a lost answer can be fetched again.
     pub async fn remote_decision(&self, id: &str, wait: Duration) -> RemoteStatus {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             rx.borrow_and_update();
             {
-                let mut state = self.lock();
-                if let Some(decision) = state.remote_decisions.remove(id) {
-                    return RemoteStatus::Decided(decision);
+                let state = self.lock();
+                if let Some(decision) = state.remote_decisions.get(id) {
+                    return RemoteStatus::Decided(*decision);
                 }
                 if !state.pending.contains_key(id) {
                     return RemoteStatus::Gone;
@@ -183,14 +212,21 @@ impl ApprovalsHub {
         }
     }
 
-    fn register(&self, id: String, request: ApprovalRequest, decided: Decided) {
+    fn register(
+        &self,
+        id: String,
+        request: ApprovalRequest,
+        holder: Holder,
+    ) -> Result<(), RegisterError> {
+        let timeout_secs = request.timeout_secs.min(MAX_TIMEOUT_SECS);
         let now = time::OffsetDateTime::now_utc();
         let fmt = |t: time::OffsetDateTime| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         };
         let expires = now
-            + time::Duration::seconds(i64::try_from(request.timeout_secs).unwrap_or(i64::MAX / 2));
+            .checked_add(time::Duration::seconds(timeout_secs as i64))
+            .unwrap_or(now);
         let headers: Map<String, Value> = request
             .headers
             .into_iter()
@@ -210,17 +246,44 @@ impl ApprovalsHub {
         });
         {
             let mut state = self.lock();
-            state.pending.insert(id.clone(), Pending { view, decided });
-            state.order.push(id.clone());
+            let at = Instant::now();
+            state.sweep(at);
+            if state.pending.len() >= MAX_PENDING {
+                return Err(RegisterError::Full);
+            }
+            // A little grace past the holder's own timeout, so it withdraws first.
+            let expires = at + Duration::from_secs(timeout_secs) + Duration::from_secs(30);
+            state.pending.insert(
+                id.clone(),
+                Pending {
+                    view,
+                    holder,
+                    expires,
+                },
+            );
+            state.order.push(id);
         }
         self.bump();
+        Ok(())
     }
 }
 
 impl ApprovalBroker for ApprovalsHub {
     fn submit(&self, request: ApprovalRequest, decided: Decided) -> String {
         let id = crate::ids::new_id();
-        self.register(id.clone(), request, decided);
+        // The callback must outlive a refusal to register: keep it aside.
+        let slot = std::sync::Arc::new(Mutex::new(Some(decided)));
+        let taken = slot.clone();
+        let holder = Holder::Local(Box::new(move |outcome| {
+            if let Some(decided) = taken.lock().ok().and_then(|mut d| d.take()) {
+                decided(outcome);
+            }
+        }));
+        if self.register(id.clone(), request, holder).is_err() {
+            if let Some(decided) = slot.lock().ok().and_then(|mut d| d.take()) {
+                decided(ApprovalOutcome::Unavailable);
+            }
+        }
         id
     }
 
@@ -323,5 +386,46 @@ mod tests {
             .filter_map(|r| r["id"].as_str())
             .collect();
         assert_eq!(ids, [second.as_str()]);
+    }
+
+    #[tokio::test]
+    async fn remote_decisions_are_recorded_with_the_decision_and_kept() {
+        let hub = ApprovalsHub::new(180);
+        hub.register_remote("r1", request("/r"))
+            .expect("registered");
+        assert_eq!(
+            hub.register_remote("r1", request("/r")),
+            Err(RegisterError::Exists)
+        );
+        assert_eq!(
+            hub.remote_decision("r1", Duration::from_millis(10)).await,
+            RemoteStatus::Pending
+        );
+        hub.decide("r1", ApprovalDecision::Approve).expect("decide");
+        for _ in 0..2 {
+            assert_eq!(
+                hub.remote_decision("r1", Duration::from_millis(10)).await,
+                RemoteStatus::Decided(ApprovalDecision::Approve)
+            );
+        }
+        assert_eq!(
+            hub.remote_decision("never", Duration::from_millis(10))
+                .await,
+            RemoteStatus::Gone
+        );
+    }
+
+    #[tokio::test]
+    async fn huge_timeouts_are_clamped_not_a_panic() {
+        let hub = ApprovalsHub::new(180);
+        let mut r = request("/x");
+        r.timeout_secs = u64::MAX;
+        hub.register_remote("big", r).expect("registered");
+        let listed = hub
+            .pending(&HashSet::new(), Duration::from_millis(10))
+            .await;
+        assert!(listed["requests"][0]["expiresAt"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()));
     }
 }

@@ -31,6 +31,10 @@ pub fn agent_token() -> Zeroizing<String> {
     random_token("aoc_")
 }
 
+pub fn now_unix_ms() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -56,18 +56,16 @@ impl Publisher {
     }
 }
 
-/// What a subscribed gateway receives: the document, postcard-encoded in the
-/// versioned envelope, sealed with the shared key.
-#[derive(Debug)]
-pub struct SealedPolicy {
+/// The latest policy for gateways that long-poll for changes: the encoded
+/// envelope, sealed afresh for each answer with the time it leaves.
+pub struct EncodedPolicy {
     pub version: u64,
-    pub bytes: bytes::Bytes,
+    envelope: zeroize::Zeroizing<Vec<u8>>,
 }
 
-/// The latest sealed policy, for gateways that long-poll for changes.
 pub struct Subscriptions {
     key: onecli_policy::seal::SealingKey,
-    latest: tokio::sync::watch::Sender<Option<Arc<SealedPolicy>>>,
+    latest: tokio::sync::watch::Sender<Option<Arc<EncodedPolicy>>>,
 }
 
 impl Subscriptions {
@@ -83,34 +81,48 @@ impl Subscriptions {
         &self,
         after: u64,
         wait: std::time::Duration,
-    ) -> Option<Arc<SealedPolicy>> {
+    ) -> Option<Arc<EncodedPolicy>> {
         let mut rx = self.latest.subscribe();
-        let newer = |p: &Option<Arc<SealedPolicy>>| p.as_ref().is_some_and(|p| p.version > after);
+        let newer = |p: &Option<Arc<EncodedPolicy>>| p.as_ref().is_some_and(|p| p.version > after);
         let found = match tokio::time::timeout(wait, rx.wait_for(newer)).await {
             Ok(Ok(p)) => p.clone(),
             _ => None,
         };
         found
     }
+
+    /// The policy sealed for the wire, issued now.
+    pub fn seal_policy(
+        &self,
+        policy: &EncodedPolicy,
+    ) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+        let mut nonce = [0u8; onecli_policy::seal::NONCE_LEN];
+        rand::Rng::fill(&mut rand::rng(), &mut nonce);
+        self.key
+            .seal_policy(nonce, crate::ids::now_unix_ms(), &policy.envelope)
+            .map_err(|_| crate::crypto::CryptoError::Encrypt)
+    }
+
+    /// Seals a message for gateways (approval decisions).
+    pub fn seal(
+        &self,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, crate::crypto::CryptoError> {
+        crate::crypto::seal(&self.key, context, plaintext)
+    }
 }
 
 impl PolicySink for Subscriptions {
     fn install(&self, doc: PolicyDoc) {
         let version = doc.version;
-        let sealed = onecli_policy::wire::encode(&doc)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                crate::crypto::seal(&self.key, onecli_policy::seal::POLICY_CONTEXT, &bytes)
-                    .map_err(|e| e.to_string())
-            });
-        match sealed {
-            Ok(bytes) => {
-                self.latest.send_replace(Some(Arc::new(SealedPolicy {
-                    version,
-                    bytes: bytes.into(),
-                })));
+        match onecli_policy::wire::encode(&doc) {
+            Ok(envelope) => {
+                let envelope = zeroize::Zeroizing::new(envelope);
+                self.latest
+                    .send_replace(Some(Arc::new(EncodedPolicy { version, envelope })));
             }
-            Err(error) => tracing::error!(%error, version, "cannot seal the policy for gateways"),
+            Err(error) => tracing::error!(%error, version, "cannot encode the policy for gateways"),
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::control_client::ControlClient;
+use onecli_policy::seal::{approval_context, SealingKey};
 
 /// What a gateway registers with the hub.
 #[derive(Serialize, Deserialize)]
@@ -32,11 +33,13 @@ const SMALL: usize = 64 * 1024;
 /// Held requests wait in the control service's hub.
 pub struct RemoteApprovals {
     client: Arc<ControlClient>,
+    /// Decisions come sealed with the shared key, bound to their id.
+    key: SealingKey,
 }
 
 impl RemoteApprovals {
-    pub fn new(client: Arc<ControlClient>) -> Self {
-        RemoteApprovals { client }
+    pub fn new(client: Arc<ControlClient>, key: SealingKey) -> Self {
+        RemoteApprovals { client, key }
     }
 }
 
@@ -50,6 +53,7 @@ impl ApprovalBroker for RemoteApprovals {
         rand::Rng::fill(&mut rand::rng(), &mut bytes);
         let id = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let client = self.client.clone();
+        let key = self.key.clone();
         let registration = RemoteApproval {
             id: id.clone(),
             request,
@@ -75,9 +79,16 @@ impl ApprovalBroker for RemoteApprovals {
                     .await
                 {
                     Ok(answer) if answer.status == 200 => {
-                        match serde_json::from_slice::<DecisionAnswer>(&answer.body) {
-                            Ok(d) => decided(ApprovalOutcome::Decided(d.decision)),
-                            Err(_) => decided(ApprovalOutcome::Decided(ApprovalDecision::Deny)),
+                        let opened = key.open(&approval_context(&registration.id), &answer.body);
+                        match opened
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<DecisionAnswer>(&b[..]).ok())
+                        {
+                            Some(d) => decided(ApprovalOutcome::Decided(d.decision)),
+                            None => {
+                                tracing::warn!("an approval decision did not open with the shared key; the request is denied");
+                                decided(ApprovalOutcome::Decided(ApprovalDecision::Deny));
+                            }
                         }
                         return;
                     }

@@ -113,7 +113,7 @@ pub fn build_server(
         PolicySource::Control { client, key } => {
             // Approvals and audit records go to the same control service.
             if hooks.approvals.is_none() {
-                hooks.approvals = Some(Arc::new(RemoteApprovals::new(client.clone())));
+                hooks.approvals = Some(Arc::new(RemoteApprovals::new(client.clone(), key.clone())));
             }
             if hooks.audit.is_none() {
                 let (audit, sender) = remote_audit(client.clone());

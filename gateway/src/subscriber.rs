@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use onecli_policy::seal::{SealingKey, POLICY_CONTEXT};
+use onecli_policy::seal::{SealingKey, POLICY_FRESHNESS_MS};
 use onecli_policy::wire;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -37,6 +37,21 @@ pub enum SubscribeError {
     WrongKey,
     #[error("the policy is invalid: {0}")]
     Invalid(String),
+    #[error("the policy was issued too long ago (a replay, or clocks far apart)")]
+    Stale,
+}
+
+/// Where a sealed policy came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Network,
+    Disk,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub struct ControlSubscriber {
@@ -67,7 +82,7 @@ impl ControlSubscriber {
         let Ok(sealed) = std::fs::read(&self.persisted) else {
             return false;
         };
-        match self.accept(&sealed) {
+        match self.accept(&sealed, Origin::Disk) {
             Ok(version) => {
                 tracing::info!(
                     version,
@@ -82,16 +97,21 @@ impl ControlSubscriber {
         }
     }
 
-    /// Opens, decodes, validates and installs a sealed policy.
-    pub fn accept(&self, sealed: &[u8]) -> Result<u64, SubscribeError> {
+    /// Opens, decodes, validates and installs a sealed policy. One that
+    /// came over the network must be fresh (a captured one cannot be
+    /// replayed); the one kept on disk was checked when it arrived.
+    pub fn accept(&self, sealed: &[u8], from: Origin) -> Result<u64, SubscribeError> {
         let rejected = |e| {
             self.handle.rejected();
             e
         };
-        let bytes = self
+        let (issued_ms, bytes) = self
             .key
-            .open(POLICY_CONTEXT, sealed)
+            .open_policy(sealed)
             .map_err(|_| rejected(SubscribeError::WrongKey))?;
+        if from == Origin::Network && now_ms().abs_diff(issued_ms) > POLICY_FRESHNESS_MS {
+            return Err(rejected(SubscribeError::Stale));
+        }
         let doc =
             wire::decode(&bytes).map_err(|e| rejected(SubscribeError::Invalid(e.to_string())))?;
         let version = doc.version;
@@ -133,7 +153,7 @@ impl BackgroundService for ControlSubscriber {
             };
             let failure = match outcome {
                 Ok(None) => None,
-                Ok(Some(sealed)) => match self.accept(&sealed) {
+                Ok(Some(sealed)) => match self.accept(&sealed, Origin::Network) {
                     Ok(version) => {
                         if let Err(error) = write_atomic(&self.persisted, &sealed, 0o600) {
                             tracing::warn!(%error, "cannot keep the policy on disk");
@@ -178,35 +198,58 @@ mod tests {
     }
 
     #[test]
-    fn only_sealed_valid_newer_policies_are_installed() {
+    fn only_sealed_fresh_valid_newer_policies_are_installed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = subscriber(dir.path().to_owned());
-        let sealed = |key: &SealingKey, version: u64| {
+        let sealed = |key: &SealingKey, version: u64, issued: u64| {
             let bytes = wire::encode(&PolicyDoc {
                 version,
                 ..PolicyDoc::default()
             })
             .expect("encode");
-            key.seal([version as u8; 12], POLICY_CONTEXT, &bytes)
+            key.seal_policy([version as u8; 12], issued, &bytes)
                 .expect("seal")
         };
         let key = SealingKey::from_bytes([3; 32]);
-        assert_eq!(s.accept(&sealed(&key, 5)).expect("installs"), 5);
+        assert_eq!(
+            s.accept(&sealed(&key, 5, now_ms()), Origin::Network)
+                .expect("installs"),
+            5
+        );
         assert!(matches!(
-            s.accept(&sealed(&SealingKey::from_bytes([4; 32]), 6)),
+            s.accept(
+                &sealed(&SealingKey::from_bytes([4; 32]), 6, now_ms()),
+                Origin::Network
+            ),
             Err(SubscribeError::WrongKey)
         ));
         assert!(
-            matches!(s.accept(&sealed(&key, 4)), Err(SubscribeError::Invalid(_))),
+            matches!(
+                s.accept(&sealed(&key, 4, now_ms()), Origin::Network),
+                Err(SubscribeError::Invalid(_))
+            ),
             "older"
         );
+        let hour_ago = now_ms() - 3_600_000;
+        assert!(
+            matches!(
+                s.accept(&sealed(&key, 7, hour_ago), Origin::Network),
+                Err(SubscribeError::Stale)
+            ),
+            "replayed"
+        );
+        assert_eq!(
+            s.accept(&sealed(&key, 7, hour_ago), Origin::Disk)
+                .expect("from disk"),
+            7
+        );
         let garbage = key
-            .seal([9; 12], POLICY_CONTEXT, b"not an envelope")
+            .seal_policy([9; 12], now_ms(), b"not an envelope")
             .expect("seal");
         assert!(matches!(
-            s.accept(&garbage),
+            s.accept(&garbage, Origin::Network),
             Err(SubscribeError::Invalid(_))
         ));
-        assert_eq!(s.handle.current().map(|p| p.version()), Some(5));
+        assert_eq!(s.handle.current().map(|p| p.version()), Some(7));
     }
 }

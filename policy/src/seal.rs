@@ -79,6 +79,45 @@ impl SealingKey {
 /// The associated data of a sealed policy document.
 pub const POLICY_CONTEXT: &[u8] = b"onecli-policy-document";
 
+/// How far a policy's issue time may be from the receiver's clock: a
+/// captured policy cannot be replayed later, even to a gateway that holds
+/// none yet.
+pub const POLICY_FRESHNESS_MS: u64 = 5 * 60 * 1000;
+
+impl SealingKey {
+    /// A policy envelope for the wire, sealed with the time it was issued.
+    pub fn seal_policy(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        issued_ms: u64,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(8 + envelope.len()));
+        plaintext.extend_from_slice(&issued_ms.to_le_bytes());
+        plaintext.extend_from_slice(envelope);
+        self.seal(nonce, POLICY_CONTEXT, &plaintext)
+    }
+
+    /// The issue time and the envelope of a sealed policy.
+    pub fn open_policy(&self, sealed: &[u8]) -> Result<(u64, Zeroizing<Vec<u8>>), SealError> {
+        let plaintext = self.open(POLICY_CONTEXT, sealed)?;
+        if plaintext.len() < 8 {
+            return Err(SealError::Open);
+        }
+        let mut issued = [0u8; 8];
+        issued.copy_from_slice(&plaintext[..8]);
+        Ok((
+            u64::from_le_bytes(issued),
+            Zeroizing::new(plaintext[8..].to_vec()),
+        ))
+    }
+}
+
+/// The associated data of an approval decision: bound to its request.
+pub fn approval_context(id: &str) -> Vec<u8> {
+    [b"onecli-approval:".as_slice(), id.as_bytes()].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +146,23 @@ mod tests {
         );
         assert_eq!(key.open(b"secret-1", &sealed[..10]), Err(SealError::Open));
         assert!(!format!("{key:?}").contains('7'));
+    }
+
+    #[test]
+    fn policies_carry_their_issue_time() {
+        let key = SealingKey::from_bytes([7; 32]);
+        let sealed = key
+            .seal_policy([2; NONCE_LEN], 1234, b"envelope")
+            .expect("seal");
+        let (issued, envelope) = key.open_policy(&sealed).expect("open");
+        assert_eq!((issued, &envelope[..]), (1234, &b"envelope"[..]));
+        let other = key
+            .seal([2; NONCE_LEN], b"onecli-approval:x", b"{}")
+            .expect("seal");
+        assert_eq!(
+            key.open_policy(&other),
+            Err(SealError::Open),
+            "contexts do not mix"
+        );
     }
 }

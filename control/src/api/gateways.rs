@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{json_response, no_content, not_found, ok, response, Api, ApiResult, Call};
-use crate::approvals::RemoteStatus;
+use crate::approvals::{RegisterError, RemoteStatus};
 use onecli_policy::approval::ApprovalRequest;
+use onecli_policy::seal::approval_context;
 
 const MAX_WAIT: Duration = Duration::from_secs(25);
 
@@ -46,9 +47,13 @@ pub async fn dispatch(api: &Api, call: &Call) -> ApiResult {
                     StatusCode::CREATED,
                     &json!({ "id": registration.id }),
                 )),
-                Err(_) => Ok(json_response(
+                Err(RegisterError::Exists) => Ok(json_response(
                     StatusCode::CONFLICT,
                     &json!({ "error": "approval_exists" }),
+                )),
+                Err(RegisterError::Full) => Ok(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({ "error": "approvals_full" }),
                 )),
             }
         }
@@ -58,7 +63,15 @@ pub async fn dispatch(api: &Api, call: &Call) -> ApiResult {
                 .and_then(|w| w.parse().ok())
                 .map_or(MAX_WAIT, |s: u64| Duration::from_secs(s).min(MAX_WAIT));
             match api.approvals.remote_decision(id, wait).await {
-                RemoteStatus::Decided(decision) => ok(&json!({ "decision": decision })),
+                // Sealed and bound to the id: nobody on the way can forge an approval.
+                RemoteStatus::Decided(decision) => {
+                    let body = json!({ "decision": decision }).to_string();
+                    let sealed = api
+                        .subscriptions
+                        .seal(&approval_context(id), body.as_bytes())
+                        .map_err(|_| super::ApiError::Internal)?;
+                    Ok(response(StatusCode::OK, "application/octet-stream", sealed))
+                }
                 RemoteStatus::Pending => Ok(response(
                     StatusCode::NO_CONTENT,
                     "application/json",
