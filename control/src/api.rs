@@ -31,6 +31,7 @@ use crate::publish::{Publisher, Subscriptions};
 use crate::store::{Store, StoreError};
 
 const MAX_BODY: usize = 1024 * 1024;
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the API needs to answer container-config, skill and CA requests.
 #[derive(Debug, Clone)]
@@ -204,7 +205,9 @@ impl Api {
                         let api = api.clone();
                         async move { Ok::<_, Infallible>(api.handle(req, peer).await) }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // A client has this long to send its request head (no slowloris).
+                    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
                     let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

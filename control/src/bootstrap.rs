@@ -11,9 +11,12 @@ use crate::store::{Store, StoreError};
 /// Creates what is missing; returns the files it wrote.
 pub fn ensure_key_files(store: &Store, data_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let mut written = Vec::new();
-    if store.api_key_count()? == 0 {
+    // A missing file means a new key: also after a crash between storing a
+    // key's hash and writing the file, which would otherwise lock the admin out.
+    let key_file = data_dir.join("api-key");
+    if store.api_key_count()? == 0 || !key_file.exists() {
         let key = store.create_api_key("admin")?;
-        written.push(write_private(&data_dir.join("api-key"), &key)?);
+        written.push(write_private(&key_file, &key)?);
     }
     let token_file = data_dir.join("gateway-token");
     if !token_file.exists() {

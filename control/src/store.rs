@@ -35,6 +35,9 @@ const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules");
 /// SHA-256 (hex) of an API key or gateway token → its record.
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 const GATEWAY_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("gateway_tokens");
+/// A value sealed with the key when the store was created: a different key
+/// is refused at start, not discovered at the first secret.
+const KEY_CHECK: TableDefinition<&str, &[u8]> = TableDefinition::new("key_check");
 /// Sequence number → audit record (JSON); the oldest go first past the retention.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Audit records kept.
@@ -50,6 +53,8 @@ pub enum StoreError {
     Invalid(String),
     #[error("the data directory was written by a newer OneCLI (store schema {found}, this one reads {SCHEMA_VERSION}); upgrade OneCLI or use another --data-dir")]
     NewerSchema { found: u64 },
+    #[error("the secret key does not open this data directory: ONECLI_SECRET_KEY or secret.key is not the one it was created with")]
+    WrongKey,
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error("store error: {0}")]
@@ -192,6 +197,22 @@ impl Store {
                 txn.open_table(table).map_err(db_err)?;
             }
             txn.open_table(AUDIT).map_err(db_err)?;
+            let mut check = txn.open_table(KEY_CHECK).map_err(db_err)?;
+            let sealed = check
+                .get("canary")
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec());
+            match sealed {
+                Some(sealed) => {
+                    if key.open(b"key-check", &sealed).is_err() {
+                        return Err(StoreError::WrongKey);
+                    }
+                }
+                None => {
+                    let sealed = crypto::seal(&key, b"key-check", b"onecli")?;
+                    check.insert("canary", sealed.as_slice()).map_err(db_err)?;
+                }
+            }
         }
         txn.commit().map_err(db_err)?;
         Ok(Store { db, key })

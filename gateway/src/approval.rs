@@ -12,7 +12,9 @@ use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 /// The most a held request may carry: it waits in memory.
-pub const MAX_HELD_BODY: usize = 32 * 1024 * 1024;
+pub const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
+/// Requests held at once: with [`MAX_HELD_BODY`], at most 512 MiB waiting.
+pub const MAX_HELD: usize = 32;
 
 /// Headers a reviewer never sees, on top of those the secrets inject.
 const NEVER_SHOWN: [&str; 5] = [

@@ -36,6 +36,9 @@ pub enum Outcome {
     Relayed(u16),
     /// Nothing was sent to the client yet: answer with this.
     Refused(Refusal),
+    /// The response was cut off midway: the client must see it broken, not
+    /// complete, so its connection is aborted.
+    Broken,
 }
 
 /// Sends `req` (prepared: origin-form, credentials injected, framed for
@@ -63,14 +66,23 @@ pub async fn forward(
         });
     }
     let mut buf = Vec::with_capacity(1024);
-    let head = match read_response_head(&mut upstream, &mut buf, t.read).await {
-        Ok(head) => head,
-        Err(HeadError::TimedOut) => {
-            return Outcome::Refused(Refusal::UpstreamTimeout {
-                host: target.host.clone(),
-            })
+    // Interim answers (100 Continue, 103 Early Hints) are not the response:
+    // skip them. 101 is the response to an upgrade.
+    let head = loop {
+        let head = match read_response_head(&mut upstream, &mut buf, t.read).await {
+            Ok(head) => head,
+            Err(HeadError::TimedOut) => {
+                return Outcome::Refused(Refusal::UpstreamTimeout {
+                    host: target.host.clone(),
+                })
+            }
+            Err(_) => return Outcome::Refused(invalid(target)),
+        };
+        if (100..200).contains(&head.status) && head.status != 101 {
+            buf.drain(..head.len);
+            continue;
         }
-        Err(_) => return Outcome::Refused(invalid(target)),
+        break head;
     };
     let early = buf.split_off(head.len);
     let status = head.status;
@@ -103,10 +115,13 @@ pub async fn forward(
         return Outcome::Relayed(status);
     }
     let mut reader = BufReader::new(std::io::Cursor::new(early).chain(upstream));
-    if let Err(error) = relay_body(session, &mut reader, framing, t.read).await {
-        tracing::debug!(%error, host = %target.host, "response body relay ended early");
+    match relay_body(session, &mut reader, framing, t.read).await {
+        Ok(()) => Outcome::Relayed(status),
+        Err(error) => {
+            tracing::debug!(%error, host = %target.host, "response body relay ended early");
+            Outcome::Broken
+        }
     }
-    Outcome::Relayed(status)
 }
 
 fn invalid(target: &Target) -> Refusal {

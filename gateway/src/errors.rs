@@ -57,6 +57,8 @@ pub enum Refusal {
     },
     /// A request held for approval carries more than the gateway holds.
     PayloadTooLarge,
+    /// As many requests wait for approval as the gateway holds at once.
+    ApprovalsBusy,
 }
 
 impl Refusal {
@@ -74,6 +76,7 @@ impl Refusal {
             Refusal::ApprovalUnavailable => 503,
             Refusal::ManualApprovalDenied { .. } => 403,
             Refusal::PayloadTooLarge => 413,
+            Refusal::ApprovalsBusy => 503,
         }
     }
 
@@ -93,6 +96,7 @@ impl Refusal {
             Refusal::ApprovalUnavailable => "approval_unavailable",
             Refusal::ManualApprovalDenied { .. } => "manual_approval_denied",
             Refusal::PayloadTooLarge => "payload_too_large",
+            Refusal::ApprovalsBusy => "approvals_busy",
         }
     }
 
@@ -127,7 +131,8 @@ impl Refusal {
             Refusal::ManualApprovalDenied { .. } => {
                 "A human reviewed this request in OneCLI and did not approve it (or nobody answered in time). Do not retry it unchanged; ask the user.".into()
             }
-            Refusal::PayloadTooLarge => "This request needs approval, and its body is larger than OneCLI holds (32 MiB).".into(),
+            Refusal::PayloadTooLarge => "This request needs approval, and its body is larger than OneCLI holds (16 MiB).".into(),
+            Refusal::ApprovalsBusy => "This request needs approval, and too many requests already wait for one. Retry later.".into(),
         }
     }
 

@@ -410,6 +410,9 @@ impl GatewayProxy {
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
+        let Ok(_held) = self.shared.held.try_acquire() else {
+            return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
+        };
         let Some(body) = approval::read_body(session).await? else {
             return self.answer(session, ctx, Refusal::PayloadTooLarge).await;
         };
@@ -419,8 +422,9 @@ impl GatewayProxy {
             Ok(injected) => injected,
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
-        // The held body goes out in one piece.
+        // The held body goes out in one piece, at once: no 100-continue.
         upstream.remove_header("transfer-encoding");
+        upstream.remove_header("expect");
         upstream.insert_header("content-length", body.len().to_string())?;
         let scheme = if target.tls { "https" } else { "http" };
         let path_and_query = original.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -446,6 +450,10 @@ impl GatewayProxy {
                 ctx.outcome = "approved";
                 match direct::forward(&self.shared, session, &target, &upstream, &body).await {
                     direct::Outcome::Relayed(_) => Ok(true),
+                    direct::Outcome::Broken => Err(Error::explain(
+                        ErrorType::ReadError,
+                        "upstream response cut off",
+                    )),
                     direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
                 }
             }
@@ -498,6 +506,10 @@ impl GatewayProxy {
         }
         match direct::forward(&self.shared, session, &target, &req, &[]).await {
             direct::Outcome::Relayed(_) => Ok(true),
+            direct::Outcome::Broken => Err(Error::explain(
+                ErrorType::ReadError,
+                "upstream response cut off",
+            )),
             direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
         }
     }

@@ -151,6 +151,7 @@ pub fn build_server(
         leaves,
         metrics: metrics.clone(),
         hooks,
+        held: tokio::sync::Semaphore::new(crate::approval::MAX_HELD),
         rate_limiter: RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
     });
 

@@ -124,7 +124,7 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
     let ca_cert = args
         .ca_cert
         .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
-    // Gateways apart cannot hold requests here yet: their approval rules fail closed.
+    // Gateways run apart hold their approvals here (`/v1/gateway/approvals`).
     let approvals = Arc::new(ApprovalsHub::new(DEFAULT_APPROVAL_TIMEOUT_SECS));
     let (api, audit_writer) =
         ControlParts::open(&args.data_dir)?.into_api(&args.control, ca_cert, Vec::new(), approvals);

@@ -284,10 +284,10 @@ fn everything_survives_a_reopen() {
     let s = store(dir.path());
     assert_eq!(s.agent(&agent.id).expect("agent").identifier, "a");
     assert_eq!(s.secret(&secret_id).expect("secret").name, "OpenAI");
-    // A different key cannot read what the first sealed.
+    // A different key is refused at once, not at the first secret.
     drop(s);
-    let other = Store::open(dir.path(), SealingKey::from_bytes([1; 32])).expect("open");
-    assert!(matches!(other.policy_doc(), Err(StoreError::Crypto(_))));
+    let err = Store::open(dir.path(), SealingKey::from_bytes([1; 32])).expect_err("refused");
+    assert!(matches!(err, StoreError::WrongKey), "{err}");
 }
 
 #[test]
