@@ -1,9 +1,17 @@
 //! The command table. Each subcommand lives in its own module.
 
+mod agents;
+mod approvals;
+mod auth;
 pub(crate) mod control;
+mod doctor;
 pub(crate) mod gateway;
-mod run;
+mod logs;
+mod rules;
+pub(crate) mod run;
+mod secrets;
 mod serve;
+mod settings;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +44,36 @@ pub struct Cli {
 pub enum Command {
     /// Run a command (an agent) behind the gateway: `onecli run -- claude`.
     Run(run::RunArgs),
+    /// Agents: their tokens, secret assignment and modes.
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
+    /// Secrets: stored encrypted, never shown again.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Rules: block, allow, rate_limit, manual_approval.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+    /// Requests held for a human's decision.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
+    /// The audit log.
+    Logs(logs::LogsArgs),
+    /// The API key this command line uses.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Settings in ~/.onecli/config.json.
+    #[command(subcommand)]
+    Config(settings::ConfigCommand),
+    /// Check the control service, the key, the gateway and the CA.
+    Doctor {
+        /// The gateway as this machine reaches it (default: the API host, port 10255).
+        #[arg(long, env = "ONECLI_GATEWAY")]
+        gateway: Option<String>,
+    },
+    /// Shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the version.
+    Version,
     /// Run the control service and the gateway together (the embedded default).
     Serve(serve::ServeArgs),
     /// Run the control service (API, store) alone, for gateways that subscribe to it.
@@ -99,8 +137,33 @@ impl CliError {
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    let json = cli.json;
     match cli.command {
         Command::Run(args) => run::run(args, &cli.api),
+        Command::Agents(c) => agents::run(c, &cli.api, json),
+        Command::Secrets(c) => secrets::run(c, &cli.api, json),
+        Command::Rules(c) => rules::run(c, &cli.api, json),
+        Command::Approvals(c) => approvals::run(c, &cli.api, json),
+        Command::Logs(args) => logs::run(args, &cli.api, json),
+        Command::Auth(c) => auth::run(c, &cli.api, json),
+        Command::Config(c) => settings::run(c, json),
+        Command::Doctor { gateway } => doctor::run(&cli.api, gateway.as_deref(), json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "onecli", &mut script);
+            crate::output::line(String::from_utf8_lossy(&script).trim_end());
+            Ok(())
+        }
+        Command::Version => {
+            let version = env!("CARGO_PKG_VERSION");
+            crate::output::done(
+                json,
+                &serde_json::json!({ "version": version }),
+                &format!("onecli {version}"),
+            );
+            Ok(())
+        }
         Command::Serve(args) => serve::run(args),
         Command::Control(args) => control::run(args),
         Command::Gateway(args) => gateway::run(args),

@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod logging;
+mod output;
 
 use clap::Parser;
 

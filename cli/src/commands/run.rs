@@ -13,7 +13,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::{exit, CliError};
-use crate::client::{config_value, home_dir, ApiArgs};
+use crate::client::{config_value, encode, home_dir, ApiArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -185,10 +185,10 @@ pub fn run(args: RunArgs, api_args: &ApiArgs) -> Result<(), CliError> {
     };
 
     if args.dry_run {
-        println!(
+        crate::output::line(format_args!(
             "{}",
             serde_json::to_string_pretty(&dry_run(&plan)).unwrap_or_default()
-        );
+        ));
         return Ok(());
     }
     for (path, purpose, content) in &plan.files {
@@ -249,7 +249,7 @@ fn rewrite_proxy(url: &str, gateway: &str) -> String {
 }
 
 /// `--gateway` as HOST or HOST:PORT; default the API host's host, port 10255.
-fn gateway_address(flag: Option<&str>, api_host: &str) -> String {
+pub(crate) fn gateway_address(flag: Option<&str>, api_host: &str) -> String {
     let host = |s: &str| {
         s.rsplit_once(':')
             .map_or(s.to_owned(), |(h, _)| h.to_owned())
@@ -282,18 +282,6 @@ fn which(program: &OsString) -> Option<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Writes `content` unless the file already holds it; `private`: dir 0700,

@@ -6,5 +6,6 @@ mod control;
 mod fleet;
 mod gateway;
 mod harness;
+mod manage;
 mod run;
 mod served;

@@ -8,53 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::served::Served;
+use crate::served::{Home, Served};
 
 const KEY: &str = "sk-ant-api03-RUN-SECRET-key";
-
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Home {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("bin")).expect("bin");
-        Home { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A stub executable on PATH that exits 0.
-    fn stub(&self, name: &str) {
-        let p = self.path().join("bin").join(name);
-        std::fs::write(&p, "#!/bin/sh\nexit 0\n").expect("stub");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-
-    /// `onecli` as a user of this HOME would run it against `s`.
-    fn onecli(&self, s: &Served) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onecli"));
-        let path = format!(
-            "{}:{}",
-            self.path().join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        cmd.env_clear()
-            .env("HOME", self.path())
-            .env("PATH", path)
-            .env(
-                "ONECLI_API_HOST",
-                format!("http://127.0.0.1:{}", s.api_port),
-            )
-            .env("ONECLI_API_KEY", &s.api_key)
-            .env("ONECLI_GATEWAY", format!("127.0.0.1:{}", s.gateway_port))
-            .stdin(Stdio::null());
-        cmd
-    }
-}
 
 fn ok(out: &Output) -> String {
     assert!(

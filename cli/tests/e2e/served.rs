@@ -1,6 +1,7 @@
 //! Starts `onecli serve` (control service + gateway in one process) against
 //! the test origin, and talks to its API over real sockets.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -286,4 +287,49 @@ pub async fn request_with_body<S: tokio::io::AsyncRead + tokio::io::AsyncWrite +
     s.write_all(body).await.expect("write body");
     s.flush().await.expect("flush");
     crate::harness::read_response(s).await.expect("response")
+}
+
+/// A HOME of its own, with a bin/ on PATH for stub commands.
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("bin")).expect("bin");
+        Home { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A stub executable on PATH that exits 0.
+    pub fn stub(&self, name: &str) {
+        let p = self.path().join("bin").join(name);
+        std::fs::write(&p, "#!/bin/sh\nexit 0\n").expect("stub");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// `onecli` as a user of this HOME would run it against `s`.
+    pub fn onecli(&self, s: &Served) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onecli"));
+        let path = format!(
+            "{}:{}",
+            self.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env_clear()
+            .env("HOME", self.path())
+            .env("PATH", path)
+            .env(
+                "ONECLI_API_HOST",
+                format!("http://127.0.0.1:{}", s.api_port),
+            )
+            .env("ONECLI_API_KEY", &s.api_key)
+            .env("ONECLI_GATEWAY", format!("127.0.0.1:{}", s.gateway_port))
+            .stdin(Stdio::null());
+        cmd
+    }
 }

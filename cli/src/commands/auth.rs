@@ -1,0 +1,111 @@
+//! `onecli auth login|logout|status`: the API key in
+//! `~/.onecli/credentials/api-key` (0600).
+
+use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{exit, CliError};
+use crate::client::{credentials_path, ApiArgs};
+use crate::output::done;
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Check an API key against the control service and keep it (from --api-key or stdin).
+    Login,
+    /// Forget the kept API key.
+    Logout,
+    /// Where the key comes from, and whether the control service takes it.
+    Status,
+}
+
+pub fn run(command: AuthCommand, api: &ApiArgs, json: bool) -> Result<(), CliError> {
+    match command {
+        AuthCommand::Login => {
+            let key = match &api.api_key {
+                Some(k) => k.clone(),
+                None => {
+                    let mut k = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut k)
+                        .map_err(|e| CliError::new(exit::GENERAL, e.to_string()))?;
+                    k
+                }
+            };
+            let key = key.trim().to_owned();
+            let checked = ApiArgs {
+                api_host: api.api_host.clone(),
+                api_key: Some(key.clone()),
+            };
+            checked.client()?.call("GET", "/v1/agents", None)?;
+            let path = credentials_path();
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let io = |e: std::io::Error| {
+                CliError::new(
+                    exit::GENERAL,
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            };
+            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes()).map_err(io)?;
+            done(
+                json,
+                &json!({ "loggedIn": true, "apiHost": checked.host() }),
+                &format!("logged in to {}", checked.host()),
+            );
+        }
+        AuthCommand::Logout => {
+            let path = credentials_path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CliError::new(
+                        exit::GENERAL,
+                        format!("cannot remove {}: {e}", path.display()),
+                    ))
+                }
+            }
+            done(json, &json!({ "loggedIn": false }), "logged out");
+        }
+        AuthCommand::Status => {
+            let host = api.host();
+            let source = if api.api_key.is_some() {
+                "--api-key / ONECLI_API_KEY"
+            } else if credentials_path().exists() {
+                "~/.onecli/credentials/api-key"
+            } else {
+                "the local onecli serve's data dir"
+            };
+            let valid = api
+                .client()
+                .and_then(|c| c.call("GET", "/v1/agents", None))
+                .is_ok();
+            done(
+                json,
+                &json!({ "apiHost": host, "keySource": source, "valid": valid }),
+                &format!(
+                    "{host}: key from {source}, {}",
+                    if valid { "accepted" } else { "not accepted" }
+                ),
+            );
+            if !valid {
+                return Err(CliError::new(
+                    exit::AUTH,
+                    "the API key is missing or rejected",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
