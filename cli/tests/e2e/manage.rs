@@ -423,3 +423,46 @@ async fn logs_auth_config_doctor_and_the_rest() {
         .expect("sh");
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("panicked"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_list_approve_and_deny() {
+    let s = Served::start().await;
+    let home = Home::new();
+    let run = |args: &[&str]| home.onecli(&s).args(args).output().expect("onecli");
+    let (agent_id, token) = s.agent("held").await;
+    let rule = json!({ "name": "ask", "hostPattern": "api.test", "methods": ["POST"], "action": "manual_approval", "enabled": true, "agentId": agent_id });
+    assert_eq!(s.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    for (decision, want) in [("approve", 200), ("deny", 403)] {
+        let (gw, ca, port, token) = (
+            s.gateway_port,
+            s.gateway_ca(),
+            s.origin.port(),
+            token.clone(),
+        );
+        let agent = tokio::spawn(async move {
+            let mut t = tls_tunnel_to(gw, &ca, &token, "api.test", port).await;
+            request_with_body(&mut t, "POST", "/v1/held", "api.test", b"{}").await
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let id = loop {
+            let listed = json_of(&run(&["--json", "approvals", "list"]));
+            if let Some(id) = listed[0]["id"].as_str() {
+                break id.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "never listed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let decided = json_of(&run(&["--json", "approvals", decision, &id]));
+        assert_eq!(decided["decision"], decision);
+        let resp = tokio::time::timeout(Duration::from_secs(20), agent)
+            .await
+            .expect("in time")
+            .expect("task");
+        assert_eq!(resp.status, want, "{decision}");
+        fails(
+            &run(&["--json", "approvals", decision, &id]),
+            7,
+            "not_found",
+        );
+    }
+}
