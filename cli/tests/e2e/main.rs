@@ -6,6 +6,7 @@ mod control;
 mod fleet;
 mod gateway;
 mod harness;
+mod load;
 mod manage;
 mod run;
 mod served;
