@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 
 use tracing::Level;
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
+use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
@@ -35,10 +35,15 @@ pub fn init(format: LogFormat, verbose: bool) {
             .with_writer(std::io::stderr)
             .boxed(),
     };
+    // One filter, so that what the EnvFilter rules out is never even built:
+    // h2 opens trace spans on every poll, and a second, dynamic filter on top
+    // made the registry track them all (a tenth of the gateway's CPU).
+    // The guard only removes records, so it carries the EnvFilter's hint.
+    let hint = Filter::<tracing_subscriber::Registry>::max_level_hint(&filter);
+    let guard = filter_fn(|meta| !is_pingora_debug(meta.target(), meta.level()))
+        .with_max_level_hint(hint.unwrap_or(LevelFilter::TRACE));
     let result = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(filter_fn(|meta| {
-            !is_pingora_debug(meta.target(), meta.level())
-        })))
+        .with(fmt.with_filter(filter.and(guard)))
         .try_init();
     if let Err(error) = result {
         eprintln!("onecli: logging is unavailable: {error}");
