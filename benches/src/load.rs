@@ -284,6 +284,9 @@ impl Driver {
         let tls = tokio_boring::connect(self.tls.configure()?, &self.config.host, tcp)
             .await
             .map_err(|e| anyhow::anyhow!("TLS handshake: {e}"))?;
+        if self.config.http2 && tls.ssl().selected_alpn_protocol() != Some(b"h2") {
+            bail!("the server did not agree to HTTP/2 (ALPN)");
+        }
         let io = TokioIo::new(tls);
         if self.config.http2 {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
