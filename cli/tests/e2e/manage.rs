@@ -466,3 +466,73 @@ async fn approvals_list_approve_and_deny() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_serves_key_is_found_and_logs_follow_streams_new_records() {
+    let s = Served::start().await;
+    let home = Home::new();
+    // `onecli serve` on its default data dir leaves its key at
+    // ~/.onecli/data/api-key: with nothing configured, the CLI uses it.
+    let data = home.path().join(".onecli/data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("api-key"), &s.api_key).expect("key");
+    let listed = home
+        .onecli(&s)
+        .env_remove("ONECLI_API_KEY")
+        .args(["--json", "agents", "list"])
+        .output()
+        .expect("agents list");
+    assert!(json_of(&listed).is_array());
+
+    let (_, token) = s.agent("followed").await;
+    let mut follow = home
+        .onecli(&s)
+        .args(["--json", "logs", "--follow", "--agent", "followed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("logs --follow");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The backlog (empty for a new agent) comes first; the request after it
+    // can only show up as a followed record.
+    let backlog = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("logs --follow printed its backlog");
+    assert_eq!(backlog.trim(), "[]");
+    let mut t = tls_tunnel_to(
+        s.gateway_port,
+        &s.gateway_ca(),
+        &token,
+        "api.test",
+        s.origin.port(),
+    )
+    .await;
+    let _ = crate::harness::request(&mut t, "GET", "/v1/followed", "api.test", &[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let streamed = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("/v1/followed") => break Some(line),
+            Ok(_) => continue,
+            Err(_) => break None,
+        }
+    };
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let line = streamed.expect("logs --follow printed the new record");
+    let record: Value = serde_json::from_str(&line).expect("one JSON record per line");
+    assert_eq!(record["path"], "/v1/followed");
+    assert!(!line.contains(&token), "the proxy token is not logged");
+}
