@@ -47,6 +47,9 @@ pub struct LoadConfig {
     pub http2: bool,
     /// A new TCP connection, CONNECT and TLS handshake for every request.
     pub new_tunnel: bool,
+    /// With `new_tunnel`, keep every tunnel open after its request instead
+    /// of closing it: [`run_holding`] hands them all back, idle.
+    pub keep_tunnels: bool,
     pub concurrency: usize,
     /// Stop after this many requests (whichever of this and `duration`
     /// comes first).
@@ -56,6 +59,14 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// Key-exchange groups the client offers (`X25519`,
+    /// `X25519MLKEM768:X25519`…); `None` keeps BoringSSL's default, which
+    /// leads with the post-quantum hybrid.
+    pub curves: Option<String>,
+    /// Spread the connections over this many host names, `n0.HOST` …
+    /// `n{N-1}.HOST`, in turn (first contact with many hosts: every name
+    /// needs its own leaf certificate). 0 or 1: `host` itself.
+    pub hosts: usize,
 }
 
 /// What a run measured.
@@ -239,11 +250,44 @@ enum Sender {
     H2(http2::SendRequest<Empty<Bytes>>),
 }
 
+/// One host name the load goes to, and what each request to it carries.
+struct Target {
+    host: String,
+    /// `host[:port]`: the `Host` header and the CONNECT target.
+    authority: String,
+    uri: hyper::Uri,
+}
+
+impl Target {
+    fn new(host: String, port: u16, path: &str) -> anyhow::Result<Target> {
+        let authority = if port == 443 {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        let uri = format!("https://{authority}{path}")
+            .parse()
+            .context("request URL")?;
+        Ok(Target {
+            host,
+            authority,
+            uri,
+        })
+    }
+}
+
+/// A connection ready for requests, and the host it goes to.
+struct Connection {
+    sender: Sender,
+    target: usize,
+}
+
 struct Driver {
     config: LoadConfig,
     tls: SslConnector,
-    authority: String,
-    uri: hyper::Uri,
+    targets: Vec<Target>,
+    /// Connections opened so far: picks the next one's target in turn.
+    opened: AtomicU64,
 }
 
 impl Driver {
@@ -256,32 +300,38 @@ impl Driver {
         } else {
             b"\x08http/1.1"
         })?;
-        let authority = if config.port == 443 {
-            config.host.clone()
-        } else {
-            format!("{}:{}", config.host, config.port)
+        if let Some(curves) = &config.curves {
+            tls.set_curves_list(curves)
+                .with_context(|| format!("key-exchange groups {curves:?}"))?;
+        }
+        let targets = match config.hosts {
+            0 | 1 => vec![Target::new(config.host.clone(), config.port, &config.path)?],
+            n => (0..n)
+                .map(|i| Target::new(format!("n{i}.{}", config.host), config.port, &config.path))
+                .collect::<anyhow::Result<_>>()?,
         };
-        let uri = format!("https://{authority}{}", config.path)
-            .parse()
-            .context("request URL")?;
         Ok(Driver {
             config,
             tls: tls.build(),
-            authority,
-            uri,
+            targets,
+            opened: AtomicU64::new(0),
         })
     }
 
-    /// TCP, CONNECT when proxied, TLS and the HTTP handshake.
-    async fn connect(&self) -> anyhow::Result<Sender> {
+    /// TCP, CONNECT when proxied, TLS and the HTTP handshake, to the next
+    /// target in turn.
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        let n = self.opened.fetch_add(1, Ordering::Relaxed);
+        let index = (n % self.targets.len() as u64) as usize;
+        let target = &self.targets[index];
         let mut tcp = TcpStream::connect(self.config.connect_to)
             .await
             .context("TCP connect")?;
         tcp.set_nodelay(true)?;
         if self.config.via_proxy {
-            self.tunnel(&mut tcp).await?;
+            self.tunnel(&mut tcp, &target.authority).await?;
         }
-        let tls = tokio_boring::connect(self.tls.configure()?, &self.config.host, tcp)
+        let tls = tokio_boring::connect(self.tls.configure()?, &target.host, tcp)
             .await
             .map_err(|e| anyhow::anyhow!("TLS handshake: {e}"))?;
         if self.config.http2 && tls.ssl().selected_alpn_protocol() != Some(b"h2") {
@@ -293,19 +343,27 @@ impl Driver {
                 .await
                 .context("HTTP/2 handshake")?;
             tokio::spawn(conn);
-            Ok(Sender::H2(sender))
+            Ok(Connection {
+                sender: Sender::H2(sender),
+                target: index,
+            })
         } else {
             let (sender, conn) = http1::handshake(io).await.context("HTTP/1.1 handshake")?;
             tokio::spawn(conn);
-            Ok(Sender::H1(sender))
+            Ok(Connection {
+                sender: Sender::H1(sender),
+                target: index,
+            })
         }
     }
 
-    async fn tunnel(&self, tcp: &mut TcpStream) -> anyhow::Result<()> {
-        let mut head = format!(
-            "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n",
-            format_args!("{}:{}", self.config.host, self.config.port)
-        );
+    /// CONNECT to `authority` (always with its port, as proxies expect).
+    async fn tunnel(&self, tcp: &mut TcpStream, authority: &str) -> anyhow::Result<()> {
+        let target = match authority.contains(':') {
+            true => authority.to_owned(),
+            false => format!("{authority}:443"),
+        };
+        let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(auth) = &self.config.proxy_auth {
             let auth = base64::engine::general_purpose::STANDARD.encode(auth);
             head.push_str(&format!("Proxy-Authorization: Basic {auth}\r\n"));
@@ -343,10 +401,11 @@ impl Driver {
         Ok(())
     }
 
-    fn request(&self) -> anyhow::Result<hyper::Request<Empty<Bytes>>> {
-        let mut builder = hyper::Request::get(self.uri.clone());
+    fn request(&self, target: usize) -> anyhow::Result<hyper::Request<Empty<Bytes>>> {
+        let target = &self.targets[target];
+        let mut builder = hyper::Request::get(target.uri.clone());
         if !self.config.http2 {
-            builder = builder.header(hyper::header::HOST, &self.authority);
+            builder = builder.header(hyper::header::HOST, &target.authority);
         }
         for (name, value) in &self.config.headers {
             builder = builder.header(name, value);
@@ -357,12 +416,12 @@ impl Driver {
     /// One request on `sender`; the body is read to its end and counted.
     async fn exchange(
         &self,
-        sender: &mut Sender,
+        connection: &mut Connection,
         due: Instant,
         report: &mut Report,
     ) -> anyhow::Result<()> {
-        let request = self.request()?;
-        let response = match sender {
+        let request = self.request(connection.target)?;
+        let response = match &mut connection.sender {
             Sender::H1(s) => {
                 s.ready().await?;
                 s.send_request(request).await?
@@ -386,11 +445,22 @@ impl Driver {
         Ok(())
     }
 
-    async fn worker(self: Arc<Self>, schedule: Arc<Schedule>) -> anyhow::Result<Report> {
+    /// Runs requests until the schedule ends; returns what it measured and
+    /// its connections, still open (its kept-alive one, or every tunnel it
+    /// kept).
+    async fn worker(
+        self: Arc<Self>,
+        schedule: Arc<Schedule>,
+    ) -> anyhow::Result<(Report, Vec<Connection>)> {
         let mut report = Report::new()?;
-        let mut sender: Option<Sender> = None;
+        let mut sender: Option<Connection> = None;
+        let mut kept = Vec::new();
         while let Some(due) = schedule.take() {
-            tokio::time::sleep_until(due.into()).await;
+            // Only a fixed rate waits: the timer's millisecond ticks would
+            // otherwise add up to a millisecond between requests.
+            if schedule.interval.is_some() && due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
             if sender.is_none() {
                 let started = Instant::now();
                 match self.connect().await {
@@ -419,15 +489,39 @@ impl Driver {
                 continue;
             }
             if self.config.new_tunnel {
-                sender = None;
+                match sender.take() {
+                    Some(connection) if self.config.keep_tunnels => kept.push(connection),
+                    _ => {}
+                }
             }
         }
-        Ok(report)
+        kept.extend(sender);
+        Ok((report, kept))
+    }
+}
+
+/// Connections kept open after a run ([`run_holding`]); dropping this
+/// closes them.
+pub struct Held(Vec<Connection>);
+
+impl Held {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
 /// Runs the load and waits for every worker to finish.
 pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
+    Ok(run_holding(config).await?.0)
+}
+
+/// [`run`], and the kept-alive connections it opened, still open (for
+/// measuring what idle connections cost the proxy).
+pub async fn run_holding(config: LoadConfig) -> anyhow::Result<(Report, Held)> {
     if config.concurrency == 0 {
         bail!("concurrency must be at least 1");
     }
@@ -453,11 +547,14 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<Report> {
         .map(|_| tokio::spawn(driver.clone().worker(schedule.clone())))
         .collect();
     let mut total = Report::new()?;
+    let mut held = Vec::new();
     for worker in workers {
-        total.merge(worker.await??)?;
+        let (report, connections) = worker.await??;
+        total.merge(report)?;
+        held.extend(connections);
     }
     total.elapsed = start.elapsed();
-    Ok(total)
+    Ok((total, Held(held)))
 }
 
 /// Asks the origin's `/echo` endpoint, along the same path as the load,
@@ -468,8 +565,9 @@ pub async fn echoed_header(config: &LoadConfig, name: &str) -> anyhow::Result<Op
         path: "/echo".to_owned(),
         ..config.clone()
     })?;
-    let request = driver.request()?;
-    let response = match driver.connect().await? {
+    let connection = driver.connect().await?;
+    let request = driver.request(connection.target)?;
+    let response = match connection.sender {
         Sender::H1(mut s) => s.send_request(request).await?,
         Sender::H2(mut s) => s.send_request(request).await?,
     };

@@ -116,6 +116,7 @@ impl FrontDoor {
             return;
         }
         let mut early = buf.split_off(head_len);
+        drop(buf);
         let metrics = &self.shared.metrics;
         metrics.tunnels_open.inc();
         let _open = scopeguard(|| metrics.tunnels_open.dec());
@@ -142,6 +143,7 @@ impl FrontDoor {
             return;
         }
         l4.rewind(&early);
+        drop(early);
         let facts = TunnelFacts {
             token,
             host,
@@ -161,7 +163,13 @@ impl FrontDoor {
                 shared: self.shared.clone(),
                 host: connect_host,
             };
-            let handshake = handshake_with_callback(&self.shared.acceptor, *l4, &installer);
+            // Boxed: this future lives as long as the connection, and would
+            // otherwise keep room for the handshake's state all that time.
+            let handshake = Box::pin(handshake_with_callback(
+                &self.shared.acceptor,
+                *l4,
+                &installer,
+            ));
             match tokio::time::timeout(self.shared.config.timeouts.client_head, handshake).await {
                 Ok(Ok(tls_stream)) => Box::new(tls_stream),
                 Ok(Err(error)) => {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -23,10 +25,14 @@ use crate::proxy::GatewayProxy;
 use crate::rate_limit::{MonotonicClock, RateLimiter};
 use crate::remote::{remote_audit, RemoteApprovals};
 use crate::subscriber::ControlSubscriber;
+use crate::{ControlHooks, GatewayConfig, Shared};
 
 /// Live (rule, agent) rate-limit counters kept at most: about 5 MiB.
 const RATE_LIMIT_KEYS: usize = 100_000;
-use crate::{ControlHooks, GatewayConfig, Shared};
+/// The client socket's read buffer: one whole TLS record (16 KiB of
+/// plaintext plus header and tag) per read, where Pingora's default is
+/// 64 KiB. An idle connection keeps what it touched of it.
+const CLIENT_READ_BUFFER: usize = 17 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -131,6 +137,10 @@ pub fn build_server(
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout.as_secs().max(1)),
         upstream_keepalive_pool_size: 256,
+        // One single-threaded runtime per thread, each connection on one of
+        // them: no work stealing, so no cross-thread wake-ups on the hot path
+        // (measured: 36.1 -> 34.7 CPU-µs per kept-alive request, 2 threads).
+        work_stealing: false,
         ..ServerConf::default()
     };
     let roots = match &config.upstream_ca {
@@ -168,7 +178,12 @@ pub fn build_server(
         "onecli-gateway".to_owned(),
         FrontDoor::new(shared.clone(), proxy),
     );
-    front.add_tcp(&shared.config.listen.to_string());
+    front.add_listener(
+        ListenerConfig::tcp(shared.config.listen.to_string()).l4_buffer(L4BufferSettings::new(
+            CLIENT_READ_BUFFER,
+            DEFAULT_L4_WRITE_BUFFER_SIZE,
+        )),
+    );
     server.add_service(front);
     if let Some(addr) = shared.config.metrics_listen {
         let leaf_count = {

@@ -54,7 +54,21 @@ struct Args {
     /// header with this value (`Name: value`): proof of injection.
     #[arg(long)]
     expect_header: Option<String>,
-    /// Print the report as JSON.
+    /// Key-exchange groups to offer, `:`-separated (`X25519`); default:
+    /// BoringSSL's, led by the post-quantum hybrid `X25519MLKEM768`.
+    #[arg(long)]
+    curves: Option<String>,
+    /// Spread connections over this many host names, `n0.HOST` … in turn:
+    /// first contact with many hosts.
+    #[arg(long, default_value_t = 1)]
+    hosts: usize,
+    /// After the run, print the report, then keep its connections open and
+    /// idle this long before exiting: the kept-alive ones, or with
+    /// `--new-tunnel` every tunnel opened (`-c 64 -n 10000 --new-tunnel
+    /// --hold 5s` holds 10,000 idle intercepted connections).
+    #[arg(long, value_parser = load::parse_duration)]
+    hold: Option<std::time::Duration>,
+    /// Print the report as JSON (one line).
     #[arg(long)]
     json: bool,
 }
@@ -143,11 +157,14 @@ async fn main() -> anyhow::Result<()> {
         ca_file: args.cacert,
         http2: args.http2,
         new_tunnel: args.new_tunnel,
+        keep_tunnels: args.hold.is_some(),
         concurrency: args.concurrency,
         requests,
         duration: args.duration,
         rate: args.rate,
         headers,
+        curves: args.curves,
+        hosts: args.hosts,
     };
     if let Some(expected) = &args.expect_header {
         let (name, value) = expected
@@ -160,11 +177,23 @@ async fn main() -> anyhow::Result<()> {
             None => bail!("the origin did not receive {name}"),
         }
     }
-    let report = load::run(config).await?;
+    let (report, held) = load::run_holding(config).await?;
     if args.json {
-        println!("{}", report.to_json());
+        let mut json = report.to_json();
+        if args.hold.is_some() {
+            json["held"] = held.len().into();
+        }
+        println!("{json}");
     } else {
         print!("{}", report.to_text());
     }
+    if let Some(hold) = args.hold {
+        if !args.json {
+            println!("holding {} connections for {hold:?}", held.len());
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+        tokio::time::sleep(hold).await;
+    }
+    drop(held);
     Ok(())
 }

@@ -34,8 +34,12 @@ pub const ALL_SECRETS: [&str; 6] = [
 ];
 
 /// Hosts on the origin's certificate, all pinned to it with --resolve.
-pub const HOSTS: [&str; 14] = [
+pub const HOSTS: [&str; 17] = [
     "api.test",
+    // `onecli-load --hosts 3` spreads over these.
+    "n0.api.test",
+    "n1.api.test",
+    "n2.api.test",
     "oauth.test",
     "openai.test",
     "generic.test",
