@@ -156,7 +156,6 @@ async fn the_driver_holds_idle_tunnels_spreads_over_hosts_and_picks_key_exchange
         ..through_gateway(&env, TOKEN_ALL, "/small")
     })
     .await
-    .err()
-    .expect("an unknown group is refused");
+    .expect_err("an unknown group is refused");
     assert!(format!("{error:#}").contains("no-such-group"), "{error:#}");
 }
