@@ -2,8 +2,11 @@
 //! at sizes from a laptop to a fleet (BENCH.md).
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use onecli_gateway::metrics::GatewayMetrics;
+use onecli_gateway::policy_source::PolicyHandle;
 use onecli_policy::model::{
     AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretDoc,
     SecretKind, SecretMode,
@@ -154,6 +157,17 @@ fn snapshots(c: &mut Criterion) {
     });
     group.bench_function("decode", |b| {
         b.iter(|| wire::decode(black_box(&bytes)).expect("decodes"))
+    });
+    // What a gateway does on an update once compiled: the new snapshot goes
+    // into its ArcSwap and the old one (as large) is dropped here.
+    let handle = PolicyHandle::new(Arc::new(GatewayMetrics::new().expect("metrics")));
+    handle.install(Snapshot::compile(doc.clone()).expect("valid"));
+    group.bench_function("swap", |b| {
+        b.iter_batched(
+            || Snapshot::compile(doc.clone()).expect("valid"),
+            |snapshot| handle.install(snapshot),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }
