@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::ListenerConfig;
-use pingora_core::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -179,10 +179,8 @@ pub fn build_server(
         FrontDoor::new(shared.clone(), proxy),
     );
     front.add_listener(
-        ListenerConfig::tcp(shared.config.listen.to_string()).l4_buffer(L4BufferSettings::new(
-            CLIENT_READ_BUFFER,
-            DEFAULT_L4_WRITE_BUFFER_SIZE,
-        )),
+        ListenerConfig::tcp(shared.config.listen.to_string())
+            .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
     );
     server.add_service(front);
     if let Some(addr) = shared.config.metrics_listen {
