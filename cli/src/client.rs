@@ -6,7 +6,8 @@
 //! `~/.onecli/config.json` (`api-host`), then the local `onecli serve`
 //! (`http://127.0.0.1:10254`). The key comes from `--api-key`,
 //! `ONECLI_API_KEY`, `~/.onecli/credentials/api-key`, then the local serve's
-//! `~/.onecli/data/api-key` when readable.
+//! `api-key` in the data directory the servers default to
+//! (`ONECLI_DATA_DIR`, else `~/.onecli/data`), when readable.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +38,15 @@ pub fn config_path() -> PathBuf {
 
 pub fn credentials_path() -> PathBuf {
     home_dir().join("credentials").join("api-key")
+}
+
+/// Where a key is read from when none is given: `onecli auth login`'s, then
+/// the one a local `onecli serve` writes into its (default) data directory.
+fn key_files() -> [PathBuf; 2] {
+    [
+        credentials_path(),
+        crate::commands::gateway::default_data_dir().join("api-key"),
+    ]
 }
 
 pub fn read_config() -> serde_json::Map<String, Value> {
@@ -79,8 +89,7 @@ impl ApiArgs {
         if let Some(k) = &self.api_key {
             return Some(Zeroizing::new(k.trim().to_owned()));
         }
-        let local = crate::commands::gateway::default_data_dir().join("api-key");
-        [credentials_path(), local]
+        key_files()
             .iter()
             .find_map(|p| std::fs::read_to_string(p).ok())
             .map(|k| Zeroizing::new(k.trim().to_owned()))
@@ -90,9 +99,14 @@ impl ApiArgs {
     pub fn client(&self) -> Result<Api, CliError> {
         let host = self.host();
         let key = self.key().ok_or_else(|| {
+            let looked: Vec<String> = key_files().iter().map(|p| p.display().to_string()).collect();
             CliError::new(
                 exit::AUTH,
-                "no API key: run `onecli auth login`, set ONECLI_API_KEY, or pass --api-key",
+                format!(
+                    "no API key (looked in {}; an `onecli serve --data-dir DIR` keeps it in DIR/api-key): \
+                     run `onecli auth login`, set ONECLI_API_KEY, or pass --api-key",
+                    looked.join(" and ")
+                ),
             )
         })?;
         let client = ControlClient::new(&host, key).map_err(|e| {

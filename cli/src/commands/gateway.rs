@@ -155,7 +155,12 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
     gateway.server.run_forever()
 }
 
+/// The data directory the servers use and the CLI reads the local key from:
+/// `ONECLI_DATA_DIR`, else `~/.onecli/data`.
 pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ONECLI_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     match std::env::var_os("HOME") {
         Some(home) => PathBuf::from(home).join(".onecli").join("data"),
         None => PathBuf::from("data"),

@@ -8,5 +8,6 @@ mod gateway;
 mod harness;
 mod load;
 mod manage;
+mod quickstart;
 mod run;
 mod served;

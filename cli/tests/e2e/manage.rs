@@ -329,6 +329,29 @@ async fn logs_auth_config_doctor_and_the_rest() {
     ok(&run(&["run", "--", "true"]));
     let doctor = json_of(&run(&["--json", "doctor"]));
     assert_eq!(doctor["ok"], true, "{doctor}");
+    // A CA file that is not the gateway's current CA is a fault.
+    let ca_file = home.path().join(".onecli/gateway-ca.pem");
+    let current = std::fs::read_to_string(&ca_file).expect("ca");
+    std::fs::write(
+        &ca_file,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("stale ca");
+    let stale = run(&["--json", "doctor"]);
+    assert_eq!(stale.status.code(), Some(1));
+    let stale: Value = serde_json::from_slice(&stale.stdout).expect("doctor --json");
+    let check = stale["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "CA written"))
+        .expect("CA check");
+    assert_eq!(check["ok"], false, "{stale}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not the gateway's CA")),
+        "{stale}"
+    );
+    std::fs::write(&ca_file, current).expect("ca back");
     // A request, then the audit log shows it.
     let (_, token) = s.agent("logged").await;
     let mut t = tls_tunnel_to(
