@@ -11,7 +11,7 @@ use onecli_policy::model::{
     AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretDoc,
     SecretKind, SecretMode,
 };
-use onecli_policy::{token_sha256, wire, RequestFacts, Snapshot};
+use onecli_policy::{token_sha256, wire, CanonicalRequest, Snapshot};
 
 const AGENTS: usize = 10_000;
 
@@ -99,15 +99,12 @@ fn decisions(c: &mut Criterion) {
             .collect();
         let hosts: Vec<String> = (0..64).map(|i| format!("api{}.test", i * 31)).collect();
         let mut n = 0usize;
+        let none: [&[u8]; 0] = [];
+        let canonical = CanonicalRequest::new("POST", "/v1/abc/messages", none).expect("canonical");
         group.bench_function(format!("{rules}_rules_10k_agents"), |b| {
             b.iter(|| {
                 n = n.wrapping_add(1);
-                let req = RequestFacts {
-                    method: "POST",
-                    host: &hosts[n % 64],
-                    port: 443,
-                    path: "/v1/abc/messages",
-                };
+                let req = canonical.facts(&hosts[n % 64], 443);
                 black_box(snapshot.evaluate(agents[n % 64], req));
             })
         });

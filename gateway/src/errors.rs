@@ -59,6 +59,10 @@ pub enum Refusal {
     PayloadTooLarge,
     /// As many requests wait for approval as the gateway holds at once.
     ApprovalsBusy,
+    /// TRACE and TRACK echo the request, credentials included.
+    MethodNotAllowed {
+        method: String,
+    },
 }
 
 impl Refusal {
@@ -77,6 +81,7 @@ impl Refusal {
             Refusal::ManualApprovalDenied { .. } => 403,
             Refusal::PayloadTooLarge => 413,
             Refusal::ApprovalsBusy => 503,
+            Refusal::MethodNotAllowed { .. } => 405,
         }
     }
 
@@ -97,6 +102,7 @@ impl Refusal {
             Refusal::ManualApprovalDenied { .. } => "manual_approval_denied",
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::ApprovalsBusy => "approvals_busy",
+            Refusal::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -133,6 +139,9 @@ impl Refusal {
             }
             Refusal::PayloadTooLarge => "This request needs approval, and its body is larger than OneCLI holds (16 MiB).".into(),
             Refusal::ApprovalsBusy => "This request needs approval, and too many requests already wait for one. Retry later.".into(),
+            Refusal::MethodNotAllowed { method } => format!(
+                "OneCLI gateway does not forward {method}: it echoes the request back, credentials included."
+            ),
         }
     }
 
@@ -262,6 +271,9 @@ mod tests {
             },
             Refusal::UpstreamTimeout { host: "h".into() },
             Refusal::ApprovalUnavailable,
+            Refusal::MethodNotAllowed {
+                method: "TRACE".into(),
+            },
         ] {
             let v: serde_json::Value = serde_json::from_slice(&r.body()).expect("json");
             assert_eq!(v["error"], r.code());

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use onecli_policy::{normalize_host, TokenHash};
+use onecli_policy::{normalize_host, CanonicalRequest, TokenHash};
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -80,13 +80,15 @@ impl FrontDoor {
                 port,
                 tls: true,
             };
+            let none: [&[u8]; 0] = [];
+            let connect =
+                CanonicalRequest::new("CONNECT", "/", none).expect("`CONNECT /` is canonical");
             match enforce_rules(
                 &self.shared,
                 &snapshot,
                 &token,
                 &target,
-                "CONNECT",
-                "/",
+                &connect,
                 &mut None,
             ) {
                 Verdict::Proceed => {}

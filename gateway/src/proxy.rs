@@ -11,7 +11,8 @@ use bytes::Bytes;
 use onecli_policy::audit::AuditRecord;
 use onecli_policy::model::RuleAction;
 use onecli_policy::{
-    has_dot_segment, normalize_host, Decision, RequestFacts, SecretPresence, Snapshot, TokenHash,
+    canonical::METHOD_OVERRIDE_HEADERS, normalize_host, Ambiguous, CanonicalRequest, Decision,
+    SecretPresence, Snapshot, TokenHash,
 };
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
@@ -143,24 +144,16 @@ impl ProxyHttp for GatewayProxy {
         let Some(token) = token.filter(|t| snapshot.agent_by_token_hash(t).is_some()) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        let path = session.req_header().uri.path();
-        if has_dot_segment(path) {
-            return self
-                .answer(
-                    session,
-                    ctx,
-                    Refusal::BadRequest("the path has . or .. segments"),
-                )
-                .await;
-        }
-        let req = session.req_header();
+        let canonical = match canonical_request(session.req_header_mut()) {
+            Ok(canonical) => canonical,
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
+        };
         let verdict = enforce_rules(
             &self.shared,
             &snapshot,
             &token,
             &target,
-            req.method.as_str(),
-            req.uri.path(),
+            &canonical,
             &mut ctx.rule,
         );
         ctx.snapshot = Some(snapshot);
@@ -375,8 +368,14 @@ impl GatewayProxy {
         if refusal.closes() {
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await?;
+        // A HEAD answer announces the body's length but carries none (over
+        // h2, a body there is a protocol error).
+        if session.req_header().method == http::Method::HEAD {
+            session.write_response_header(Box::new(resp), true).await?;
+        } else {
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+        }
         Ok(true)
     }
 
@@ -538,8 +537,14 @@ impl GatewayProxy {
         let mut resp = ResponseHeader::build(status, Some(2))?;
         resp.insert_header("content-type", "application/json")?;
         resp.insert_header("content-length", body.len().to_string())?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await?;
+        // A HEAD answer announces the body's length but carries none (over
+        // h2, a body there is a protocol error).
+        if session.req_header().method == http::Method::HEAD {
+            session.write_response_header(Box::new(resp), true).await?;
+        } else {
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+        }
         Ok(true)
     }
 }
@@ -618,6 +623,54 @@ fn absolute_target(req: &RequestHeader) -> std::result::Result<Option<Target>, R
     }
 }
 
+/// SPEC §6.0: the canonical form of the request, which every decision
+/// judges. The request is rewritten to it, so that what is forwarded is what
+/// was judged. TRACE and TRACK are refused: they echo the request back,
+/// credentials included.
+pub(crate) fn canonical_request(
+    req: &mut RequestHeader,
+) -> std::result::Result<CanonicalRequest, Refusal> {
+    let method = req.method.as_str();
+    if method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK") {
+        return Err(Refusal::MethodNotAllowed {
+            method: method.to_ascii_uppercase(),
+        });
+    }
+    let raw = req.raw_path().to_vec();
+    let (prefix, target) = match raw_target_authority(&raw) {
+        RawTargetAuthority::Absolute { path_and_query, .. } => {
+            raw.split_at(raw.len() - path_and_query.len())
+        }
+        _ => (&raw[..0], &raw[..]),
+    };
+    let target = match target {
+        b"" => "/",
+        t => std::str::from_utf8(t)
+            .map_err(|_| Refusal::BadRequest(Ambiguous::NotPrintable.reason()))?,
+    };
+    let overrides = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .flat_map(|name| req.headers.get_all(*name))
+        .map(|value| value.as_bytes());
+    let canonical = CanonicalRequest::new(method, target, overrides)
+        .map_err(|why| Refusal::BadRequest(why.reason()))?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    if canonical.path.exact != path {
+        let mut rewritten = prefix.to_vec();
+        rewritten.extend_from_slice(canonical.path.exact.as_bytes());
+        if let Some(query) = query {
+            rewritten.push(b'?');
+            rewritten.extend_from_slice(query.as_bytes());
+        }
+        req.set_raw_path(&rewritten)
+            .map_err(|_| Refusal::BadRequest("request target is not valid"))?;
+    }
+    Ok(canonical)
+}
+
 /// SPEC §6 for one request: `None` to go on, or the refusal. Counts the
 /// request against the rate limits it falls under.
 pub(crate) fn enforce_rules(
@@ -625,19 +678,14 @@ pub(crate) fn enforce_rules(
     snapshot: &Snapshot,
     token: &TokenHash,
     target: &Target,
-    method: &str,
-    path: &str,
+    request: &CanonicalRequest,
     decided_by: &mut Option<(String, String)>,
 ) -> Verdict {
     let Some(agent) = snapshot.agent_by_token_hash(token) else {
         return Verdict::Refuse(Refusal::ProxyAuthRequired);
     };
-    let facts = RequestFacts {
-        method,
-        host: &target.host,
-        port: target.port,
-        path,
-    };
+    let facts = request.facts(&target.host, target.port);
+    let (method, path) = (request.method.as_str(), request.path.exact.as_str());
     let dashboard_url = || shared.config.dashboard_url.trim_end_matches('/').to_owned();
     let (rate_limits, hold) = match snapshot.evaluate(agent, facts) {
         Decision::Allow { rate_limits } => (rate_limits, false),

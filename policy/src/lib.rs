@@ -6,6 +6,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod canonical;
 pub mod config;
 mod host_index;
 pub mod model;
@@ -16,8 +17,9 @@ pub mod secret;
 pub mod snapshot;
 pub mod wire;
 
+pub use canonical::{canonical_path, Ambiguous, CanonicalPath, CanonicalRequest};
 pub use model::PolicyDoc;
-pub use pattern::{has_dot_segment, normalize_host, HostPattern, PathPattern};
+pub use pattern::{normalize_host, HostPattern, PathPattern};
 pub use rules::{Decision, RequestFacts};
 pub use secret::SecretValue;
 pub use snapshot::{

@@ -158,18 +158,6 @@ pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Whether a request path has a `.` or `..` segment, plainly or
-/// percent-encoded. Origins resolve them, so `/repos/acme/../other` would
-/// match a pattern for `/repos/acme/*` and reach another resource: such
-/// paths are refused before any matching.
-pub fn has_dot_segment(path: &str) -> bool {
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    path.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
-    })
-}
-
 /// A path pattern. The query string is never part of a match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PathPattern {

@@ -25,13 +25,18 @@ pub enum Decision<'a> {
     },
 }
 
-/// A request as the rules see it. `host` is normalized, `method` upper-case.
+/// A request as the rules see it (SPEC §6.0, [`crate::canonical`]). `host`
+/// is normalized; `path` and `method` are the canonical path and the method
+/// as sent, which grants match; `broad_path` and `broad_methods` are what
+/// restrictions match.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub host: &'a str,
     pub port: u16,
     pub path: &'a str,
+    pub broad_path: &'a str,
+    pub broad_methods: &'a [String],
 }
 
 #[derive(Debug, Default)]
@@ -103,22 +108,26 @@ impl RuleIndex {
         let mut allowed = false;
         for i in own_candidates.chain(global_candidates) {
             let rule = &rules[i];
-            if !rule.matches(req) {
-                continue;
-            }
             match rule.action {
-                RuleAction::Block => return Decision::Block(rule),
-                RuleAction::ManualApproval => {
+                RuleAction::Block if rule.matches_broadly(req) => return Decision::Block(rule),
+                RuleAction::ManualApproval if rule.matches_broadly(req) => {
                     approval.get_or_insert(rule);
                 }
-                RuleAction::RateLimit { .. } => rate_limits.push(rule),
-                RuleAction::Allow => allowed = true,
+                RuleAction::RateLimit { .. } => {
+                    // Counted broadly; lets a deny-mode agent through narrowly.
+                    if rule.matches_broadly(req) {
+                        rate_limits.push(rule);
+                    }
+                    allowed |= rule.matches_narrowly(req);
+                }
+                RuleAction::Allow => allowed |= rule.matches_narrowly(req),
+                _ => {}
             }
         }
         if let Some(rule) = approval {
             return Decision::NeedsApproval { rule, rate_limits };
         }
-        if agent.policy_mode == PolicyMode::Deny && !allowed && rate_limits.is_empty() {
+        if agent.policy_mode == PolicyMode::Deny && !allowed {
             return Decision::BlockByDefault;
         }
         Decision::Allow { rate_limits }
@@ -126,7 +135,16 @@ impl RuleIndex {
 }
 
 impl Rule {
-    pub fn matches(&self, req: RequestFacts<'_>) -> bool {
+    /// For restrictions: the broad path, any of the broad methods.
+    pub fn matches_broadly(&self, req: RequestFacts<'_>) -> bool {
+        self.host.matches(req.host, req.port)
+            && self.broad_path.matches(req.broad_path)
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| req.broad_methods.contains(m)))
+    }
+
+    /// For grants: the exact path, the method exactly as sent.
+    pub fn matches_narrowly(&self, req: RequestFacts<'_>) -> bool {
         self.host.matches(req.host, req.port)
             && self.path.matches(req.path)
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))

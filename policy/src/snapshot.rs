@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
+use crate::canonical;
 use crate::host_index::HostIndex;
 use crate::model::{InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode};
 use crate::pattern::{HostPattern, PathPattern};
@@ -160,7 +161,11 @@ pub struct Rule {
     pub id: String,
     pub name: String,
     pub host: HostPattern,
+    /// The pattern with its literals canonical: what grants match.
     pub path: PathPattern,
+    /// The pattern lower-cased, empty segments and a trailing slash
+    /// dropped: what restrictions match ([`crate::canonical`]).
+    pub broad_path: PathPattern,
     pub methods: Vec<String>,
     pub agent: Option<usize>,
     pub action: RuleAction,
@@ -202,7 +207,9 @@ impl Snapshot {
             }
             let host = HostPattern::parse(&s.host_pattern)
                 .map_err(|e| err(item.clone(), Some("host_pattern"), e.to_string()));
+            // A grant: matched exactly against the canonical path.
             let path = PathPattern::parse(&s.path_pattern)
+                .and_then(|_| PathPattern::parse(&canonical::exact_pattern(&s.path_pattern)))
                 .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()));
             let ops = injection_ops(s.kind, &s.value, s.injection.as_ref())
                 .map_err(|e| err(item.clone(), Some("injection"), e));
@@ -289,7 +296,14 @@ impl Snapshot {
             let host = HostPattern::parse(&r.host_pattern)
                 .map_err(|e| err(item.clone(), Some("host_pattern"), e.to_string()));
             let path = PathPattern::parse(&r.path_pattern)
-                .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()));
+                .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()))
+                .and_then(|_| {
+                    let exact = PathPattern::parse(&canonical::exact_pattern(&r.path_pattern));
+                    let broad = PathPattern::parse(&canonical::broaden_pattern(&r.path_pattern));
+                    exact
+                        .and_then(|e| Ok((e, broad?)))
+                        .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()))
+                });
             let agent = match &r.agent_id {
                 None => Ok(None),
                 Some(id) => agent_index.get(id).map(|&i| Some(i)).ok_or_else(|| {
@@ -312,13 +326,14 @@ impl Snapshot {
                     "the limit must be at least 1".into(),
                 );
             }
-            if let (Ok(host), Ok(path), Ok(agent)) = (host, path, agent) {
+            if let (Ok(host), Ok((path, broad_path)), Ok(agent)) = (host, path, agent) {
                 if r.enabled {
                     rules.push(Rule {
                         id: r.id,
                         name: r.name,
                         host,
                         path,
+                        broad_path,
                         methods: r.methods,
                         agent,
                         action: r.action,

@@ -6,6 +6,7 @@ mod control;
 mod fleet;
 mod gateway;
 mod harness;
+mod hostile;
 mod load;
 mod manage;
 mod quickstart;

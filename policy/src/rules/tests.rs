@@ -1,6 +1,7 @@
 use crate::model::{AgentDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretMode};
-use crate::rules::{Decision, RequestFacts};
+use crate::rules::Decision;
 use crate::snapshot::{token_sha256, Snapshot};
+use crate::CanonicalRequest;
 
 fn agent(id: &str, mode: PolicyMode) -> AgentDoc {
     AgentDoc {
@@ -49,12 +50,8 @@ fn decide(snap: &Snapshot, agent: &str, method: &str, host: &str, path: &str) ->
     let a = snap
         .agent_by_token_hash(&token_sha256(agent))
         .expect("agent");
-    let req = RequestFacts {
-        method,
-        host,
-        port: 443,
-        path,
-    };
+    let canonical = CanonicalRequest::new(method, path, []).expect("canonical");
+    let req = canonical.facts(host, 443);
     let names = |rules: &[&crate::Rule]| {
         rules
             .iter()
@@ -350,17 +347,131 @@ fn ports_in_host_patterns_and_queries_in_paths() {
     );
     let a = snap.agent_by_token_hash(&token_sha256("a")).expect("agent");
     let at = |host, port, path| {
-        snap.evaluate(
-            a,
-            RequestFacts {
-                method: "GET",
-                host,
-                port,
-                path,
-            },
-        )
+        let canonical = CanonicalRequest::new("GET", path, []).expect("canonical");
+        snap.evaluate(a, canonical.facts(host, port))
     };
     assert!(matches!(at("h.test", 8443, "/"), Decision::Block(_)));
     assert!(matches!(at("h.test", 443, "/"), Decision::Allow { .. }));
     assert!(matches!(at("q.test", 443, "/v1/x?y=1"), Decision::Block(_)));
+}
+
+#[test]
+fn restrictions_catch_every_spelling_grants_only_the_exact_one() {
+    let snap = snapshot(
+        vec![agent("a", PolicyMode::Allow), agent("d", PolicyMode::Deny)],
+        vec![
+            rule(
+                "admin",
+                None,
+                "api.test",
+                "/admin/*",
+                &[],
+                RuleAction::Block,
+            ),
+            rule(
+                "no-delete",
+                None,
+                "api.test",
+                "*",
+                &["DELETE"],
+                RuleAction::Block,
+            ),
+            rule("no-get", None, "get.test", "*", &["GET"], RuleAction::Block),
+            rule(
+                "ask",
+                None,
+                "api.test",
+                "/approve/*",
+                &[],
+                RuleAction::ManualApproval,
+            ),
+            rule("hourly", None, "api.test", "/limited", &[], per_hour(1)),
+            rule(
+                "public",
+                Some("d"),
+                "api.test",
+                "/public/*",
+                &["GET"],
+                RuleAction::Allow,
+            ),
+            rule("metered", Some("d"), "m.test", "/Metered", &[], per_hour(9)),
+        ],
+    );
+    for path in [
+        "/admin/x",
+        "/%61dmin/x",
+        "//admin/x",
+        "/ADMIN/x",
+        "/admin;foo/x",
+        "/Admin/",
+        "/admin",
+    ] {
+        assert_eq!(
+            decide(&snap, "a", "GET", "api.test", path),
+            "block:admin",
+            "{path}"
+        );
+    }
+    for method in ["DELETE", "delete", "Delete"] {
+        assert_eq!(
+            decide(&snap, "a", method, "api.test", "/x"),
+            "block:no-delete"
+        );
+    }
+    assert_eq!(decide(&snap, "a", "HEAD", "get.test", "/x"), "block:no-get");
+    assert_eq!(decide(&snap, "a", "get", "get.test", "/x"), "block:no-get");
+    assert_eq!(decide(&snap, "a", "POST", "get.test", "/x"), "allow");
+    for path in ["/approve/x", "/%61pprove/x", "/APPROVE//x"] {
+        assert_eq!(
+            decide(&snap, "a", "GET", "api.test", path),
+            "approval:ask",
+            "{path}"
+        );
+    }
+    for path in [
+        "/limited",
+        "/%6cimited",
+        "/limited/",
+        "/LIMITED",
+        "//limited;x",
+    ] {
+        assert_eq!(
+            decide(&snap, "a", "GET", "api.test", path),
+            "allow+rl:hourly",
+            "{path}"
+        );
+    }
+    // A method override header is the method, for restrictions.
+    let a = snap.agent_by_token_hash(&token_sha256("a")).expect("agent");
+    let overridden = CanonicalRequest::new("POST", "/x", [&b"DELETE"[..]]).expect("canonical");
+    assert!(matches!(
+        snap.evaluate(a, overridden.facts("api.test", 443)),
+        Decision::Block(r) if r.name == "no-delete"
+    ));
+    // Grants are narrow: only the spelling the rule names.
+    assert_eq!(decide(&snap, "d", "GET", "api.test", "/public/x"), "allow");
+    assert_eq!(
+        decide(&snap, "d", "GET", "api.test", "/%70ublic/x"),
+        "allow"
+    );
+    for (method, path) in [
+        ("GET", "/PUBLIC/x"),
+        ("GET", "//public/x"),
+        ("GET", "/public;x/y"),
+        ("get", "/public/x"),
+        ("HEAD", "/public/x"),
+    ] {
+        assert_eq!(
+            decide(&snap, "d", method, "api.test", path),
+            "default",
+            "{method} {path}"
+        );
+    }
+    // A rate limit counts every spelling but lets a deny-mode agent through
+    // only on the one it names.
+    assert_eq!(
+        decide(&snap, "d", "GET", "m.test", "/Metered"),
+        "allow+rl:metered"
+    );
+    assert_eq!(decide(&snap, "d", "GET", "m.test", "/metered"), "default");
 }

@@ -135,6 +135,13 @@ fn injections_follow_host_path_and_visibility() {
         ["gh"]
     );
     assert!(ids(snap.injections(all, "api.github.com", 443, true, "/user")).is_empty());
+    // A scope is a grant: only its own spelling of the path (SPEC §6.0).
+    for other in ["/REPOS/x", "//repos/x", "/repos;x/y", "/Repos/x"] {
+        assert!(
+            ids(snap.injections(all, "api.github.com", 443, true, other)).is_empty(),
+            "{other}"
+        );
+    }
     assert!(ids(snap.injections(all, "example.com", 443, true, "/")).is_empty());
     // Selective: only the assigned secret.
     assert!(ids(snap.injections(picky, "api.anthropic.com", 443, true, "/")).is_empty());

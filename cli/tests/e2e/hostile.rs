@@ -1,0 +1,239 @@
+//! A hostile agent against `onecli serve` (issue: rules bypassed by
+//! re-spelling a request). Every spelling of a restricted request is caught
+//! over HTTP/1.1 and HTTP/2 (SPEC §6.0), ambiguous ones are refused with
+//! 400, grants match only the spelling they name, and what is forwarded is
+//! the canonical form that was judged.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::harness::echoed;
+use crate::served::Served;
+
+const KEY: &str = "SECRET-respelled-key";
+
+struct Agent<'a> {
+    s: &'a Served,
+    token: String,
+}
+
+impl Agent<'_> {
+    /// curl through the gateway, the path sent as written; (status, body).
+    fn send(&self, http2: bool, method: &str, host: &str, path: &str) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--path-as-is"])
+            .args(["-x", &format!("http://127.0.0.1:{}", self.s.gateway_port)])
+            .args(["--proxy-user", &format!("x:{}", self.token)])
+            .arg("--cacert")
+            .arg(self.s.gateway_ca())
+            .arg(if http2 { "--http2" } else { "--http1.1" })
+            .args(["-w", "\n%{http_code}"]);
+        if method == "HEAD" {
+            cmd.arg("--head");
+        } else {
+            cmd.args(["-X", method]);
+        }
+        cmd.arg(format!("https://{host}:{}{path}", self.s.origin.port()));
+        let out = cmd.output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let status = status.trim().parse().unwrap_or(0);
+        assert_ne!(
+            status,
+            0,
+            "{method} {path}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let body = serde_json::from_str(body).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Both protocols, the same answer: (status, error code or the origin's path).
+    fn both(&self, method: &str, host: &str, path: &str) -> (u16, String) {
+        let answers: Vec<(u16, String)> = [false, true]
+            .iter()
+            .map(|&h2| {
+                let (status, body) = self.send(h2, method, host, path);
+                if status == 200 {
+                    assert_eq!(
+                        echoed(&body, "x-key"),
+                        [KEY],
+                        "{method} {path}: not injected"
+                    );
+                    (status, body["path"].as_str().unwrap_or_default().to_owned())
+                } else {
+                    assert!(!body.to_string().contains(KEY), "{body}");
+                    (
+                        status,
+                        body["error"].as_str().unwrap_or_default().to_owned(),
+                    )
+                }
+            })
+            .collect();
+        assert_eq!(answers[0], answers[1], "{method} {path}: h1 and h2 differ");
+        answers[0].clone()
+    }
+}
+
+async fn served_with_rules() -> (Served, String) {
+    let s = Served::start_with(&["--approval-timeout", "1s"]).await;
+    let secret = json!({ "name": "k", "type": "generic", "value": KEY, "hostPattern": "*.test",
+        "injectionConfig": { "headerName": "X-Key", "valueFormat": "{value}" } });
+    assert_eq!(s.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+    let (deny, _) = s.agent("denied").await;
+    let rules = [
+        json!({ "name": "admin", "hostPattern": "api.test", "pathPattern": "/admin/*", "action": "block" }),
+        json!({ "name": "no deletes", "hostPattern": "api.test", "methods": ["DELETE"], "action": "block" }),
+        json!({ "name": "no reads", "hostPattern": "other.test", "methods": ["GET"], "action": "block" }),
+        json!({ "name": "ask", "hostPattern": "api.test", "pathPattern": "/approve/*", "action": "manual_approval" }),
+        json!({ "name": "hourly", "hostPattern": "api.test", "pathPattern": "/limited", "action": "rate_limit", "rateLimit": 1, "rateLimitWindow": "hour" }),
+        json!({ "name": "public", "agentId": deny, "hostPattern": "api.test", "pathPattern": "/public/*", "methods": ["GET"], "action": "allow" }),
+    ];
+    for mut rule in rules {
+        rule["enabled"] = json!(true);
+        let (status, body) = s.api("POST", "/v1/rules", Some(rule)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, _) = s
+        .api(
+            "PATCH",
+            &format!("/v1/agents/{deny}/policy-mode"),
+            Some(json!({ "mode": "deny" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    (s, deny)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn respelled_requests_meet_the_same_rules_over_h1_and_h2() {
+    let (s, _) = served_with_rules().await;
+    let (_, token) = s.agent("hostile").await;
+    let agent = Agent { s: &s, token };
+    let blocked = || (403, "blocked_by_policy".to_owned());
+    let bad = || (400, "bad_request".to_owned());
+
+    for path in [
+        "/admin/x",
+        "/%61dmin/x",
+        "/%41DMIN/x",
+        "//admin/x",
+        "/ADMIN/x",
+        "/admin;foo/x",
+        "/admin/",
+        "/admin",
+        "/./admin/x",
+    ] {
+        let want = if path.contains("/./") {
+            bad()
+        } else {
+            blocked()
+        };
+        assert_eq!(agent.both("GET", "api.test", path), want, "{path}");
+    }
+    for path in [
+        "/admin%2fx",
+        "/admin%2Fx",
+        "/admin%5cx",
+        "/admin\\x",
+        "/%2561dmin/x",
+        "/x/..%2fadmin",
+        "/x/%2e%2e/admin",
+        "/x/..;/admin",
+        "/admin%00/x",
+    ] {
+        assert_eq!(agent.both("GET", "api.test", path), bad(), "{path}");
+    }
+    for method in ["DELETE", "delete", "Delete"] {
+        assert_eq!(agent.both(method, "api.test", "/x"), blocked(), "{method}");
+    }
+    // A block on GET also holds HEAD (no body to read the code from).
+    for h2 in [false, true] {
+        assert_eq!(agent.send(h2, "HEAD", "other.test", "/x").0, 403);
+        assert_eq!(agent.send(h2, "get", "other.test", "/x").0, 403);
+    }
+    // Approval: every spelling is held (and, unanswered, denied after 1 s).
+    for path in ["/approve/x", "/%61pprove/x", "/APPROVE/x"] {
+        assert_eq!(
+            agent.both("GET", "api.test", path),
+            (403, "manual_approval_denied".to_owned()),
+            "{path}"
+        );
+    }
+    // One an hour: the first passes, no spelling gets a second.
+    assert_eq!(agent.send(false, "GET", "api.test", "/limited").0, 200);
+    for path in [
+        "/limited",
+        "/%6cimited",
+        "/limited/",
+        "/LIMITED",
+        "//limited;x",
+    ] {
+        assert_eq!(
+            agent.both("GET", "api.test", path),
+            (429, "rate_limited".to_owned()),
+            "{path}"
+        );
+    }
+    // What is forwarded is the canonical form that was judged.
+    assert_eq!(
+        agent.both("GET", "api.test", "/%7Euser/%61ny%2dthing?q=%61"),
+        (200, "/~user/any-thing".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deny_mode_grant_opens_only_the_spelling_it_names() {
+    let (s, _) = served_with_rules().await;
+    let (_, list) = s.api("GET", "/v1/agents", None).await;
+    let token = list
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["identifier"] == "denied"))
+        .and_then(|a| a["accessToken"].as_str())
+        .expect("denied agent")
+        .to_owned();
+    let agent = Agent { s: &s, token };
+    assert_eq!(
+        agent.both("GET", "api.test", "/public/x"),
+        (200, "/public/x".to_owned())
+    );
+    for path in [
+        "/public/..%2fprivate",
+        "/public/..%5cprivate",
+        "/public/../private",
+    ] {
+        assert_eq!(
+            agent.both("GET", "api.test", path),
+            (400, "bad_request".to_owned()),
+            "{path}"
+        );
+    }
+    for (method, path) in [
+        ("GET", "/PUBLIC/x"),
+        ("GET", "//public/x"),
+        ("GET", "/public;x/y"),
+        ("POST", "/public/x"),
+        ("get", "/public/x"),
+    ] {
+        assert_eq!(
+            agent.both(method, "api.test", path),
+            (403, "blocked_by_default_policy".to_owned()),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_and_track_are_refused_and_never_injected() {
+    let (s, _) = served_with_rules().await;
+    let (_, token) = s.agent("tracer").await;
+    let agent = Agent { s: &s, token };
+    for method in ["TRACE", "trace", "TRACK"] {
+        assert_eq!(
+            agent.both(method, "api.test", "/x"),
+            (405, "method_not_allowed".to_owned()),
+            "{method}"
+        );
+    }
+}
