@@ -91,7 +91,11 @@ pub struct SecretRecord {
     pub name: String,
     pub kind: SecretKind,
     value_sealed: Vec<u8>,
-    /// `sk-a••••••••wxyz`, computed once at write time.
+    /// `••••••••wxyz` ([`SecretValue::preview`]): filled in from the sealed
+    /// value when the record is read, never stored, so that the database
+    /// holds no plaintext fragment of a secret. Records written before held
+    /// one here; the store rewrites them when it opens.
+    #[serde(skip_serializing, default)]
     pub preview: String,
     /// An Anthropic OAuth token (`sk-ant-oat…`) rather than an API key:
     /// container config names the placeholder variable after it.
@@ -215,7 +219,42 @@ impl Store {
             }
         }
         txn.commit().map_err(db_err)?;
-        Ok(Store { db, key })
+        let mut store = Store { db, key };
+        store.drop_stored_previews()?;
+        Ok(store)
+    }
+
+    /// Secrets written by earlier versions kept a preview of the value (its
+    /// first and last four characters) in clear: rewrites them without it,
+    /// then compacts the file so that the freed pages do not keep it either.
+    fn drop_stored_previews(&mut self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut rewritten = 0;
+        {
+            let mut table = txn.open_table(SECRETS).map_err(db_err)?;
+            let mut stale = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (id, raw) = entry.map_err(db_err)?;
+                let record: serde_json::Value =
+                    serde_json::from_slice(raw.value()).map_err(db_err)?;
+                if record.get("preview").is_some() {
+                    stale.push((id.value().to_owned(), raw.value().to_vec()));
+                }
+            }
+            for (id, raw) in stale {
+                let record: SecretRecord = serde_json::from_slice(&raw).map_err(db_err)?;
+                let bytes = serde_json::to_vec(&record).map_err(db_err)?;
+                table
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                rewritten += 1;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        if rewritten > 0 {
+            self.db.compact().map_err(db_err)?;
+        }
+        Ok(())
     }
 
     pub fn policy_version(&self) -> Result<u64> {
@@ -364,11 +403,24 @@ impl Store {
     pub fn secrets(&self) -> Result<Vec<SecretRecord>> {
         let mut secrets: Vec<SecretRecord> = self.all(SECRETS)?;
         secrets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        for s in &mut secrets {
+            self.fill_preview(s)?;
+        }
         Ok(secrets)
     }
 
     pub fn secret(&self, id: &str) -> Result<SecretRecord> {
-        self.one(SECRETS, id)?.ok_or(StoreError::NotFound("secret"))
+        let mut s = self
+            .one(SECRETS, id)?
+            .ok_or(StoreError::NotFound("secret"))?;
+        self.fill_preview(&mut s)?;
+        Ok(s)
+    }
+
+    fn fill_preview(&self, s: &mut SecretRecord) -> Result<()> {
+        let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
+        s.preview = SecretValue::new(value.to_string()).preview();
+        Ok(())
     }
 
     pub fn create_secret(&self, input: SecretInput) -> Result<SecretRecord> {

@@ -18,15 +18,17 @@ impl SecretValue {
         &self.0
     }
 
-    /// `sk-a••••••••wxyz`: what an API may show of a stored value.
+    /// `••••••••wxyz`: what an API may show of a stored value. The last
+    /// four characters only, and only of a value of 16 or more: enough to
+    /// tell two keys apart, too little to narrow a short one down.
     pub fn preview(&self) -> String {
+        const MASK: &str = "••••••••";
         let chars: Vec<char> = self.0.chars().collect();
-        if chars.len() < 12 {
-            return "••••••••".to_owned();
+        if chars.len() < 16 {
+            return MASK.to_owned();
         }
-        let head: String = chars[..4].iter().collect();
         let tail: String = chars[chars.len() - 4..].iter().collect();
-        format!("{head}••••••••{tail}")
+        format!("{MASK}{tail}")
     }
 
     pub fn len(&self) -> usize {
@@ -57,11 +59,19 @@ mod tests {
     }
 
     #[test]
-    fn preview_masks_the_middle() {
+    fn preview_shows_at_most_the_last_four() {
         assert_eq!(
             SecretValue::new("sk-ant-api03-abcdefwxyz".into()).preview(),
-            "sk-a••••••••wxyz"
+            "••••••••wxyz"
         );
         assert_eq!(SecretValue::new("short".into()).preview(), "••••••••");
+        assert_eq!(
+            SecretValue::new("fifteen-chars-x".into()).preview(),
+            "••••••••"
+        );
+        assert_eq!(
+            SecretValue::new("sixteen-chars-xy".into()).preview(),
+            "••••••••s-xy"
+        );
     }
 }

@@ -71,12 +71,26 @@ const PLACEHOLDERS: [&str; 3] = [
     "OPENAI_API_KEY",
 ];
 
+/// Whether a variable holds an operator's credential, or says where one
+/// is (`ONECLI_API_KEY`, `ONECLI_SECRET_KEY`, `ONECLI_GATEWAY_TOKEN_FILE`,
+/// …): never passed on to the agent, which could use it to change its own
+/// rules or read the secrets.
+fn is_operator_credential(name: &str) -> bool {
+    name.strip_prefix("ONECLI_").is_some_and(|rest| {
+        ["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"]
+            .iter()
+            .any(|word| rest.contains(word))
+    })
+}
+
 struct Plan {
     binary: PathBuf,
     args: Vec<OsString>,
     agent: String,
     gateway: String,
     env: BTreeMap<String, String>,
+    /// Inherited variables taken away from the agent.
+    removed: Vec<String>,
     files: Vec<(PathBuf, &'static str, String)>,
 }
 
@@ -181,6 +195,10 @@ pub fn run(args: RunArgs, api_args: &ApiArgs) -> Result<(), CliError> {
         agent: agent_name,
         gateway,
         env,
+        removed: std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| is_operator_credential(name))
+            .collect(),
         files,
     };
 
@@ -199,10 +217,11 @@ pub fn run(args: RunArgs, api_args: &ApiArgs) -> Result<(), CliError> {
             )
         })?;
     }
-    let error = std::process::Command::new(&plan.binary)
-        .args(&plan.args)
-        .envs(&plan.env)
-        .exec();
+    let mut command = std::process::Command::new(&plan.binary);
+    for name in &plan.removed {
+        command.env_remove(name);
+    }
+    let error = command.args(&plan.args).envs(&plan.env).exec();
     Err(CliError::new(
         exit::NO_COMMAND,
         format!("cannot run {}: {error}", plan.binary.display()),
@@ -223,6 +242,7 @@ fn dry_run(plan: &Plan) -> Value {
         "agent": plan.agent,
         "gateway": plan.gateway,
         "env": env,
+        "removed": plan.removed,
         "files": plan.files.iter().map(|(path, purpose, _)| json!({ "path": path.display().to_string(), "purpose": purpose })).collect::<Vec<_>>(),
     })
 }

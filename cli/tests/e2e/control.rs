@@ -190,7 +190,7 @@ async fn secret_values_are_write_only() {
             "type"
         ]
     );
-    assert_eq!(created["preview"], "sk-a••••••••1234");
+    assert_eq!(created["preview"], "••••••••1234");
     let id = created["id"].as_str().expect("id");
     let generic = json!({
         "name": "GitHub", "type": "generic", "value": "ghp_CONTROL_SECRET", "hostPattern": "generic.test",

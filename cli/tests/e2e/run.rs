@@ -295,3 +295,46 @@ async fn curl_and_python_reach_the_origin_with_the_credential() {
     let body: Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(crate::harness::echoed(&body, "x-api-key"), [KEY]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_keys_never_reach_the_agent() {
+    let s = Served::start().await;
+    let home = Home::new();
+    // The CLI itself is given the admin key this way (Home::onecli).
+    let out = ok(&home
+        .onecli(&s)
+        .env(
+            "ONECLI_SECRET_KEY",
+            "c2VjcmV0LWtleS1vZi10aGUtb3BlcmF0b3ItMzJieXRl",
+        )
+        .env("ONECLI_GATEWAY_TOKEN_FILE", "/srv/onecli/gateway-token")
+        .env("ONECLI_SECRET_KEY_FILE", "/run/secrets/onecli")
+        .env("ONECLI_LOG", "kept")
+        .args(["run", "--", "sh", "-c", "env"])
+        .output()
+        .expect("run"));
+    for name in [
+        "ONECLI_API_KEY",
+        "ONECLI_SECRET_KEY",
+        "ONECLI_GATEWAY_TOKEN_FILE",
+        "ONECLI_SECRET_KEY_FILE",
+    ] {
+        assert!(
+            !out.lines().any(|l| l.starts_with(&format!("{name}="))),
+            "{name} reached the agent"
+        );
+    }
+    assert!(!out.contains(&s.api_key), "the admin key reached the agent");
+    assert!(out.lines().any(|l| l == "ONECLI_LOG=kept"));
+    // The dry run says what it takes away, never the values.
+    let plan = ok(&home
+        .onecli(&s)
+        .args(["run", "--dry-run", "--", "sh"])
+        .output()
+        .expect("dry run"));
+    let plan: Value = serde_json::from_str(&plan).expect("json");
+    assert!(plan["removed"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|n| n == "ONECLI_API_KEY")));
+    assert!(!plan.to_string().contains(&s.api_key));
+}

@@ -79,7 +79,7 @@ fn secrets_are_validated_and_sealed_at_rest() {
             "api.openai.com",
         ))
         .expect("create");
-    assert_eq!(created.preview, "sk-p••••••••cdef");
+    assert_eq!(created.preview, "••••••••cdef");
     assert_eq!(created.path_pattern, "*");
     assert!(matches!(
         s.create_secret(secret("Bad", "v", "a b")),
@@ -103,6 +103,7 @@ fn secrets_are_validated_and_sealed_at_rest() {
     let file = std::fs::read(dir.path().join("onecli.redb")).expect("db file");
     let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(b"PLAINTEXT"), "secret value in the clear on disk");
+    assert!(!contains(b"sk-p"), "a fragment of the value on disk");
     assert!(
         !contains(token.as_bytes()),
         "agent token in the clear on disk"
@@ -359,4 +360,53 @@ fn the_audit_log_is_bounded_and_read_newest_first() {
         1,
         "the audit log is not policy"
     );
+}
+
+#[test]
+fn the_file_keeps_no_plaintext_fragment_of_a_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let value = "sk-proj-PLAINTEXT-abcdef";
+    let id = {
+        let s = store(dir.path());
+        let created = s
+            .create_secret(secret("OpenAI", value, "api.openai.com"))
+            .expect("create");
+        assert_eq!(s.secret(&created.id).expect("get").preview, "••••••••cdef");
+        assert_eq!(s.secrets().expect("list")[0].preview, "••••••••cdef");
+        // What an earlier version wrote: the first and last four in clear.
+        let txn = s.db.begin_write().expect("txn");
+        {
+            let mut table = txn.open_table(SECRETS).expect("table");
+            let raw = table
+                .get(created.id.as_str())
+                .expect("get")
+                .expect("row")
+                .value()
+                .to_vec();
+            let mut legacy: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+            legacy["preview"] = serde_json::json!("sk-p••••••••cdef");
+            let bytes = serde_json::to_vec(&legacy).expect("json");
+            table
+                .insert(created.id.as_str(), bytes.as_slice())
+                .expect("put");
+        }
+        txn.commit().expect("commit");
+        created.id
+    };
+    let contains = |needle: &[u8]| {
+        let file = std::fs::read(dir.path().join("onecli.redb")).expect("db file");
+        file.windows(needle.len()).any(|w| w == needle)
+    };
+    assert!(
+        contains("sk-p••".as_bytes()),
+        "the legacy record is on disk"
+    );
+    // Opening again rewrites the record and compacts the file.
+    let s = store(dir.path());
+    assert_eq!(s.secret(&id).expect("get").preview, "••••••••cdef");
+    drop(s);
+    assert!(!contains(b"PLAINTEXT"), "the value in clear");
+    assert!(!contains("sk-p••".as_bytes()), "the old preview");
+    assert!(!contains("••cdef".as_bytes()), "a preview");
+    assert!(!contains(b"\"preview\""), "a preview field");
 }
