@@ -9,7 +9,7 @@
 //! | `/hang` | never answers |
 //! | `/unauthorized` | 401 with an auth-looking JSON body |
 //! | `/bad-key`, `/bad-request` | 400 about a missing key, 400 about something else |
-//! | `/redirect` | 302 to `/echo`, with the request's query |
+//! | `/redirect` | 302 to `/echo` with the request's query, reflected in `Location`, `Content-Location`, `Refresh` and two `Link`s |
 //! | upgrade request | 101, then echoes raw bytes back |
 //! | anything else | JSON echo of method, path, query, headers, body length and hash |
 
@@ -230,8 +230,18 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
             } else {
                 format!("/echo?{query}")
             };
-            if let Ok(v) = hyper::header::HeaderValue::try_from(location) {
-                r.headers_mut().insert("location", v);
+            // And into every other header that carries a URL, some twice.
+            let reflected = [
+                ("location", location.clone()),
+                ("content-location", location.clone()),
+                ("refresh", format!("0; url={location}")),
+                ("link", format!("<{location}>; rel=next")),
+                ("link", format!("<{location}&page=2>; rel=last")),
+            ];
+            for (name, value) in reflected {
+                if let Ok(v) = hyper::header::HeaderValue::try_from(value) {
+                    r.headers_mut().append(name, v);
+                }
             }
             r
         }

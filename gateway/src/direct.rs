@@ -42,13 +42,15 @@ pub enum Outcome {
 }
 
 /// Sends `req` (prepared: origin-form, credentials injected, framed for
-/// `body`) and `body` to the target, and relays what comes back.
+/// `body`) and `body` to the target, and relays what comes back, with the
+/// query credentials in `injected` scrubbed from its headers.
 pub async fn forward(
     shared: &Shared,
     session: &mut Session,
     target: &Target,
     req: &RequestHeader,
     body: &[u8],
+    injected: &crate::inject::Injected,
 ) -> Outcome {
     let mut upstream = match connect(shared, target).await {
         Ok(s) => s,
@@ -87,9 +89,10 @@ pub async fn forward(
     let early = buf.split_off(head.len);
     let status = head.status;
     let upgraded = status == 101;
-    let Ok(resp) = response_header(&head, upgraded) else {
+    let Ok(mut resp) = response_header(&head, upgraded) else {
         return Outcome::Refused(invalid(target));
     };
+    crate::inject::scrub_reflected(&mut resp, &injected.query_values);
     if upgraded {
         if session
             .write_response_header(Box::new(resp), false)

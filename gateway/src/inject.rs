@@ -21,8 +21,9 @@ pub enum InjectError {
 pub struct Injected {
     /// Ids of the secrets applied, in order.
     pub secret_ids: Vec<String>,
-    /// Credentials placed in the query string, percent-encoded as sent: an
-    /// upstream may reflect them in a redirect, which must not reach the agent.
+    /// Credentials placed in the query string, percent-encoded as sent and
+    /// as the plain value: an upstream may reflect them in a redirect, which
+    /// must not reach the agent.
     pub query_values: Vec<Zeroizing<String>>,
     /// Headers the secrets set or removed: a reviewer never sees them.
     pub header_names: Vec<String>,
@@ -65,12 +66,21 @@ pub fn apply<'a>(
                     injected.header_names.push(name.clone());
                 }
                 InjectOp::SetQuery { name, format } => {
-                    let encoded = Zeroizing::new(percent_encode(&format.render(secret.value())));
+                    let rendered = format.render(secret.value());
+                    let encoded = Zeroizing::new(percent_encode(&rendered));
                     let target = Zeroizing::new(set_query_param(req.raw_path(), name, &encoded));
                     req.set_raw_path(&target)
                         .map_err(|_| InjectError::BadTarget {
                             secret: secret.name.clone(),
                         })?;
+                    for plain in [rendered, Zeroizing::new(secret.value().expose().to_owned())] {
+                        if !plain.is_empty()
+                            && *plain != *encoded
+                            && !injected.query_values.contains(&plain)
+                        {
+                            injected.query_values.push(plain);
+                        }
+                    }
                     injected.query_values.push(encoded);
                 }
             }
@@ -80,30 +90,65 @@ pub fn apply<'a>(
     Ok(injected)
 }
 
-/// Response headers that carry URLs back to the client.
-const URL_HEADERS: [&str; 4] = ["location", "content-location", "link", "refresh"];
-
 /// Replaces credentials the gateway put in the query string wherever the
-/// upstream reflected them into a URL-carrying response header. The URL
-/// still works through the gateway, which injects the real value again.
+/// upstream reflected them into a response header: every value of every
+/// header (`Location`, `Content-Location`, `Link` and `Refresh` carry URLs;
+/// any other may echo the request), read as bytes, so that no second value
+/// and no non-UTF-8 value slips through. A URL still works through the
+/// gateway, which injects the real value again.
 pub fn scrub_reflected(resp: &mut ResponseHeader, query_values: &[Zeroizing<String>]) {
     if query_values.is_empty() {
         return;
     }
-    for name in URL_HEADERS {
-        let Some(value) = resp.headers.get(name).and_then(|v| v.to_str().ok()) else {
-            continue;
-        };
-        if !query_values.iter().any(|q| value.contains(q.as_str())) {
-            continue;
+    let reflects = |value: &[u8]| {
+        query_values
+            .iter()
+            .any(|q| !q.is_empty() && find(value, q.as_bytes()).is_some())
+    };
+    let names: Vec<http::HeaderName> = resp
+        .headers
+        .iter()
+        .filter(|(_, value)| reflects(value.as_bytes()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in names {
+        let values: Vec<Vec<u8>> = resp
+            .headers
+            .get_all(&name)
+            .iter()
+            .map(|value| {
+                let mut scrubbed = value.as_bytes().to_vec();
+                for q in query_values {
+                    scrubbed = replace_all(&scrubbed, q.as_bytes(), REDACTED.as_bytes());
+                }
+                scrubbed
+            })
+            .collect();
+        resp.remove_header(&name);
+        for value in values {
+            // Replacing bytes of a valid header value with ASCII keeps it
+            // valid; a value that somehow is not is dropped, never kept.
+            if let Ok(value) = http::HeaderValue::from_bytes(&value) {
+                let _ = resp.append_header(name.clone(), value);
+            }
         }
-        let mut scrubbed = value.to_owned();
-        for q in query_values {
-            scrubbed = scrubbed.replace(q.as_str(), REDACTED);
-        }
-        // Replacing bytes of a valid header value with ASCII keeps it valid.
-        let _ = resp.insert_header(name, scrubbed);
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(i) = find(rest, needle) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(with);
+        rest = &rest[i + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 pub const REDACTED: &str = "onecli-redacted";
@@ -259,20 +304,42 @@ mod tests {
             .expect("header");
         resp.insert_header("link", "<https://h.test/?key=k%26y>; rel=next")
             .expect("header");
-        resp.insert_header("x-other", "key=k%26y").expect("header");
+        resp.append_header("link", "<https://h.test/?key=k%26y&p=2>; rel=last")
+            .expect("header");
+        resp.insert_header("x-echo", "key=k&y").expect("header");
+        resp.append_header(
+            "x-raw",
+            http::HeaderValue::from_bytes(b"\xffkey=k%26y").expect("obs-text"),
+        )
+        .expect("header");
         scrub_reflected(&mut resp, &injected.query_values);
         assert_eq!(
             resp.headers.get("location").expect("kept"),
             "https://h.test/maps/?key=onecli-redacted&z=1"
         );
+        let links: Vec<&[u8]> = resp
+            .headers
+            .get_all("link")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
         assert_eq!(
-            resp.headers.get("link").expect("kept"),
-            "<https://h.test/?key=onecli-redacted>; rel=next"
+            links,
+            [
+                &b"<https://h.test/?key=onecli-redacted>; rel=next"[..],
+                &b"<https://h.test/?key=onecli-redacted&p=2>; rel=last"[..]
+            ],
+            "every value"
         );
         assert_eq!(
-            resp.headers.get("x-other").expect("kept"),
-            "key=k%26y",
-            "only URL headers are rewritten"
+            resp.headers.get("x-echo").expect("kept"),
+            "key=onecli-redacted",
+            "the plain value too, in any header"
+        );
+        assert_eq!(
+            resp.headers.get("x-raw").expect("kept").as_bytes(),
+            b"\xffkey=onecli-redacted",
+            "values that are not UTF-8 too"
         );
     }
 

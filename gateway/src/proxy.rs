@@ -447,7 +447,16 @@ impl GatewayProxy {
                     .inc_by(injected.secret_ids.len() as u64);
                 ctx.injected = injected;
                 ctx.outcome = "approved";
-                match direct::forward(&self.shared, session, &target, &upstream, &body).await {
+                match direct::forward(
+                    &self.shared,
+                    session,
+                    &target,
+                    &upstream,
+                    &body,
+                    &ctx.injected,
+                )
+                .await
+                {
                     direct::Outcome::Relayed(_) => Ok(true),
                     direct::Outcome::Broken => Err(Error::explain(
                         ErrorType::ReadError,
@@ -503,7 +512,7 @@ impl GatewayProxy {
             }
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         }
-        match direct::forward(&self.shared, session, &target, &req, &[]).await {
+        match direct::forward(&self.shared, session, &target, &req, &[], &ctx.injected).await {
             direct::Outcome::Relayed(_) => Ok(true),
             direct::Outcome::Broken => Err(Error::explain(
                 ErrorType::ReadError,

@@ -237,3 +237,92 @@ async fn trace_and_track_are_refused_and_never_injected() {
         );
     }
 }
+
+/// curl's response head for `url` through the gateway.
+fn head_via(s: &Served, token: &str, url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"])
+        .args(["-x", &format!("http://127.0.0.1:{}", s.gateway_port)])
+        .args(["--proxy-user", &format!("x:{token}")])
+        .arg("--cacert")
+        .arg(s.gateway_ca())
+        .arg(url)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflected_query_credentials_never_come_back_on_any_path() {
+    const QUERY_SECRET: &str = "SECRET-reflected-query";
+    let s = Served::start().await;
+    let secret = json!({ "name": "q", "type": "generic", "value": QUERY_SECRET,
+        "hostPattern": "api.test", "injectionConfig": { "paramName": "key", "paramFormat": "{value}" } });
+    assert_eq!(s.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+    let rule = json!({ "name": "held", "hostPattern": "api.test", "pathPattern": "/redirect",
+        "methods": ["POST"], "action": "manual_approval", "enabled": true });
+    assert_eq!(s.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    let (_, token) = s.agent("reflected").await;
+    let check = |head: &str| {
+        assert!(head.starts_with("HTTP/") && head.contains(" 302"), "{head}");
+        assert!(
+            !head.contains(QUERY_SECRET),
+            "the credential came back: {head}"
+        );
+        let links = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("link:"))
+            .count();
+        assert_eq!(links, 2, "{head}");
+        assert_eq!(head.matches("key=onecli-redacted").count(), 5, "{head}");
+    };
+    // Through Pingora's path.
+    let port = s.origin.port();
+    check(&head_via(
+        &s,
+        &token,
+        &format!("https://api.test:{port}/redirect?q=1"),
+    ));
+    // Through `direct`: a request a human approved.
+    let url = format!("https://api.test:{port}/redirect?q=1");
+    let (gw, ca, tok) = (s.gateway_port, s.gateway_ca(), token.clone());
+    let held = std::thread::spawn(move || {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"])
+            .args(["-X", "POST", "-d", "held"])
+            .args(["-x", &format!("http://127.0.0.1:{gw}")])
+            .args(["--proxy-user", &format!("x:{tok}")])
+            .arg("--cacert")
+            .arg(ca)
+            .arg(url)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let id = loop {
+        let (_, pending) = s.api("GET", "/v1/approvals/pending?wait=0", None).await;
+        if let Some(id) = pending["requests"]
+            .as_array()
+            .and_then(|p| p.first())
+            .and_then(|p| p["id"].as_str())
+        {
+            break id.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never held: {pending}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let decision = json!({ "decision": "approve" });
+    let (status, _) = s
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/decision"),
+            Some(decision),
+        )
+        .await;
+    assert_eq!(status, 200);
+    check(&held.join().expect("curl thread"));
+}
