@@ -75,6 +75,7 @@ fn doc(rules: usize, secrets: usize) -> PolicyDoc {
                 name: "authorization".into(),
                 format: "Bearer {value}".into(),
             }),
+            allow_plaintext: false,
         })
         .collect();
     PolicyDoc {

@@ -105,6 +105,9 @@ pub struct SecretRecord {
     pub path_pattern: String,
     #[serde(default)]
     pub injection: Option<InjectionDoc>,
+    /// Injected into plain HTTP too (never on port 443).
+    #[serde(default)]
+    pub allow_plaintext: bool,
     pub created_at: String,
 }
 
@@ -148,6 +151,7 @@ pub struct SecretInput {
     pub host_pattern: Option<String>,
     pub path_pattern: Option<String>,
     pub injection: Option<Option<InjectionDoc>>,
+    pub allow_plaintext: Option<bool>,
 }
 
 /// What a new rule or an update says. `None` fields are left as they are.
@@ -442,6 +446,7 @@ impl Store {
             host_pattern,
             path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
             injection: input.injection.flatten(),
+            allow_plaintext: input.allow_plaintext.unwrap_or(false),
             created_at: ids::now_rfc3339(),
         };
         validate_secret(&record, &value)?;
@@ -470,6 +475,9 @@ impl Store {
             }
             if let Some(injection) = input.injection {
                 s.injection = injection;
+            }
+            if let Some(allow) = input.allow_plaintext {
+                s.allow_plaintext = allow;
             }
             s.value_sealed = crypto::seal(&self.key, s.id.as_bytes(), value.as_bytes())?;
             s.preview = SecretValue::new(value.to_string()).preview();
@@ -713,6 +721,7 @@ impl Store {
                 host_pattern: s.host_pattern,
                 path_pattern: s.path_pattern,
                 injection: s.injection,
+                allow_plaintext: s.allow_plaintext,
             });
         }
         let rules = read
@@ -896,6 +905,7 @@ fn validate_secret(s: &SecretRecord, value: &str) -> Result<()> {
             host_pattern: s.host_pattern.clone(),
             path_pattern: s.path_pattern.clone(),
             injection: s.injection.clone(),
+            allow_plaintext: s.allow_plaintext,
         }],
         ..PolicyDoc::default()
     };

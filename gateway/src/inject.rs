@@ -211,6 +211,7 @@ mod tests {
                 host_pattern: "h.test".into(),
                 path_pattern: "*".into(),
                 injection,
+                allow_plaintext: false,
             })
             .collect();
         Snapshot::compile(PolicyDoc {

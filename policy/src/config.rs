@@ -67,6 +67,8 @@ struct RawSecret {
     value_format: Option<String>,
     param_name: Option<String>,
     param_format: Option<String>,
+    #[serde(default)]
+    allow_plaintext: bool,
 }
 
 impl std::fmt::Debug for RawSecret {
@@ -236,6 +238,7 @@ pub fn parse_policy_file(
             host_pattern: s.host_pattern,
             path_pattern: s.path_pattern,
             injection,
+            allow_plaintext: s.allow_plaintext,
         });
     }
 

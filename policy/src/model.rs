@@ -59,6 +59,10 @@ pub struct SecretDoc {
     pub host_pattern: String,
     pub path_pattern: String,
     pub injection: Option<InjectionDoc>,
+    /// Injected into plain-HTTP requests too (never on port 443). Off by
+    /// default: credentials travel over TLS only.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 impl std::fmt::Debug for SecretDoc {
@@ -71,6 +75,7 @@ impl std::fmt::Debug for SecretDoc {
             .field("host_pattern", &self.host_pattern)
             .field("path_pattern", &self.path_pattern)
             .field("injection", &self.injection)
+            .field("allow_plaintext", &self.allow_plaintext)
             .finish()
     }
 }

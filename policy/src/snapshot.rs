@@ -73,6 +73,8 @@ pub struct Secret {
     pub host: HostPattern,
     pub path: PathPattern,
     pub ops: Vec<InjectOp>,
+    /// Also injected into plain HTTP (never on port 443).
+    pub allow_plaintext: bool,
     value: SecretValue,
 }
 
@@ -221,6 +223,7 @@ impl Snapshot {
                     host,
                     path,
                     ops,
+                    allow_plaintext: s.allow_plaintext,
                     value: SecretValue::new(s.value.to_string()),
                 });
             }
@@ -422,8 +425,9 @@ impl Snapshot {
     /// first. `host` must be normalized ([`crate::normalize_host`]).
     ///
     /// Credentials travel over TLS only: on a plaintext request (`tls`
-    /// false) only secrets whose host pattern names that port explicitly
-    /// (`internal.svc:8080`) are injected.
+    /// false) only secrets that opt in (`allow_plaintext`) are injected,
+    /// and never on port 443. Naming a port in the host pattern is no
+    /// consent to cleartext.
     pub fn injections<'a>(
         &'a self,
         agent: &'a Agent,
@@ -439,7 +443,7 @@ impl Snapshot {
             .filter(move |&i| {
                 let s = &self.secrets[i];
                 s.host.matches(host, port)
-                    && (tls || s.host.port() == Some(port))
+                    && (tls || (s.allow_plaintext && port != 443))
                     && s.path.matches(path)
                     && agent
                         .visible_secrets

@@ -7,7 +7,8 @@ use crate::model::PolicyDoc;
 pub const MAGIC: [u8; 4] = *b"OCPS";
 /// Bump on any change to the shape of [`PolicyDoc`]; the golden-bytes test
 /// fails first to remind you.
-pub const SCHEMA_VERSION: u16 = 1;
+/// 2: secrets carry `allow_plaintext`.
+pub const SCHEMA_VERSION: u16 = 2;
 /// Generous for 100k rules and 10k secrets, small enough to refuse garbage.
 pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 const HEADER_LEN: usize = 4 + 2 + 4;

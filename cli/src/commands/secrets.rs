@@ -65,6 +65,10 @@ pub struct SecretFields {
     param: Option<String>,
     #[arg(long, requires = "param")]
     param_format: Option<String>,
+    /// Also inject into plain-HTTP requests (never on port 443). Off by
+    /// default: credentials travel over TLS only.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+    allow_plaintext: Option<bool>,
 }
 
 impl SecretFields {
@@ -94,6 +98,9 @@ impl SecretFields {
         if let Some(p) = &self.param {
             body.insert("injectionConfig".into(), json!({ "paramName": p, "paramFormat": self.param_format.clone().unwrap_or_else(|| "{value}".into()) }));
         }
+        if let Some(allow) = self.allow_plaintext {
+            body.insert("allowPlaintext".into(), json!(allow));
+        }
     }
 }
 
@@ -111,6 +118,7 @@ pub fn run(command: SecretsCommand, api: &ApiArgs, json: bool) -> Result<(), Cli
                     ("TYPE", "type"),
                     ("HOST", "hostPattern"),
                     ("PATH", "pathPattern"),
+                    ("PLAINTEXT", "allowPlaintext"),
                     ("PREVIEW", "preview"),
                 ],
             );

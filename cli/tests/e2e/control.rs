@@ -181,6 +181,7 @@ async fn secret_values_are_write_only() {
     assert_eq!(
         keys(&created),
         [
+            "allowPlaintext",
             "createdAt",
             "hostPattern",
             "id",
@@ -191,7 +192,20 @@ async fn secret_values_are_write_only() {
         ]
     );
     assert_eq!(created["preview"], "••••••••1234");
+    assert_eq!(created["allowPlaintext"], false, "TLS only unless asked");
     let id = created["id"].as_str().expect("id");
+    let (status, _) = s
+        .api("PATCH", &format!("/v1/secrets/{id}"), Some(json!({ "allowPlaintext": true })))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.api("GET", &format!("/v1/secrets/{id}"), None).await.1["allowPlaintext"],
+        true
+    );
+    let (status, _) = s
+        .api("PATCH", &format!("/v1/secrets/{id}"), Some(json!({ "allowPlaintext": false })))
+        .await;
+    assert_eq!(status, 200);
     let generic = json!({
         "name": "GitHub", "type": "generic", "value": "ghp_CONTROL_SECRET", "hostPattern": "generic.test",
         "injectionConfig": { "headerName": "Authorization", "valueFormat": "token {value}" },

@@ -579,20 +579,23 @@ async fn plain_http_inside_connect_is_served_as_http() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn credentials_never_travel_in_cleartext_unless_the_port_is_named() {
+async fn credentials_never_travel_in_cleartext_without_the_secrets_consent() {
     let env = Env::start().await;
-    // plain2.test's secret names no port: over plain HTTP it stays home.
-    for args in [&[][..], &["-p"][..]] {
-        let (status, body) = env.curl(
-            TOKEN_ALL,
-            args,
-            &format!("http://plain2.test:{}/echo", env.plain.port()),
-        );
-        assert_eq!(status, 200, "{body}");
-        assert!(
-            echoed(&json(&body), "x-api-key").is_empty(),
-            "{args:?}: {body}"
-        );
+    // Neither a secret naming no port nor one naming the port consents:
+    // over plain HTTP (absolute-form or inside CONNECT) they stay home.
+    for host in ["plain2.test", "plain3.test"] {
+        for args in [&[][..], &["-p"][..]] {
+            let (status, body) = env.curl(
+                TOKEN_ALL,
+                args,
+                &format!("http://{host}:{}/echo", env.plain.port()),
+            );
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                echoed(&json(&body), "x-api-key").is_empty(),
+                "{host} {args:?}: {body}"
+            );
+        }
     }
     // Plaintext inside a CONNECT to 443 is not HTTPS: the tunnel is closed.
     let (resp, mut s) =

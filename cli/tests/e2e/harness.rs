@@ -150,12 +150,21 @@ value = "{QUERY_KEY}"
 host_pattern = "query.test"
 param_name = "key"
 
-# Plaintext injection needs the port named explicitly.
+# Plaintext injection needs the secret's consent.
 [[secrets]]
 name = "plain"
 type = "generic"
 value = "{PLAIN_KEY}"
 host_pattern = "plain.test:{plain_port}"
+header_name = "x-api-key"
+allow_plaintext = true
+
+# Naming the port is no consent.
+[[secrets]]
+name = "plain-port-named"
+type = "generic"
+value = "{PLAIN_KEY}"
+host_pattern = "plain3.test:{plain_port}"
 header_name = "x-api-key"
 
 [[secrets]]
@@ -335,7 +344,7 @@ impl Gateway {
             };
             cmd.args(["--resolve", &format!("{host}:{}:{addr}", origin.port())]);
         }
-        for host in ["plain.test", "plain2.test"] {
+        for host in ["plain.test", "plain2.test", "plain3.test"] {
             cmd.args(["--resolve", &format!("{host}:{}:127.0.0.1", plain.port())]);
         }
         cmd.args(extra);

@@ -67,6 +67,7 @@ struct SecretView {
     host_pattern: String,
     path_pattern: String,
     injection_config: Option<InjectionConfig>,
+    allow_plaintext: bool,
     created_at: String,
     preview: String,
 }
@@ -79,6 +80,7 @@ fn view(s: SecretRecord) -> SecretView {
         kind: s.kind,
         host_pattern: s.host_pattern,
         path_pattern: s.path_pattern,
+        allow_plaintext: s.allow_plaintext,
         created_at: s.created_at,
         preview: s.preview,
     }
@@ -96,6 +98,8 @@ struct SecretBody {
     /// Absent: unchanged; `null`: none.
     #[serde(default, deserialize_with = "present")]
     injection_config: Option<Option<InjectionConfig>>,
+    /// Also inject into plain HTTP (never port 443); default false.
+    allow_plaintext: Option<bool>,
 }
 
 /// Tells a field set to `null` (`Some(None)`) from an absent one (`None`).
@@ -119,6 +123,7 @@ impl SecretBody {
             host_pattern: self.host_pattern,
             path_pattern: self.path_pattern,
             injection,
+            allow_plaintext: self.allow_plaintext,
         })
     }
 }
@@ -135,7 +140,8 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 StatusCode::CREATED,
                 &json!({
                     "id": s.id, "name": s.name, "type": s.kind, "hostPattern": s.host_pattern,
-                    "pathPattern": s.path_pattern, "createdAt": s.created_at, "preview": s.preview,
+                    "pathPattern": s.path_pattern, "allowPlaintext": s.allow_plaintext,
+                    "createdAt": s.created_at, "preview": s.preview,
                 }),
             ))
         }

@@ -31,6 +31,7 @@ fn secret(
         host_pattern: host.into(),
         path_pattern: path.into(),
         injection: inj,
+        allow_plaintext: false,
     }
 }
 
@@ -298,17 +299,30 @@ fn debug_output_never_contains_secret_values() {
 }
 
 #[test]
-fn plaintext_injection_needs_an_explicit_port() {
+fn plaintext_injection_needs_the_secrets_consent_and_never_on_443() {
+    let mut consenting = secret(
+        "consents",
+        SecretKind::Generic,
+        "v",
+        "*.svc",
+        "*",
+        header("x-key", "{value}"),
+    );
+    consenting.allow_plaintext = true;
     let snap = Snapshot::compile(PolicyDoc {
         agents: vec![agent("a", "tok", SecretMode::All, &[])],
-        secrets: vec![secret(
-            "internal",
-            SecretKind::Generic,
-            "v",
-            "internal.svc:8080",
-            "*",
-            header("x-key", "{value}"),
-        )],
+        secrets: vec![
+            // Naming the port is no consent.
+            secret(
+                "port-named",
+                SecretKind::Generic,
+                "v",
+                "internal.svc:8080",
+                "*",
+                header("x-key", "{value}"),
+            ),
+            consenting,
+        ],
         ..PolicyDoc::default()
     })
     .expect("valid");
@@ -317,11 +331,18 @@ fn plaintext_injection_needs_an_explicit_port() {
         .expect("agent");
     assert_eq!(
         ids(snap.injections(a, "internal.svc", 8080, false, "/")),
-        ["internal"]
+        ["consents"]
     );
     assert_eq!(
         ids(snap.injections(a, "internal.svc", 8080, true, "/")),
-        ["internal"]
+        ["consents", "port-named"]
     );
-    assert!(ids(snap.injections(a, "internal.svc", 80, false, "/")).is_empty());
+    assert_eq!(
+        ids(snap.injections(a, "internal.svc", 80, false, "/")),
+        ["consents"]
+    );
+    assert!(
+        ids(snap.injections(a, "internal.svc", 443, false, "/")).is_empty(),
+        "443 is never plaintext"
+    );
 }

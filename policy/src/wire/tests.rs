@@ -23,23 +23,24 @@ fn tiny() -> PolicyDoc {
             host_pattern: "h".into(),
             path_pattern: "*".into(),
             injection: None,
+            allow_plaintext: true,
         }],
         rules: vec![],
         passthrough_hosts: vec![],
     }
 }
 
-/// The exact bytes of schema version 1. If this fails, the wire format
+/// The exact bytes of schema version 2. If this fails, the wire format
 /// changed: bump SCHEMA_VERSION and update the bytes on purpose.
 #[test]
-fn golden_bytes_of_schema_v1() {
+fn golden_bytes_of_schema_v2() {
     let bytes = encode(&tiny()).expect("encodes");
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, GOLDEN);
     assert_eq!(decode(&bytes), Ok(tiny()));
 }
 
-const GOLDEN: &str = "4f43505301003b000000030101610141016107070707070707070707070707070707070707070707070707070707070707070100000001017301530101760168012a000000";
+const GOLDEN: &str = "4f43505302003c000000030101610141016107070707070707070707070707070707070707070707070707070707070707070100000001017301530101760168012a00010000";
 
 #[test]
 fn round_trips() {
