@@ -195,7 +195,11 @@ async fn secret_values_are_write_only() {
     assert_eq!(created["allowPlaintext"], false, "TLS only unless asked");
     let id = created["id"].as_str().expect("id");
     let (status, _) = s
-        .api("PATCH", &format!("/v1/secrets/{id}"), Some(json!({ "allowPlaintext": true })))
+        .api(
+            "PATCH",
+            &format!("/v1/secrets/{id}"),
+            Some(json!({ "allowPlaintext": true })),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -203,7 +207,11 @@ async fn secret_values_are_write_only() {
         true
     );
     let (status, _) = s
-        .api("PATCH", &format!("/v1/secrets/{id}"), Some(json!({ "allowPlaintext": false })))
+        .api(
+            "PATCH",
+            &format!("/v1/secrets/{id}"),
+            Some(json!({ "allowPlaintext": false })),
+        )
         .await;
     assert_eq!(status, 200);
     let generic = json!({
