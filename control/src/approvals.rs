@@ -176,6 +176,29 @@ impl ApprovalsHub {
         Ok(())
     }
 
+    /// Denies every request `agent_id` has waiting: the agent was deleted or
+    /// its token replaced, so nothing it sent before may be approved, and
+    /// its requests leave the list. Returns how many there were.
+    pub fn deny_agent(&self, agent_id: &str) -> usize {
+        let ids: Vec<String> = {
+            let state = self.lock();
+            state
+                .order
+                .iter()
+                .filter(|id| {
+                    state
+                        .pending
+                        .get(*id)
+                        .is_some_and(|p| p.view["agent"]["id"] == agent_id)
+                })
+                .cloned()
+                .collect()
+        };
+        ids.iter()
+            .filter(|id| self.decide(id, ApprovalDecision::Deny).is_ok())
+            .count()
+    }
+
     /// Registers a remote gateway's request under the id it chose.
     pub fn register_remote(&self, id: &str, request: ApprovalRequest) -> Result<(), RegisterError> {
         {

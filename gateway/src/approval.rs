@@ -15,6 +15,69 @@ use pingora_proxy::Session;
 pub const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
 /// Requests held at once: with [`MAX_HELD_BODY`], at most 512 MiB waiting.
 pub const MAX_HELD: usize = 32;
+/// Requests one agent may have held at once, so that one agent cannot take
+/// every slot from the others.
+pub const MAX_HELD_PER_AGENT: usize = 8;
+
+/// The slots for held requests, in total and per agent.
+pub struct HeldSlots {
+    total: tokio::sync::Semaphore,
+    per_agent: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One held request's slot, given back when dropped.
+pub struct HeldSlot<'a> {
+    slots: &'a HeldSlots,
+    agent: String,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl HeldSlots {
+    pub fn new() -> HeldSlots {
+        HeldSlots {
+            total: tokio::sync::Semaphore::new(MAX_HELD),
+            per_agent: Default::default(),
+        }
+    }
+
+    /// A slot for `agent`, or `None` when it or everyone has too many.
+    pub fn try_take(&self, agent: &str) -> Option<HeldSlot<'_>> {
+        let mut per_agent = self.per_agent.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_agent.entry(agent.to_owned()).or_default();
+        if *count >= MAX_HELD_PER_AGENT {
+            return None;
+        }
+        let permit = self.total.try_acquire().ok()?;
+        *count += 1;
+        Some(HeldSlot {
+            slots: self,
+            agent: agent.to_owned(),
+            _permit: permit,
+        })
+    }
+}
+
+impl Default for HeldSlots {
+    fn default() -> Self {
+        HeldSlots::new()
+    }
+}
+
+impl Drop for HeldSlot<'_> {
+    fn drop(&mut self) {
+        let mut per_agent = self
+            .slots
+            .per_agent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_agent.get_mut(&self.agent) {
+            *count -= 1;
+            if *count == 0 {
+                per_agent.remove(&self.agent);
+            }
+        }
+    }
+}
 
 /// Headers a reviewer never sees, on top of those the secrets inject.
 const NEVER_SHOWN: [&str; 5] = [

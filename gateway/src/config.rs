@@ -27,6 +27,9 @@ pub struct GatewayConfig {
     pub protected: Vec<SocketAddr>,
     /// How long a request waits for a human before it is denied.
     pub approval_timeout: Duration,
+    /// How long the body of a request to be held may take to arrive: a body
+    /// dribbled a byte at a time does not keep an approval slot.
+    pub held_body_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -46,6 +49,7 @@ impl GatewayConfig {
             leaf_cache_capacity: 10_000,
             protected: Vec::new(),
             approval_timeout: Duration::from_secs(180),
+            held_body_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum Refusal {
     PayloadTooLarge,
     /// As many requests wait for approval as the gateway holds at once.
     ApprovalsBusy,
+    /// A held request's body did not arrive in time.
+    RequestTimeout,
     /// TRACE and TRACK echo the request, credentials included.
     MethodNotAllowed {
         method: String,
@@ -82,6 +84,7 @@ impl Refusal {
             Refusal::PayloadTooLarge => 413,
             Refusal::ApprovalsBusy => 503,
             Refusal::MethodNotAllowed { .. } => 405,
+            Refusal::RequestTimeout => 408,
         }
     }
 
@@ -103,6 +106,7 @@ impl Refusal {
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::ApprovalsBusy => "approvals_busy",
             Refusal::MethodNotAllowed { .. } => "method_not_allowed",
+            Refusal::RequestTimeout => "request_timeout",
         }
     }
 
@@ -139,6 +143,7 @@ impl Refusal {
             }
             Refusal::PayloadTooLarge => "This request needs approval, and its body is larger than OneCLI holds (16 MiB).".into(),
             Refusal::ApprovalsBusy => "This request needs approval, and too many requests already wait for one. Retry later.".into(),
+            Refusal::RequestTimeout => "This request needs approval, and its body did not arrive in time.".into(),
             Refusal::MethodNotAllowed { method } => format!(
                 "OneCLI gateway does not forward {method}: it echoes the request back, credentials included."
             ),
@@ -196,7 +201,10 @@ impl Refusal {
 
     /// Whether the client should close the connection after this answer.
     pub fn closes(&self) -> bool {
-        matches!(self, Refusal::ProxyAuthRequired | Refusal::BadRequest(_))
+        matches!(
+            self,
+            Refusal::ProxyAuthRequired | Refusal::BadRequest(_) | Refusal::RequestTimeout
+        )
     }
 
     pub fn response_header(&self, body_len: usize) -> ResponseHeader {

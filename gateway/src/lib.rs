@@ -50,8 +50,8 @@ pub struct Shared {
     pub metrics: Arc<metrics::GatewayMetrics>,
     pub rate_limiter: rate_limit::RateLimiter,
     pub hooks: ControlHooks,
-    /// One permit per request held for approval.
-    pub held: tokio::sync::Semaphore,
+    /// Slots for requests held for approval, in total and per agent.
+    pub held: approval::HeldSlots,
 }
 
 /// What a control service provides a gateway beyond its policy.

@@ -74,6 +74,8 @@ pub struct RequestCtx {
     rewrite: Option<guidance::BodyRewrite>,
     /// The rule that decided, for the audit log: (id, name).
     rule: Option<(String, String)>,
+    /// The request's canonical form, which every decision judges.
+    canonical: Option<CanonicalRequest>,
     outcome: &'static str,
 }
 
@@ -107,6 +109,7 @@ impl ProxyHttp for GatewayProxy {
             injected: inject::Injected::default(),
             rewrite: None,
             rule: None,
+            canonical: None,
             outcome: "forwarded",
         }
     }
@@ -159,6 +162,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
         ctx.target = Some(target);
+        ctx.canonical = Some(canonical);
         match verdict {
             Verdict::Refuse(refusal) => self.answer(session, ctx, refusal).await,
             Verdict::Hold => self.approve(session, ctx).await,
@@ -409,22 +413,29 @@ impl GatewayProxy {
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        let Ok(_held) = self.shared.held.try_acquire() else {
+        let Some(_slot) = self.shared.held.try_take(&agent.id) else {
             return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
         };
-        let Some(body) = approval::read_body(session).await? else {
-            return self.answer(session, ctx, Refusal::PayloadTooLarge).await;
+        let body = match tokio::time::timeout(
+            self.shared.config.held_body_timeout,
+            approval::read_body(session),
+        )
+        .await
+        {
+            Err(_) => return self.answer(session, ctx, Refusal::RequestTimeout).await,
+            Ok(body) => match body? {
+                Some(body) => body,
+                None => return self.answer(session, ctx, Refusal::PayloadTooLarge).await,
+            },
         };
         let original = session.req_header().clone();
-        let mut upstream = original.clone();
-        let injected = match prepare_upstream_request(&mut upstream, &target, &snapshot, &token) {
+        // What the reviewer is told the gateway would inject (names only).
+        let mut preview = original.clone();
+        let injected = match prepare_upstream_request(&mut preview, &target, &snapshot, &token) {
             Ok(injected) => injected,
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
-        // The held body goes out in one piece, at once: no 100-continue.
-        upstream.remove_header("transfer-encoding");
-        upstream.remove_header("expect");
-        upstream.insert_header("content-length", body.len().to_string())?;
+        drop(preview);
         let scheme = if target.tls { "https" } else { "http" };
         let path_and_query = original.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("{scheme}://{}{path_and_query}", target.authority());
@@ -441,11 +452,16 @@ impl GatewayProxy {
         self.shared.metrics.approvals_pending.dec();
         match held {
             approval::Held::Approved => {
+                // Judged again, and injected, by the policy of now: an
+                // agent, secret or rule removed while it waited counts.
+                let upstream = match self.release(&original, body.len(), &target, &token, ctx) {
+                    Ok(released) => released,
+                    Err(refusal) => return self.answer(session, ctx, refusal).await,
+                };
                 self.shared
                     .metrics
                     .injections
-                    .inc_by(injected.secret_ids.len() as u64);
-                ctx.injected = injected;
+                    .inc_by(ctx.injected.secret_ids.len() as u64);
                 ctx.outcome = "approved";
                 match direct::forward(
                     &self.shared,
@@ -482,6 +498,46 @@ impl GatewayProxy {
                 Ok(true)
             }
         }
+    }
+
+    /// An approved request, judged against the current policy and prepared
+    /// with its credentials (left in `ctx.injected`): refused if its agent
+    /// is gone or a rule now blocks it; a deleted secret is not injected.
+    fn release(
+        &self,
+        original: &RequestHeader,
+        body_len: usize,
+        target: &Target,
+        token: &TokenHash,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<RequestHeader, Refusal> {
+        let snapshot = self.shared.policy.current().ok_or(Refusal::NotReady)?;
+        let agent = snapshot
+            .agent_by_token_hash(token)
+            .ok_or(Refusal::ProxyAuthRequired)?;
+        let canonical = ctx
+            .canonical
+            .as_ref()
+            .ok_or(Refusal::BadRequest("the request was not judged"))?;
+        let dashboard_url = self.shared.config.dashboard_url.trim_end_matches('/');
+        if let Some(refusal) = block_refusal(
+            &snapshot.evaluate(agent, canonical.facts(&target.host, target.port)),
+            canonical,
+            target,
+            dashboard_url,
+        ) {
+            return Err(refusal);
+        }
+        let mut upstream = original.clone();
+        ctx.injected = prepare_upstream_request(&mut upstream, target, &snapshot, token)?;
+        // The held body goes out in one piece, at once: no 100-continue.
+        upstream.remove_header("transfer-encoding");
+        upstream.remove_header("expect");
+        upstream
+            .insert_header("content-length", body_len.to_string())
+            .map_err(|_| Refusal::BadRequest("the request could not be framed"))?;
+        ctx.snapshot = Some(snapshot);
+        Ok(upstream)
     }
 
     /// Upgrade requests (WebSocket) are relayed by `upgrade`, not Pingora.
@@ -694,7 +750,6 @@ pub(crate) fn enforce_rules(
         return Verdict::Refuse(Refusal::ProxyAuthRequired);
     };
     let facts = request.facts(&target.host, target.port);
-    let (method, path) = (request.method.as_str(), request.path.exact.as_str());
     let dashboard_url = || shared.config.dashboard_url.trim_end_matches('/').to_owned();
     let (rate_limits, hold) = match snapshot.evaluate(agent, facts) {
         Decision::Allow { rate_limits } => (rate_limits, false),
@@ -702,22 +757,14 @@ pub(crate) fn enforce_rules(
             *decided_by = Some((rule.id.clone(), rule.name.clone()));
             (rate_limits, true)
         }
-        Decision::Block(rule) => {
-            *decided_by = Some((rule.id.clone(), rule.name.clone()));
-            return Verdict::Refuse(Refusal::BlockedByPolicy {
-                rule_name: rule.name.clone(),
-                method: method.to_owned(),
-                path: path.to_owned(),
-                dashboard_url: dashboard_url(),
-            });
-        }
-        Decision::BlockByDefault => {
-            return Verdict::Refuse(Refusal::BlockedByDefault {
-                method: method.to_owned(),
-                host: target.host.clone(),
-                path: path.to_owned(),
-                dashboard_url: dashboard_url(),
-            })
+        decision @ (Decision::Block(_) | Decision::BlockByDefault) => {
+            if let Decision::Block(rule) = &decision {
+                *decided_by = Some((rule.id.clone(), rule.name.clone()));
+            }
+            return match block_refusal(&decision, request, target, &dashboard_url()) {
+                Some(refusal) => Verdict::Refuse(refusal),
+                None => Verdict::Refuse(Refusal::BadRequest("the policy could not decide")),
+            };
         }
     };
     // Rate limits count before a human is asked: nobody reviews a request
@@ -737,6 +784,32 @@ pub(crate) fn enforce_rules(
         Verdict::Hold
     } else {
         Verdict::Proceed
+    }
+}
+
+/// The refusal for a blocking decision (SPEC §6 steps 1 and 4), `None` for
+/// the others.
+fn block_refusal(
+    decision: &Decision<'_>,
+    request: &CanonicalRequest,
+    target: &Target,
+    dashboard_url: &str,
+) -> Option<Refusal> {
+    let (method, path) = (request.method.clone(), request.path.exact.clone());
+    match decision {
+        Decision::Block(rule) => Some(Refusal::BlockedByPolicy {
+            rule_name: rule.name.clone(),
+            method,
+            path,
+            dashboard_url: dashboard_url.to_owned(),
+        }),
+        Decision::BlockByDefault => Some(Refusal::BlockedByDefault {
+            method,
+            host: target.host.clone(),
+            path,
+            dashboard_url: dashboard_url.to_owned(),
+        }),
+        Decision::Allow { .. } | Decision::NeedsApproval { .. } => None,
     }
 }
 

@@ -161,7 +161,7 @@ pub fn build_server(
         leaves,
         metrics: metrics.clone(),
         hooks,
-        held: tokio::sync::Semaphore::new(crate::approval::MAX_HELD),
+        held: crate::approval::HeldSlots::new(),
         rate_limiter: RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
     });
 

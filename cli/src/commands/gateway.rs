@@ -86,6 +86,9 @@ pub struct GatewayOptions {
     /// How long a request held for human approval waits before it is denied.
     #[arg(long, value_parser = parse_duration, default_value = "180s")]
     pub approval_timeout: Duration,
+    /// How long the body of a request to be held for approval may take to arrive.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub held_body_timeout: Duration,
 }
 
 impl GatewayOptions {
@@ -110,6 +113,7 @@ impl GatewayOptions {
         config.threads = self.threads;
         config.shutdown_timeout = self.shutdown_timeout;
         config.approval_timeout = self.approval_timeout;
+        config.held_body_timeout = self.held_body_timeout;
         config
     }
 }

@@ -255,3 +255,201 @@ async fn an_agent_that_hangs_up_leaves_the_pending_list() {
     .await;
     assert_eq!(status, 410);
 }
+
+/// The ids waiting for a human, once there are `n` of them.
+async fn pending(s: &Served, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, listed) = s.api("GET", "/v1/approvals/pending?wait=0", None).await;
+        let ids: Vec<String> = listed["requests"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.len() == n {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} pending, not {n}: {listed}",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A held POST to api.test/v1/held, answered in the background.
+async fn send_held(s: &Served, token: &str) -> tokio::task::JoinHandle<crate::harness::Response> {
+    let mut tunnel = tls_tunnel_to(
+        s.gateway_port,
+        &s.gateway_ca(),
+        token,
+        "api.test",
+        s.origin.port(),
+    )
+    .await;
+    tokio::spawn(async move {
+        request_with_body(&mut tunnel, "POST", "/v1/held", "api.test", b"{}").await
+    })
+}
+
+async fn decide(s: &Served, id: &str, decision: &str) {
+    let path = format!("/v1/approvals/{id}/decision");
+    let (status, body) = s
+        .api("POST", &path, Some(json!({ "decision": decision })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_request_is_judged_again_by_the_policy_of_its_release() {
+    let s = Served::start().await;
+    let token = held_agent(&s).await;
+    // A secret deleted while the request waited is not injected.
+    let held = send_held(&s, &token).await;
+    let id = pending(&s, 1).await.remove(0);
+    let (_, secrets) = s.api("GET", "/v1/secrets", None).await;
+    let secret_id = secrets[0]["id"].as_str().expect("secret id").to_owned();
+    assert_eq!(
+        s.api("DELETE", &format!("/v1/secrets/{secret_id}"), None)
+            .await
+            .0,
+        204
+    );
+    decide(&s, &id, "approve").await;
+    let resp = held.await.expect("answered");
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    assert!(
+        echoed(&resp.json(), "x-api-key").is_empty(),
+        "a deleted secret was injected"
+    );
+
+    // A block rule added while it waited refuses it.
+    let held = send_held(&s, &token).await;
+    let id = pending(&s, 1).await.remove(0);
+    let block = json!({ "name": "stop", "hostPattern": "api.test", "pathPattern": "/v1/*",
+        "action": "block", "enabled": true });
+    assert_eq!(s.api("POST", "/v1/rules", Some(block)).await.0, 201);
+    decide(&s, &id, "approve").await;
+    let resp = held.await.expect("answered");
+    assert_eq!(
+        (resp.status, resp.json()["error"].clone()),
+        (403, json!("blocked_by_policy"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_or_re_tokened_agents_held_requests_are_denied_and_leave_the_list() {
+    let s = Served::start().await;
+    let token = held_agent(&s).await;
+    let held = send_held(&s, &token).await;
+    pending(&s, 1).await;
+    let (_, agents) = s.api("GET", "/v1/agents", None).await;
+    let agent_id = agents
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["identifier"] == "held"))
+        .and_then(|a| a["id"].as_str())
+        .expect("agent")
+        .to_owned();
+    let path = format!("/v1/agents/{agent_id}/regenerate-token");
+    assert_eq!(s.api("POST", &path, None).await.0, 200);
+    let resp = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("answered at once")
+        .expect("task");
+    assert_eq!(
+        (resp.status, resp.json()["error"].clone()),
+        (403, json!("manual_approval_denied"))
+    );
+    pending(&s, 0).await;
+
+    let (_, list) = s.api("GET", "/v1/agents", None).await;
+    let token = list
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["identifier"] == "held"))
+        .and_then(|a| a["accessToken"].as_str())
+        .expect("new token")
+        .to_owned();
+    let held = send_held(&s, &token).await;
+    pending(&s, 1).await;
+    assert_eq!(
+        s.api("DELETE", &format!("/v1/agents/{agent_id}"), None)
+            .await
+            .0,
+        204
+    );
+    let resp = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("answered at once")
+        .expect("task");
+    assert_eq!(resp.status, 403, "{}", resp.head);
+    pending(&s, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_agent_cannot_take_every_approval_slot() {
+    let s = Served::start().await;
+    let greedy = held_agent(&s).await;
+    let (other_id, other) = s.agent("other").await;
+    let rule = json!({ "name": "other asks", "hostPattern": "api.test", "pathPattern": "/v1/held*",
+        "methods": ["POST"], "action": "manual_approval", "enabled": true, "agentId": other_id });
+    assert_eq!(s.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    let mut waiting = Vec::new();
+    for n in 1..=8 {
+        waiting.push(send_held(&s, &greedy).await);
+        pending(&s, n).await;
+    }
+    // The ninth from the same agent is refused at once.
+    let resp = tokio::time::timeout(Duration::from_secs(10), send_held(&s, &greedy).await)
+        .await
+        .expect("answered at once")
+        .expect("task");
+    assert_eq!(
+        (resp.status, resp.json()["error"].clone()),
+        (503, json!("approvals_busy"))
+    );
+    // Another agent still gets a slot.
+    waiting.push(send_held(&s, &other).await);
+    let ids = pending(&s, 9).await;
+    for id in ids {
+        decide(&s, &id, "deny").await;
+    }
+    for held in waiting {
+        assert_eq!(held.await.expect("task").status, 403);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dribbled_held_body_loses_its_slot() {
+    use tokio::io::AsyncWriteExt;
+    let s = Served::start_with(&["--held-body-timeout", "1s"]).await;
+    let token = held_agent(&s).await;
+    let mut tunnel = tls_tunnel_to(
+        s.gateway_port,
+        &s.gateway_ca(),
+        &token,
+        "api.test",
+        s.origin.port(),
+    )
+    .await;
+    let head = "POST /v1/held HTTP/1.1\r\nHost: api.test\r\nContent-Length: 100\r\n\r\n{";
+    tunnel.write_all(head.as_bytes()).await.expect("head");
+    tunnel.flush().await.expect("flush");
+    let started = Instant::now();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(15),
+        crate::harness::read_response(&mut tunnel),
+    )
+    .await
+    .expect("answered in time")
+    .expect("response");
+    assert_eq!(
+        (resp.status, resp.json()["error"].clone()),
+        (408, json!("request_timeout"))
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    pending(&s, 0).await;
+}

@@ -126,15 +126,28 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         }
         (&Method::DELETE, ["agents", id]) => {
             let id = id.to_string();
-            api.write(move |s| s.delete_agent(&find(s, &id)?.id))
+            let agent_id = api
+                .write(move |s| {
+                    let agent_id = find(s, &id)?.id;
+                    s.delete_agent(&agent_id)?;
+                    Ok(agent_id)
+                })
                 .await?;
+            // What it left waiting for a human can no longer be approved.
+            api.approvals.deny_agent(&agent_id);
             no_content()
         }
         (&Method::POST, ["agents", id, "regenerate-token"]) => {
             let id = id.to_string();
-            let token = api
-                .write(move |s| s.regenerate_token(&find(s, &id)?.id))
+            let (agent_id, token) = api
+                .write(move |s| {
+                    let agent_id = find(s, &id)?.id;
+                    let token = s.regenerate_token(&agent_id)?;
+                    Ok((agent_id, token))
+                })
                 .await?;
+            // Requests sent with the old token are not approved either.
+            api.approvals.deny_agent(&agent_id);
             ok(&json!({ "accessToken": token.as_str() }))
         }
         (&Method::PATCH, ["agents", id, "secret-mode"]) => {
