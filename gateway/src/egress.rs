@@ -72,9 +72,26 @@ impl EgressGuard {
     }
 }
 
+/// Whether connecting to `addr` could reach the listener `own`: the same
+/// port on the same address, on a wildcard (`0.0.0.0` and `::` reach the
+/// local listeners), on loopback, or on any address of this machine.
+/// Broad on purpose (SPEC §6.0: restrictions match broadly), so that no
+/// `--allow-egress` makes the gateway its own upstream.
 fn is_same_listener(own: &SocketAddr, addr: &SocketAddr) -> bool {
-    own.port() == addr.port()
-        && (own.ip() == addr.ip() || (own.ip().is_unspecified() && is_internal(addr.ip())))
+    if own.port() != addr.port() {
+        return false;
+    }
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    ip == own.ip() || ip.is_unspecified() || ip.is_loopback() || is_local_address(ip)
+}
+
+/// Whether `ip` is assigned to this machine: only then can a socket be
+/// bound to it.
+fn is_local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Loopback, private, link-local (cloud metadata), unique-local, CGNAT,
@@ -237,5 +254,17 @@ mod tests {
         let guard = EgressGuard::new(vec![], vec!["127.0.0.0/8".parse().expect("net")], vec![own]);
         assert!(guard.resolve("127.0.0.1", 10255).await.is_err());
         assert!(guard.resolve("127.0.0.1", 10256).await.is_ok());
+        // However broad the allow list, no local or wildcard spelling of
+        // the own port gets through.
+        let everything = vec!["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")];
+        let guard = EgressGuard::new(vec![], everything, vec![own]);
+        for host in ["0.0.0.0", "127.0.0.2", "::", "::1", "::ffff:127.0.0.1", "localhost"] {
+            assert!(guard.resolve(host, 10255).await.is_err(), "{host}");
+        }
+        assert!(guard.resolve("0.0.0.0", 10256).await.is_ok());
+        // A wildcard listener is reached through loopback too.
+        let wildcard: SocketAddr = "0.0.0.0:10255".parse().expect("addr");
+        let guard = EgressGuard::new(vec![], vec!["0.0.0.0/0".parse().expect("net")], vec![wildcard]);
+        assert!(guard.resolve("127.0.0.1", 10255).await.is_err());
     }
 }

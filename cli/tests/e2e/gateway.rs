@@ -378,6 +378,21 @@ async fn the_egress_guard_refuses_internal_addresses() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn no_allow_list_makes_the_gateway_its_own_upstream() {
+    let env = Env::start_with(Options {
+        extra_args: vec!["--allow-egress".into(), "0.0.0.0/0".into()],
+        ..Options::default()
+    })
+    .await;
+    for host in ["0.0.0.0", "127.0.0.1", "127.0.0.2"] {
+        let url = format!("http://{host}:{}/healthz", env.gateway.port);
+        let (status, body) = env.curl(TOKEN_ALL, &[], &url);
+        assert_eq!(status, 403, "{url}: {body}");
+        assert_eq!(json(&body)["error"], "egress_blocked", "{url}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pass_through_hosts_show_the_origins_own_certificate() {
     let env = Env::start().await;
     let origin_ca = env.origin.ca_path.clone().expect("origin CA");
