@@ -256,15 +256,29 @@ mod tests {
         assert!(guard.resolve("127.0.0.1", 10256).await.is_ok());
         // However broad the allow list, no local or wildcard spelling of
         // the own port gets through.
-        let everything = vec!["0.0.0.0/0".parse().expect("net"), "::/0".parse().expect("net")];
+        let everything = vec![
+            "0.0.0.0/0".parse().expect("net"),
+            "::/0".parse().expect("net"),
+        ];
         let guard = EgressGuard::new(vec![], everything, vec![own]);
-        for host in ["0.0.0.0", "127.0.0.2", "::", "::1", "::ffff:127.0.0.1", "localhost"] {
+        for host in [
+            "0.0.0.0",
+            "127.0.0.2",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "localhost",
+        ] {
             assert!(guard.resolve(host, 10255).await.is_err(), "{host}");
         }
         assert!(guard.resolve("0.0.0.0", 10256).await.is_ok());
         // A wildcard listener is reached through loopback too.
         let wildcard: SocketAddr = "0.0.0.0:10255".parse().expect("addr");
-        let guard = EgressGuard::new(vec![], vec!["0.0.0.0/0".parse().expect("net")], vec![wildcard]);
+        let guard = EgressGuard::new(
+            vec![],
+            vec!["0.0.0.0/0".parse().expect("net")],
+            vec![wildcard],
+        );
         assert!(guard.resolve("127.0.0.1", 10255).await.is_err());
     }
 }

@@ -14,7 +14,9 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::server::handshake_with_callback;
 use pingora_core::protocols::tls::TlsRef;
-use pingora_core::protocols::{GetProxyDigest, Stream};
+use pingora_core::protocols::{GetProxyDigest, Stream, ALPN};
+
+use crate::head_deadline::HeadDeadline;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::tls::ext::{ssl_use_certificate, ssl_use_private_key};
 use pingora_http::ResponseHeader;
@@ -183,6 +185,14 @@ impl FrontDoor {
         } else {
             l4
         };
+        // HTTP/1.x heads get a deadline each (h2 frames its own).
+        let stream: Stream = match stream.selected_alpn_proto() {
+            Some(ALPN::H2) => stream,
+            _ => Box::new(HeadDeadline::new(
+                stream,
+                self.shared.config.timeouts.client_head,
+            )),
+        };
         ServerApp::process_new(&self.proxy, stream, shutdown).await;
     }
 }
@@ -225,7 +235,11 @@ impl ServerApp for FrontDoor {
             return None;
         }
         l4.rewind(&buf);
-        ServerApp::process_new(&self.proxy, l4, shutdown).await
+        let stream: Stream = Box::new(HeadDeadline::new(
+            l4,
+            self.shared.config.timeouts.client_head,
+        ));
+        ServerApp::process_new(&self.proxy, stream, shutdown).await
     }
 
     async fn cleanup(&self) {

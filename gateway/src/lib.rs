@@ -17,6 +17,7 @@ pub mod errors;
 pub mod front_door;
 pub mod guidance;
 pub mod head;
+pub mod head_deadline;
 pub mod inject;
 pub mod leaf;
 pub mod metrics;

@@ -1061,3 +1061,78 @@ async fn uncredentialed_refusals_become_guidance() {
     assert_eq!(status, 400);
     assert_eq!(json(&out)["error"]["message"], "messages: field required");
 }
+
+/// Dribbles a request head one byte every 250 ms until the gateway closes
+/// the connection; how long that took.
+async fn dribble_until_closed<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    head_start: &str,
+) -> Duration {
+    let started = Instant::now();
+    s.write_all(head_start.as_bytes())
+        .await
+        .expect("head start");
+    let mut byte = [0u8; 1];
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a dribbled head was still read after 15 s"
+        );
+        if s.write_all(b"x").await.is_err() || s.flush().await.is_err() {
+            return started.elapsed();
+        }
+        match tokio::time::timeout(Duration::from_millis(250), s.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => panic!("the gateway answered a head that never ended"),
+            Err(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dribbled_request_head_is_cut_off_in_tunnels_and_between_requests() {
+    let env = Env::start_with(Options {
+        extra_args: vec!["--client-timeout".into(), "2s".into()],
+        ..Options::default()
+    })
+    .await;
+    // Inside an intercepted tunnel: a request, an idle spell longer than
+    // the limit (idle is no head), another request, then a dribbled head.
+    let mut t = tls_tunnel(&env, TOKEN_ALL, "api.test").await;
+    assert_eq!(
+        request(&mut t, "GET", "/a", "api.test", &[]).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        request(&mut t, "GET", "/b", "api.test", &[]).await.status,
+        200
+    );
+    let took = dribble_until_closed(&mut t, "GET /c HTTP/1.1\r\nHost: api.test\r\nX-Slow: ").await;
+    assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+    // On a plain proxy connection (absolute-form), after a first request.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.gateway.port))
+        .await
+        .expect("connect");
+    let authority = format!("plain.test:{}", env.plain.port());
+    let target = format!("http://{authority}/echo");
+    let auth = basic(TOKEN_ALL);
+    let first = format!(
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nProxy-Authorization: {auth}\r\n\r\n"
+    );
+    s.write_all(first.as_bytes()).await.expect("first");
+    let resp = read_response(&mut s).await.expect("response");
+    assert_eq!(
+        resp.status,
+        200,
+        "{} {}",
+        resp.head,
+        String::from_utf8_lossy(&resp.body)
+    );
+    let took = dribble_until_closed(
+        &mut s,
+        &format!("GET {target} HTTP/1.1\r\nProxy-Authorization: {auth}\r\nX-Slow: "),
+    )
+    .await;
+    assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+}
