@@ -193,6 +193,10 @@ async fn secret_values_are_write_only() {
     );
     assert_eq!(created["preview"], "••••••••1234");
     assert_eq!(created["allowPlaintext"], false, "TLS only unless asked");
+    // Nothing at all of a value shorter than 16.
+    let short = json!({ "name": "Short", "type": "openai", "value": "fifteen-chars-x", "hostPattern": "short.test" });
+    let (status, short) = s.api("POST", "/v1/secrets", Some(short)).await;
+    assert_eq!((status, short["preview"].as_str()), (201, Some("••••••••")));
     let id = created["id"].as_str().expect("id");
     let (status, _) = s
         .api(

@@ -21,7 +21,21 @@ struct Agent<'a> {
 impl Agent<'_> {
     /// curl through the gateway, the path sent as written; (status, body).
     fn send(&self, http2: bool, method: &str, host: &str, path: &str) -> (u16, Value) {
+        self.send_with(http2, method, host, path, &[])
+    }
+
+    fn send_with(
+        &self,
+        http2: bool,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[&str],
+    ) -> (u16, Value) {
         let mut cmd = Command::new("curl");
+        for header in headers {
+            cmd.args(["-H", header]);
+        }
         cmd.args(["-sS", "--max-time", "20", "--path-as-is"])
             .args(["-x", &format!("http://127.0.0.1:{}", self.s.gateway_port)])
             .args(["--proxy-user", &format!("x:{}", self.token)])
@@ -147,6 +161,21 @@ async fn respelled_requests_meet_the_same_rules_over_h1_and_h2() {
     }
     for method in ["DELETE", "delete", "Delete"] {
         assert_eq!(agent.both(method, "api.test", "/x"), blocked(), "{method}");
+    }
+    // A POST that frameworks would run as a DELETE is one.
+    for header in [
+        "X-HTTP-Method-Override: DELETE",
+        "X-HTTP-Method: delete",
+        "X-Method-Override: DELETE",
+    ] {
+        for h2 in [false, true] {
+            let (status, body) = agent.send_with(h2, "POST", "api.test", "/x", &[header]);
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (403, Some("blocked_by_policy")),
+                "{header}"
+            );
+        }
     }
     // A block on GET also holds HEAD (no body to read the code from).
     for h2 in [false, true] {
