@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use onecli_benches::origin::{fnv1a, BIG_BODY};
 use serde_json::{json, Value};
 
-use crate::harness::{echoed, tls_tunnel_to};
+use crate::harness::echoed;
 use crate::served::{raw_call, request_with_body, Served};
 
 const KEY: &str = "sk-ant-api03-APPROVAL-SECRET-key";
@@ -68,14 +68,7 @@ async fn an_approved_request_goes_through_with_its_whole_body() {
     let s = Served::start().await;
     let token = held_agent(&s).await;
     let mut sdk = sdk(&s, "approve");
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     // A 1 MiB text body, so the preview can be compared byte for byte.
     let body: Vec<u8> = (0..BIG_BODY).map(|i| b'a' + (i % 26) as u8).collect();
     let resp = tokio::time::timeout(
@@ -127,14 +120,7 @@ async fn a_denied_request_is_refused_and_never_sent() {
     let s = Served::start().await;
     let token = held_agent(&s).await;
     let _sdk = sdk(&s, "deny");
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let resp = tokio::time::timeout(
         Duration::from_secs(30),
         request_with_body(&mut tunnel, "POST", "/v1/held", "api.test", b"{}"),
@@ -164,14 +150,7 @@ async fn a_denied_request_is_refused_and_never_sent() {
 async fn nobody_deciding_times_out_into_a_denial() {
     let s = Served::start_with(&["--approval-timeout", "1s"]).await;
     let token = held_agent(&s).await;
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let start = Instant::now();
     let resp = request_with_body(&mut tunnel, "POST", "/v1/held", "api.test", b"{}").await;
     assert_eq!(resp.status, 403);
@@ -205,14 +184,7 @@ async fn nobody_deciding_times_out_into_a_denial() {
 async fn an_agent_that_hangs_up_leaves_the_pending_list() {
     let s = Served::start().await;
     let token = held_agent(&s).await;
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let held = tokio::spawn(async move {
         let _ = request_with_body(
             &mut tunnel,
@@ -256,41 +228,9 @@ async fn an_agent_that_hangs_up_leaves_the_pending_list() {
     assert_eq!(status, 410);
 }
 
-/// The ids waiting for a human, once there are `n` of them.
-async fn pending(s: &Served, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, listed) = s.api("GET", "/v1/approvals/pending?wait=0", None).await;
-        let ids: Vec<String> = listed["requests"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if ids.len() == n {
-            return ids;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} pending, not {n}: {listed}",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// A held POST to api.test/v1/held, answered in the background.
 async fn send_held(s: &Served, token: &str) -> tokio::task::JoinHandle<crate::harness::Response> {
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(token, "api.test").await;
     tokio::spawn(async move {
         request_with_body(&mut tunnel, "POST", "/v1/held", "api.test", b"{}").await
     })
@@ -310,7 +250,7 @@ async fn a_held_request_is_judged_again_by_the_policy_of_its_release() {
     let token = held_agent(&s).await;
     // A secret deleted while the request waited is not injected.
     let held = send_held(&s, &token).await;
-    let id = pending(&s, 1).await.remove(0);
+    let id = s.pending(1).await.remove(0);
     let (_, secrets) = s.api("GET", "/v1/secrets", None).await;
     let secret_id = secrets[0]["id"].as_str().expect("secret id").to_owned();
     assert_eq!(
@@ -329,7 +269,7 @@ async fn a_held_request_is_judged_again_by_the_policy_of_its_release() {
 
     // A block rule added while it waited refuses it.
     let held = send_held(&s, &token).await;
-    let id = pending(&s, 1).await.remove(0);
+    let id = s.pending(1).await.remove(0);
     let block = json!({ "name": "stop", "hostPattern": "api.test", "pathPattern": "/v1/*",
         "action": "block", "enabled": true });
     assert_eq!(s.api("POST", "/v1/rules", Some(block)).await.0, 201);
@@ -346,7 +286,7 @@ async fn a_deleted_or_re_tokened_agents_held_requests_are_denied_and_leave_the_l
     let s = Served::start().await;
     let token = held_agent(&s).await;
     let held = send_held(&s, &token).await;
-    pending(&s, 1).await;
+    s.pending(1).await;
     let (_, agents) = s.api("GET", "/v1/agents", None).await;
     let agent_id = agents
         .as_array()
@@ -364,7 +304,7 @@ async fn a_deleted_or_re_tokened_agents_held_requests_are_denied_and_leave_the_l
         (resp.status, resp.json()["error"].clone()),
         (403, json!("manual_approval_denied"))
     );
-    pending(&s, 0).await;
+    s.pending(0).await;
 
     let (_, list) = s.api("GET", "/v1/agents", None).await;
     let token = list
@@ -374,7 +314,7 @@ async fn a_deleted_or_re_tokened_agents_held_requests_are_denied_and_leave_the_l
         .expect("new token")
         .to_owned();
     let held = send_held(&s, &token).await;
-    pending(&s, 1).await;
+    s.pending(1).await;
     assert_eq!(
         s.api("DELETE", &format!("/v1/agents/{agent_id}"), None)
             .await
@@ -386,7 +326,7 @@ async fn a_deleted_or_re_tokened_agents_held_requests_are_denied_and_leave_the_l
         .expect("answered at once")
         .expect("task");
     assert_eq!(resp.status, 403, "{}", resp.head);
-    pending(&s, 0).await;
+    s.pending(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,7 +340,7 @@ async fn one_agent_cannot_take_every_approval_slot() {
     let mut waiting = Vec::new();
     for n in 1..=8 {
         waiting.push(send_held(&s, &greedy).await);
-        pending(&s, n).await;
+        s.pending(n).await;
     }
     // The ninth from the same agent is refused at once.
     let resp = tokio::time::timeout(Duration::from_secs(10), send_held(&s, &greedy).await)
@@ -413,7 +353,7 @@ async fn one_agent_cannot_take_every_approval_slot() {
     );
     // Another agent still gets a slot.
     waiting.push(send_held(&s, &other).await);
-    let ids = pending(&s, 9).await;
+    let ids = s.pending(9).await;
     for id in ids {
         decide(&s, &id, "deny").await;
     }
@@ -427,14 +367,7 @@ async fn a_dribbled_held_body_loses_its_slot() {
     use tokio::io::AsyncWriteExt;
     let s = Served::start_with(&["--held-body-timeout", "1s"]).await;
     let token = held_agent(&s).await;
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let head = "POST /v1/held HTTP/1.1\r\nHost: api.test\r\nContent-Length: 100\r\n\r\n{";
     tunnel.write_all(head.as_bytes()).await.expect("head");
     tunnel.flush().await.expect("flush");
@@ -451,5 +384,5 @@ async fn a_dribbled_held_body_loses_its_slot() {
         (408, json!("request_timeout"))
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    pending(&s, 0).await;
+    s.pending(0).await;
 }

@@ -345,14 +345,7 @@ async fn api_changes_are_enforced_on_an_open_keep_alive_connection() {
     let (_, secret) = s
         .api("POST", "/v1/secrets", Some(json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" })))
         .await;
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let first = request(&mut tunnel, "GET", "/v1/messages", "api.test", &[]).await;
     assert_eq!(echoed(&first.json(), "x-api-key"), [VALUE]);
 
@@ -397,14 +390,7 @@ async fn a_write_survives_kill_9_and_a_restart_keeps_everything() {
         .expect("list")
         .iter()
         .any(|a| a["id"] == agent_id.as_str()));
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let resp = request(&mut tunnel, "GET", "/v1/messages", "api.test", &[]).await;
     assert_eq!(
         echoed(&resp.json(), "x-api-key"),
@@ -502,14 +488,7 @@ async fn no_secret_value_or_token_in_logs_or_data_files() {
     let secret =
         json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
     assert_eq!(s.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     let _ = request(&mut tunnel, "GET", "/v1/messages?x=1", "api.test", &[]).await;
     let _ = s.api("GET", "/v1/container-config?agent=quiet", None).await;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -635,14 +614,7 @@ async fn every_decision_reaches_the_audit_log() {
         .await;
     let rule = json!({ "name": "no deletes", "hostPattern": "api.test", "methods": ["DELETE"], "action": "block", "enabled": true });
     let (_, rule) = s.api("POST", "/v1/rules", Some(rule)).await;
-    let mut tunnel = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
     assert_eq!(
         request(
             &mut tunnel,
@@ -805,14 +777,7 @@ async fn the_three_agents_operators_describe() {
         .await,
         403
     );
-    let mut t = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &research_token,
-        "en.wikipedia.org",
-        s.origin.port(),
-    )
-    .await;
+    let mut t = s.tunnel(&research_token, "en.wikipedia.org").await;
     for n in 0..100 {
         assert_eq!(
             request(&mut t, "GET", "/wiki/Rust", "en.wikipedia.org", &[])

@@ -267,14 +267,21 @@ async fn trace_and_track_are_refused_and_never_injected() {
     }
 }
 
-/// curl's response head for `url` through the gateway.
-fn head_via(s: &Served, token: &str, url: &str) -> String {
+/// curl (with `args`) through the gateway on `gateway_port`; the response head.
+fn head_via(
+    gateway_port: u16,
+    ca: &std::path::Path,
+    token: &str,
+    args: &[&str],
+    url: &str,
+) -> String {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"])
-        .args(["-x", &format!("http://127.0.0.1:{}", s.gateway_port)])
+        .args(args)
+        .args(["-x", &format!("http://127.0.0.1:{gateway_port}")])
         .args(["--proxy-user", &format!("x:{token}")])
         .arg("--cacert")
-        .arg(s.gateway_ca())
+        .arg(ca)
         .arg(url)
         .output()
         .expect("curl");
@@ -306,44 +313,15 @@ async fn reflected_query_credentials_never_come_back_on_any_path() {
         assert_eq!(head.matches("key=onecli-redacted").count(), 5, "{head}");
     };
     // Through Pingora's path.
-    let port = s.origin.port();
-    check(&head_via(
-        &s,
-        &token,
-        &format!("https://api.test:{port}/redirect?q=1"),
-    ));
+    let (gateway_port, ca) = (s.gateway_port, s.gateway_ca());
+    let url = format!("https://api.test:{}/redirect?q=1", s.origin.port());
+    check(&head_via(gateway_port, &ca, &token, &[], &url));
     // Through `direct`: a request a human approved.
-    let url = format!("https://api.test:{port}/redirect?q=1");
-    let (gw, ca, tok) = (s.gateway_port, s.gateway_ca(), token.clone());
+    let tok = token.clone();
     let held = std::thread::spawn(move || {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-D", "-", "-o", "/dev/null"])
-            .args(["-X", "POST", "-d", "held"])
-            .args(["-x", &format!("http://127.0.0.1:{gw}")])
-            .args(["--proxy-user", &format!("x:{tok}")])
-            .arg("--cacert")
-            .arg(ca)
-            .arg(url)
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        head_via(gateway_port, &ca, &tok, &["-X", "POST", "-d", "held"], &url)
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let id = loop {
-        let (_, pending) = s.api("GET", "/v1/approvals/pending?wait=0", None).await;
-        if let Some(id) = pending["requests"]
-            .as_array()
-            .and_then(|p| p.first())
-            .and_then(|p| p["id"].as_str())
-        {
-            break id.to_owned();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never held: {pending}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let id = s.pending(1).await.remove(0);
     let decision = json!({ "decision": "approve" });
     let (status, _) = s
         .api(

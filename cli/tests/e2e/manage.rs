@@ -354,14 +354,7 @@ async fn logs_auth_config_doctor_and_the_rest() {
     std::fs::write(&ca_file, current).expect("ca back");
     // A request, then the audit log shows it.
     let (_, token) = s.agent("logged").await;
-    let mut t = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut t = s.tunnel(&token, "api.test").await;
     let _ = crate::harness::request(&mut t, "GET", "/v1/x?q=1", "api.test", &[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -534,14 +527,7 @@ async fn the_local_serves_key_is_found_and_logs_follow_streams_new_records() {
         .recv_timeout(Duration::from_secs(20))
         .expect("logs --follow printed its backlog");
     assert_eq!(backlog.trim(), "[]");
-    let mut t = tls_tunnel_to(
-        s.gateway_port,
-        &s.gateway_ca(),
-        &token,
-        "api.test",
-        s.origin.port(),
-    )
-    .await;
+    let mut t = s.tunnel(&token, "api.test").await;
     let _ = crate::harness::request(&mut t, "GET", "/v1/followed", "api.test", &[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let streamed = loop {

@@ -78,6 +78,43 @@ impl Served {
         self.data_dir().join("gateway").join("ca.pem")
     }
 
+    /// The ids of the requests waiting for a human, once there are `n`.
+    pub async fn pending(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, listed) = self.api("GET", "/v1/approvals/pending?wait=0", None).await;
+            let ids: Vec<String> = listed["requests"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if ids.len() == n {
+                return ids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} pending, not {n}: {listed}",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A TLS tunnel through this gateway to `host` on the test origin.
+    pub async fn tunnel(&self, token: &str, host: &str) -> crate::harness::TlsTunnel {
+        crate::harness::tls_tunnel_to(
+            self.gateway_port,
+            &self.gateway_ca(),
+            token,
+            host,
+            self.origin.port(),
+        )
+        .await
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
