@@ -980,6 +980,37 @@ mod tests {
     }
 
     #[test]
+    fn requests_are_rewritten_to_the_canonical_form_they_are_judged_in() {
+        for (target, forwarded) in [
+            ("/%7Euser/%61b?q=%61", "/~user/ab?q=%61"),
+            ("/plain?x", "/plain?x"),
+            (
+                "http://api.test:8080/%61b/c?q=%61",
+                "http://api.test:8080/ab/c?q=%61",
+            ),
+            ("http://api.test", "http://api.test"),
+            ("/a%3ab", "/a%3Ab"),
+        ] {
+            let mut r = req(target, &[("x-http-method-override", "delete")]);
+            let canonical = canonical_request(&mut r).expect("canonical");
+            assert_eq!(String::from_utf8_lossy(r.raw_path()), forwarded, "{target}");
+            assert_eq!(canonical.broad_methods, ["DELETE", "GET"]);
+        }
+        for target in ["/a/%2e%2e/b", "/a%2fb", "http://api.test/a%5cb"] {
+            let mut r = req(target, &[]);
+            assert!(
+                matches!(canonical_request(&mut r), Err(Refusal::BadRequest(_))),
+                "{target}"
+            );
+        }
+        let mut trace = RequestHeader::build("TRACE", b"/", None).expect("req");
+        assert!(matches!(
+            canonical_request(&mut trace),
+            Err(Refusal::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
     fn absolute_targets() {
         let t = absolute_target(&req("http://Example.test:8080/x?y", &[]))
             .expect("ok")

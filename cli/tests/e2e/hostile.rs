@@ -205,6 +205,30 @@ async fn respelled_requests_meet_the_same_rules_over_h1_and_h2() {
             "{path}"
         );
     }
+    // Absolute-form requests (no tunnel) are judged the same way.
+    for (path, want) in [("/%61dmin/x", 403), ("//ADMIN/x", 403), ("/admin%2fx", 400)] {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--path-as-is",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["-x", &format!("http://127.0.0.1:{}", s.gateway_port)])
+            .args(["--proxy-user", &format!("x:{}", agent.token)])
+            .arg(format!("http://api.test:{}{path}", s.origin.port()))
+            .output()
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want.to_string(),
+            "{path}"
+        );
+    }
     // What is forwarded is the canonical form that was judged.
     assert_eq!(
         agent.both("GET", "api.test", "/%7Euser/%61ny%2dthing?q=%61"),
