@@ -4,6 +4,7 @@ mod agents;
 mod approvals;
 mod auth;
 pub(crate) mod control;
+mod dashboard;
 mod doctor;
 pub(crate) mod gateway;
 mod logs;
@@ -69,6 +70,12 @@ pub enum Command {
         /// The gateway as this machine reaches it (default: the API host, port 10255).
         #[arg(long, env = "ONECLI_GATEWAY")]
         gateway: Option<String>,
+    },
+    /// Open the web dashboard with a one-time sign-in link.
+    Dashboard {
+        /// Print the link instead of opening a browser.
+        #[arg(long)]
+        print: bool,
     },
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
@@ -148,6 +155,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Auth(c) => auth::run(c, &cli.api, json),
         Command::Config(c) => settings::run(c, json),
         Command::Doctor { gateway } => doctor::run(&cli.api, gateway.as_deref(), json),
+        Command::Dashboard { print } => dashboard::run(&cli.api, print, json),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

@@ -42,6 +42,9 @@ pub struct ApiConfig {
     pub public_url: String,
     /// The gateway CA certificate (PEM) handed to agents.
     pub ca_cert: PathBuf,
+    /// The address the service listens on: the dashboard answers requests
+    /// for it (and `localhost` on its port), and no other `Host`.
+    pub listen: Option<SocketAddr>,
 }
 
 pub struct Api {
@@ -52,6 +55,8 @@ pub struct Api {
     /// Where remote gateways' audit records go.
     pub audit: Arc<crate::audit::AuditLog>,
     pub config: ApiConfig,
+    /// Dashboard sessions and one-time sign-in links.
+    pub sessions: crate::dashboard::Sessions,
 }
 
 /// How long a gateway's long-poll waits for a newer policy.
@@ -94,6 +99,18 @@ fn capitalize(s: &str) -> String {
 }
 
 impl ApiError {
+    /// What an agent or a person is told.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Unauthorized => "Invalid API key or token.".to_owned(),
+            ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::Unavailable(m) => m.clone(),
+            ApiError::Internal => "Internal error.".to_owned(),
+        }
+    }
+
     fn into_response(self) -> Response<Body> {
         let (status, kind, message) = match self {
             ApiError::Unauthorized => (
@@ -229,6 +246,9 @@ impl Api {
     async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, Response<Body>> {
         let fail = |e: ApiError| e.into_response();
         let path = req.uri().path().to_owned();
+        if crate::dashboard::owns(&path) {
+            return Ok(crate::dashboard::route(self, req).await);
+        }
         let rest = path
             .strip_prefix("/v1/")
             .or_else(|| path.strip_prefix("/api/"))
@@ -306,6 +326,17 @@ impl Api {
             Some("secrets") => secrets::dispatch(self, call, &segments).await,
             Some("rules") => rules::dispatch(self, call, &segments).await,
             Some("logs") => logs::dispatch(self, call, &segments).await,
+            Some("dashboard") => match (&call.method, segments.as_slice()) {
+                // A one-time sign-in link, for `onecli dashboard`.
+                (&Method::POST, ["dashboard", "links"]) => {
+                    let (url, expires_in) = crate::dashboard::sign_in_link(self);
+                    Ok(json_response(
+                        StatusCode::CREATED,
+                        &json!({ "url": url, "expiresInSeconds": expires_in }),
+                    ))
+                }
+                _ => Err(not_found(call)),
+            },
             _ => Err(not_found(call)),
         }
     }
@@ -395,7 +426,7 @@ fn segments_str(segments: &[String]) -> Vec<&str> {
     segments.iter().map(String::as_str).collect()
 }
 
-fn parse_query(q: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| {

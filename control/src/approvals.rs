@@ -176,6 +176,11 @@ impl ApprovalsHub {
         Ok(())
     }
 
+    /// How many requests wait for a human now.
+    pub fn pending_count(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     /// Denies every request `agent_id` has waiting: the agent was deleted or
     /// its token replaced, so nothing it sent before may be approved, and
     /// its requests leave the list. Returns how many there were.

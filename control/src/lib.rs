@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod bootstrap;
 pub mod crypto;
+pub mod dashboard;
 pub mod ids;
 pub mod publish;
 pub mod store;

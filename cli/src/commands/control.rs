@@ -104,7 +104,9 @@ impl ControlParts {
                 container_gateway: options.container_gateway.clone(),
                 public_url: options.public_url(),
                 ca_cert,
+                listen: Some(options.listen),
             },
+            sessions: Default::default(),
         });
         (api, self.audit_writer)
     }

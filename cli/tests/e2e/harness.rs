@@ -458,7 +458,7 @@ impl Response {
     }
 }
 
-/// Reads one response (Content-Length bodies, or none) off a stream.
+/// Reads one response (Content-Length or chunked bodies, or none) off a stream.
 pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Response> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
@@ -488,8 +488,40 @@ pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<R
     {
         resp.body = vec![0; len];
         s.read_exact(&mut resp.body).await?;
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let line = read_line(s).await?;
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, line.clone()))?;
+            if size == 0 {
+                // Trailers, up to the blank line.
+                while !read_line(s).await?.is_empty() {}
+                break;
+            }
+            let start = resp.body.len();
+            resp.body.resize(start + size, 0);
+            s.read_exact(&mut resp.body[start..]).await?;
+            read_line(s).await?;
+        }
     }
     Ok(resp)
+}
+
+/// One CRLF-terminated line, without its end.
+async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        if s.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        line.push(byte[0]);
+    }
+    line.truncate(line.len() - 2);
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 /// Sends a CONNECT and returns the gateway's answer and the socket.

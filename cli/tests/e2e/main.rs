@@ -3,6 +3,7 @@
 
 mod approvals;
 mod control;
+mod dashboard;
 mod fleet;
 mod gateway;
 mod harness;

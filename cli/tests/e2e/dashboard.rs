@@ -1,0 +1,370 @@
+//! The web dashboard (SPEC §4.5) over real sockets: sign-in by key and by
+//! one-time link, sessions, CSRF, the Host and Origin guards, and the
+//! connect flow from a real `credential_not_found` to an injected retry.
+
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::harness::{echoed, read_response, request, Response};
+use crate::served::{Home, Served};
+
+const VALUE: &str = "SECRET-dashboard-value-1234";
+
+/// One HTTP/1.1 exchange with the dashboard.
+async fn call(
+    s: &Served,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: Option<&[(&str, &str)]>,
+) -> Response {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", s.api_port))
+        .await
+        .expect("connect");
+    let body = form
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: localhost:{}\r\n", s.api_port));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if form.is_some() {
+        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(body.as_bytes()).await.expect("body");
+    read_response(&mut stream).await.expect("response")
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// The session cookie a sign-in set.
+fn session_of(r: &Response) -> String {
+    let set = r.header("set-cookie").expect("a cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let pair = set.split(';').next().expect("pair");
+    assert!(pair.starts_with("onecli_session=ods_"), "{set}");
+    pair.to_owned()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').expect("end")].to_owned()
+}
+
+async fn sign_in(s: &Served) -> String {
+    let r = call(
+        s,
+        "POST",
+        "/sign-in",
+        &[],
+        Some(&[("key", &s.api_key), ("next", "/")]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.head);
+    session_of(&r)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_answers_without_a_session_and_sign_in_works_once_per_link() {
+    let s = Served::start().await;
+    let (_, token) = s.agent("worker").await;
+    // No session: every page sends to sign-in, remembering where to return.
+    for path in [
+        "/",
+        "/agents",
+        "/connections",
+        "/rules",
+        "/connections/custom?create=generic&host=a.test",
+    ] {
+        let r = call(&s, "GET", path, &[], None).await;
+        assert_eq!(r.status, 303, "{path}");
+        let to = r.header("location").expect("location");
+        assert!(to.starts_with("/sign-in?next="), "{to}");
+        assert!(!text(&r).contains("worker"));
+    }
+    let r = call(&s, "POST", "/connections", &[], Some(&[("name", "x")])).await;
+    assert_eq!(r.status, 401);
+    // The sign-in page itself, with its guards.
+    let r = call(&s, "GET", "/sign-in", &[], None).await;
+    assert_eq!(r.status, 200);
+    let csp = r.header("content-security-policy").expect("csp");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // A wrong key is refused; the right one opens a session.
+    let r = call(
+        &s,
+        "POST",
+        "/sign-in",
+        &[],
+        Some(&[("key", "oc_wrong"), ("next", "/")]),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_none());
+    let cookie = sign_in(&s).await;
+    let r = call(&s, "GET", "/agents", &[("Cookie", &cookie)], None).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let html = text(&r);
+    assert!(html.contains("worker"));
+    assert!(
+        !html.contains(&token) && !html.contains(&s.api_key),
+        "a token in the page"
+    );
+    // Sign-out ends the session for good.
+    let csrf = csrf_of(&html);
+    let r = call(
+        &s,
+        "POST",
+        "/sign-out",
+        &[("Cookie", &cookie)],
+        Some(&[("csrf", &csrf)]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let r = call(&s, "GET", "/agents", &[("Cookie", &cookie)], None).await;
+    assert_eq!(r.status, 303, "the old session still works");
+
+    // The one-time link from `onecli dashboard --print`.
+    let home = Home::new();
+    let out = home
+        .onecli(&s)
+        .args(["dashboard", "--print"])
+        .output()
+        .expect("onecli dashboard");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let prefix = format!("http://localhost:{}", s.api_port);
+    let path = url
+        .strip_prefix(&prefix)
+        .expect("a link to this service")
+        .to_owned();
+    assert!(path.starts_with("/sign-in/link?token=odl_"), "{url}");
+    assert!(!url.contains(&s.api_key));
+    let r = call(&s, "GET", &path, &[], None).await;
+    assert_eq!(r.status, 303);
+    let cookie = session_of(&r);
+    assert_eq!(
+        call(&s, "GET", "/", &[("Cookie", &cookie)], None)
+            .await
+            .status,
+        200
+    );
+    let r = call(&s, "GET", &path, &[], None).await;
+    assert_eq!(r.status, 401, "a link works once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_hosts_cross_site_forms_and_guessing_are_refused() {
+    let s = Served::start().await;
+    let cookie = sign_in(&s).await;
+    // DNS rebinding: the right address, another name.
+    let r = call(
+        &s,
+        "GET",
+        "/",
+        &[("Host", "evil.test"), ("Cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 421);
+    let r = call(
+        &s,
+        "GET",
+        "/",
+        &[
+            ("Host", &format!("127.0.0.1:{}", s.api_port)),
+            ("Cookie", &cookie),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // A form posted from another site, or without the session's token.
+    let html = text(
+        &call(
+            &s,
+            "GET",
+            "/connections/custom",
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await,
+    );
+    let csrf = csrf_of(&html);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("type", "openai"),
+        ("name", "X"),
+        ("host", "x.test"),
+        ("value", VALUE),
+    ];
+    let r = call(
+        &s,
+        "POST",
+        "/connections",
+        &[("Cookie", &cookie), ("Origin", "http://evil.test")],
+        Some(&fields),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = call(
+        &s,
+        "POST",
+        "/connections",
+        &[("Cookie", &cookie)],
+        Some(&fields[1..]),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let (_, secrets) = s.api("GET", "/v1/secrets", None).await;
+    assert_eq!(secrets, json!([]), "a refused form changed something");
+    // Guessing keys is throttled, even the right one then.
+    for _ in 0..10 {
+        call(&s, "POST", "/sign-in", &[], Some(&[("key", "oc_guess")])).await;
+    }
+    let r = call(&s, "POST", "/sign-in", &[], Some(&[("key", &s.api_key)])).await;
+    assert_eq!(r.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connect_link_of_a_refusal_leads_to_an_injected_retry() {
+    let s = Served::start().await;
+    let (_, token) = s.agent("claude").await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
+    // The agent meets a 401 with no credential configured.
+    let refused = request(&mut tunnel, "GET", "/unauthorized", "api.test", &[]).await;
+    assert_eq!(refused.status, 401);
+    let guidance: Value = refused.json();
+    assert_eq!(guidance["error"], "credential_not_found");
+    let secret_url = guidance["secret_url"].as_str().expect("secret_url");
+    // The human opens it as the agent shows it.
+    let link = format!("{secret_url}&source=agent&agent_name=claude");
+    let path = link
+        .strip_prefix(&format!("http://localhost:{}", s.api_port))
+        .expect("a link into this dashboard")
+        .to_owned();
+    let r = call(&s, "GET", &path, &[], None).await;
+    assert_eq!(r.status, 303);
+    let back = r.header("location").expect("location").to_owned();
+    let cookie = sign_in_to(&s, &back).await;
+    let r = call(&s, "GET", &path, &[("Cookie", &cookie)], None).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let html = text(&r);
+    assert!(html.contains("value=\"api.test\""), "the host is prefilled");
+    assert!(
+        html.contains("<strong>claude</strong>"),
+        "says which agent asked"
+    );
+    let csrf = csrf_of(&html);
+    let r = call(
+        &s,
+        "POST",
+        "/connections",
+        &[("Cookie", &cookie)],
+        Some(&[
+            ("csrf", &csrf),
+            ("type", "generic"),
+            ("name", "API test"),
+            ("host", "api.test"),
+            ("path", "/*"),
+            ("inject", "header"),
+            ("header", "X-Api-Key"),
+            ("format", "{value}"),
+            ("value", VALUE),
+            ("agent_name", "claude"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{} {}", r.head, text(&r));
+    let to = r.header("location").expect("location").to_owned();
+    let r = call(&s, "GET", &to, &[("Cookie", &cookie)], None).await;
+    let html = text(&r);
+    assert!(html.contains("can retry"), "{html}");
+    assert!(!html.contains(VALUE), "the value came back in the page");
+    assert!(html.contains("••••••••1234"));
+    // The retry, on the same open connection, carries the credential.
+    let retry = request(&mut tunnel, "GET", "/v1/echo", "api.test", &[]).await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(echoed(&retry.json(), "x-api-key"), [VALUE]);
+    // Every URL handed out resolves to a page.
+    for path in ["/rules", "/agents?manage=claude", "/connections", "/"] {
+        let r = call(&s, "GET", path, &[("Cookie", &cookie)], None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!text(&r).contains(VALUE), "{path}");
+    }
+}
+
+/// Signs in through the form the redirect led to, and follows `next`.
+async fn sign_in_to(s: &Served, sign_in_path: &str) -> String {
+    let next = sign_in_path
+        .split_once("next=")
+        .map(|(_, n)| n)
+        .expect("next");
+    let next = percent_decode(next);
+    let r = call(
+        s,
+        "POST",
+        "/sign-in",
+        &[],
+        Some(&[("key", &s.api_key), ("next", &next)]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some(next.as_str()));
+    session_of(&r)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,660 @@
+//! The web dashboard (SPEC §4.5), served by the control service beside the
+//! API: server-rendered pages, one stylesheet and one small script, all in
+//! the binary.
+//!
+//! Guards, in the order a request meets them:
+//! - its `Host` must be one this service answers to (its listen address,
+//!   `localhost` or `127.0.0.1` on its port, the public URL's host), so a
+//!   DNS-rebinding page cannot drive it;
+//! - a POST whose `Origin` is another site's is refused;
+//! - every page but sign-in and the assets needs a session (a server-side
+//!   record behind an `HttpOnly`, `SameSite=Strict` cookie);
+//! - every state-changing form carries the session's CSRF token;
+//! - answers forbid framing and carry a strict Content-Security-Policy
+//!   (scripts and styles from this origin only, nothing inline).
+
+mod pages;
+mod session;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, COOKIE, HOST, LOCATION, ORIGIN};
+use hyper::{Method, Request, Response, StatusCode};
+use maud::{html, Markup};
+use zeroize::Zeroizing;
+
+use crate::api::{parse_query, Api, Body};
+use crate::store::SecretInput;
+pub use session::Sessions;
+
+const COOKIE_NAME: &str = "onecli_session";
+const MAX_FORM: usize = 64 * 1024;
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const APP_CSS: &str = include_str!("dashboard/assets/app.css");
+const APP_JS: &str = include_str!("dashboard/assets/app.js");
+
+/// Whether `path` is the dashboard's (everything outside `/v1` and `/api`).
+pub fn owns(path: &str) -> bool {
+    !(path.starts_with("/v1/") || path.starts_with("/api/") || path == "/v1" || path == "/api")
+}
+
+/// A one-time sign-in link for `onecli dashboard`.
+pub fn sign_in_link(api: &Api) -> (String, u64) {
+    let token = api.sessions.new_link();
+    let url = format!(
+        "{}/sign-in/link?token={}",
+        api.config.public_url.trim_end_matches('/'),
+        token.as_str()
+    );
+    (url, session::LINK_TTL.as_secs())
+}
+
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
+    if !host_allowed(api, &req) {
+        return html_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            pages::message(
+                "Wrong address",
+                "This OneCLI dashboard answers only at its own address.",
+            ),
+        );
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(parse_query).unwrap_or_default();
+    if method == Method::POST && !same_origin(&req) {
+        return html_response(
+            StatusCode::FORBIDDEN,
+            pages::message("Refused", "A form from another site cannot change OneCLI."),
+        );
+    }
+    match (&method, path.as_str()) {
+        (&Method::GET, "/assets/app.css") => return asset("text/css; charset=utf-8", APP_CSS),
+        (&Method::GET, "/assets/app.js") => return asset("text/javascript; charset=utf-8", APP_JS),
+        _ => {}
+    }
+    let cookie = session_cookie(&req);
+    let session = cookie.as_deref().and_then(|c| api.sessions.get(c));
+    let secure = api.config.public_url.starts_with("https://");
+
+    match (&method, path.as_str()) {
+        (&Method::GET, "/sign-in") => {
+            if session.is_some() {
+                return redirect("/");
+            }
+            let next = local_path(Form(query.clone()).get("next"));
+            return html_response(StatusCode::OK, pages::sign_in(None, &next));
+        }
+        (&Method::POST, "/sign-in") => {
+            let Ok(form) = read_form(req).await else {
+                return bad_form();
+            };
+            let next = local_path(form.get("next"));
+            if api.sessions.throttled() {
+                return html_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    pages::sign_in(Some("Too many failed sign-ins. Wait a minute."), &next),
+                );
+            }
+            let key = Zeroizing::new(form.get("key").trim().to_owned());
+            let store = api.store.clone();
+            let valid = !key.is_empty()
+                && tokio::task::spawn_blocking(move || store.verify_api_key(&key))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(false);
+            if !valid {
+                api.sessions.failed();
+                return html_response(
+                    StatusCode::UNAUTHORIZED,
+                    pages::sign_in(Some("That API key is not valid."), &next),
+                );
+            }
+            return signed_in(api, &next, secure);
+        }
+        (&Method::GET, "/sign-in/link") => {
+            let token = Form(query).get("token").to_owned();
+            if api.sessions.throttled() {
+                return html_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    pages::message(
+                        "Too many tries",
+                        "Wait a minute, then ask `onecli dashboard` for a new link.",
+                    ),
+                );
+            }
+            if !api.sessions.redeem_link(&token) {
+                api.sessions.failed();
+                return html_response(
+                    StatusCode::UNAUTHORIZED,
+                    pages::message(
+                        "This link does not work",
+                        "Sign-in links work once and for five minutes. Run `onecli dashboard` for a new one.",
+                    ),
+                );
+            }
+            return signed_in(api, "/", secure);
+        }
+        _ => {}
+    }
+
+    let (Some(cookie), Some(session)) = (cookie, session) else {
+        if method == Method::GET {
+            let here = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            return redirect(&format!("/sign-in?next={}", encode(&here)));
+        }
+        return html_response(
+            StatusCode::UNAUTHORIZED,
+            pages::message("Signed out", "Sign in again to continue."),
+        );
+    };
+
+    if method == Method::POST {
+        let Ok(form) = read_form(req).await else {
+            return bad_form();
+        };
+        if !constant_time_eq(form.get("csrf").as_bytes(), session.csrf.as_bytes()) {
+            return html_response(
+                StatusCode::FORBIDDEN,
+                pages::message(
+                    "Refused",
+                    "The form was stale or forged. Reload the page and try again.",
+                ),
+            );
+        }
+        return match path.as_str() {
+            "/sign-out" => {
+                api.sessions.end(&cookie);
+                let mut r = redirect("/sign-in");
+                set_cookie(&mut r, "", 0, secure);
+                r
+            }
+            "/connections" => create_connection(api, &form, &session.csrf).await,
+            _ => framed(
+                api,
+                &session.csrf,
+                pages::Section::Overview,
+                "Not found",
+                StatusCode::NOT_FOUND,
+                pages::not_found(),
+            ),
+        };
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return html_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            pages::message("Not allowed", "The dashboard takes GET and POST only."),
+        );
+    }
+    let query = Form(query);
+    let csrf = session.csrf.as_str();
+    match path.as_str() {
+        "/" => overview(api, csrf).await,
+        "/agents" => {
+            let agents = api.read(|s| s.agents()).await.unwrap_or_default();
+            let manage = query.get("manage");
+            let manage = (!manage.is_empty()).then_some(manage);
+            framed(
+                api,
+                csrf,
+                pages::Section::Agents,
+                "Agents",
+                StatusCode::OK,
+                pages::agents(&agents, manage),
+            )
+        }
+        "/connections" => {
+            let secrets = api.read(|s| s.secrets()).await.unwrap_or_default();
+            let notice = match query.get("saved") {
+                "" => None,
+                name => Some(match query.get("agent_name") {
+                    "" => pages::notice(true, html! { "Saved " strong { (name) } "." }),
+                    agent => pages::notice(
+                        true,
+                        html! {
+                            "Saved " strong { (name) } ". Tell " strong { (agent) } " it can retry its request now."
+                        },
+                    ),
+                }),
+            };
+            framed(
+                api,
+                csrf,
+                pages::Section::Connections,
+                "Connections",
+                StatusCode::OK,
+                pages::connections(&secrets, notice),
+            )
+        }
+        "/connections/custom" | "/connections/new" => {
+            let form = connect_form_from(&query);
+            framed(
+                api,
+                csrf,
+                pages::Section::Connections,
+                "Add a connection",
+                StatusCode::OK,
+                pages::connect(&form, csrf, None),
+            )
+        }
+        "/rules" => {
+            let (rules, agents) = api
+                .read(|s| Ok((s.rules()?, s.agents()?)))
+                .await
+                .unwrap_or_default();
+            framed(
+                api,
+                csrf,
+                pages::Section::Rules,
+                "Rules",
+                StatusCode::OK,
+                pages::rules(&rules, &agents),
+            )
+        }
+        _ => framed(
+            api,
+            csrf,
+            pages::Section::Overview,
+            "Not found",
+            StatusCode::NOT_FOUND,
+            pages::not_found(),
+        ),
+    }
+}
+
+/// The create form as a connect link (`secret_url`) prefills it.
+fn connect_form_from(query: &Form) -> pages::ConnectForm {
+    let kind = match query.get("create") {
+        k @ ("anthropic" | "openai") => k.to_owned(),
+        _ => "generic".to_owned(),
+    };
+    let host = query.get("host").to_owned();
+    let path = match query.get("path") {
+        "" => "*".to_owned(),
+        p => p.to_owned(),
+    };
+    let name = match query.get("name") {
+        "" => host.clone(),
+        n => n.to_owned(),
+    };
+    let agent_name = match (query.get("source"), query.get("agent_name")) {
+        ("agent", name) if !name.is_empty() => Some(name.to_owned()),
+        ("agent", _) => Some("an agent".to_owned()),
+        _ => None,
+    };
+    pages::ConnectForm {
+        kind,
+        name,
+        host,
+        path,
+        inject: if query.get("param").is_empty() {
+            "header"
+        } else {
+            "param"
+        }
+        .to_owned(),
+        header: query.get("header").to_owned(),
+        format: query.get("format").to_owned(),
+        param: query.get("param").to_owned(),
+        param_format: String::new(),
+        agent_name,
+    }
+}
+
+async fn create_connection(api: &Api, form: &Form, csrf: &str) -> Response<Body> {
+    let kind = match form.get("type") {
+        "anthropic" => onecli_policy::model::SecretKind::Anthropic,
+        "openai" => onecli_policy::model::SecretKind::Openai,
+        _ => onecli_policy::model::SecretKind::Generic,
+    };
+    let or = |v: &str, default: &str| {
+        if v.trim().is_empty() {
+            default.to_owned()
+        } else {
+            v.trim().to_owned()
+        }
+    };
+    let injection = match kind {
+        onecli_policy::model::SecretKind::Generic if form.get("inject") == "param" => {
+            Some(Some(onecli_policy::model::InjectionDoc::Query {
+                name: form.get("param").trim().to_owned(),
+                format: or(form.get("param_format"), "{value}"),
+            }))
+        }
+        onecli_policy::model::SecretKind::Generic => {
+            Some(Some(onecli_policy::model::InjectionDoc::Header {
+                name: or(form.get("header"), "Authorization"),
+                format: or(form.get("format"), "{value}"),
+            }))
+        }
+        _ => None,
+    };
+    let name = form.get("name").trim().to_owned();
+    let agent_name = form.get("agent_name").to_owned();
+    let input = SecretInput {
+        name: Some(name.clone()),
+        kind: Some(kind),
+        value: Some(Zeroizing::new(form.get("value").to_owned())),
+        host_pattern: Some(form.get("host").trim().to_owned()),
+        path_pattern: Some(or(form.get("path"), "*")),
+        injection,
+        allow_plaintext: None,
+    };
+    match api.write(move |s| s.create_secret(input)).await {
+        Ok(_) => {
+            let mut to = format!("/connections?saved={}", encode(&name));
+            if !agent_name.is_empty() {
+                to.push_str(&format!("&agent_name={}", encode(&agent_name)));
+            }
+            redirect(&to)
+        }
+        Err(error) => {
+            // The form comes back as it was sent, the value excepted.
+            let again = pages::ConnectForm {
+                kind: form.get("type").to_owned(),
+                name,
+                host: form.get("host").to_owned(),
+                path: form.get("path").to_owned(),
+                inject: form.get("inject").to_owned(),
+                header: form.get("header").to_owned(),
+                format: form.get("format").to_owned(),
+                param: form.get("param").to_owned(),
+                param_format: form.get("param_format").to_owned(),
+                agent_name: (!agent_name.is_empty()).then_some(agent_name),
+            };
+            let message = error.message();
+            framed(
+                api,
+                csrf,
+                pages::Section::Connections,
+                "Add a connection",
+                StatusCode::BAD_REQUEST,
+                pages::connect(&again, csrf, Some(&message)),
+            )
+        }
+    }
+}
+
+async fn overview(api: &Api, csrf: &str) -> Response<Body> {
+    let counts = api
+        .read(|s| {
+            Ok((
+                s.policy_version()?,
+                s.agents()?.len(),
+                s.secrets()?.len(),
+                s.rules()?.len(),
+            ))
+        })
+        .await
+        .unwrap_or_default();
+    let fingerprint = std::fs::read_to_string(&api.config.ca_cert)
+        .ok()
+        .and_then(|pem| ca_fingerprint(&pem))
+        .unwrap_or_else(|| "unavailable".to_owned());
+    let content = pages::overview(&pages::Overview {
+        policy_version: counts.0,
+        agents: counts.1,
+        connections: counts.2,
+        rules: counts.3,
+        pending_approvals: api.approvals.pending_count(),
+        api_url: api.config.public_url.trim_end_matches('/'),
+        ca_fingerprint: &fingerprint,
+    });
+    framed(
+        api,
+        csrf,
+        pages::Section::Overview,
+        "Overview",
+        StatusCode::OK,
+        content,
+    )
+}
+
+/// SHA-256 of the first certificate's DER, as colon-separated hex.
+fn ca_fingerprint(pem: &str) -> Option<String> {
+    let cert = boring::x509::X509::from_pem(pem.as_bytes()).ok()?;
+    let digest = cert.digest(boring::hash::MessageDigest::sha256()).ok()?;
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+fn framed(
+    api: &Api,
+    csrf: &str,
+    section: pages::Section,
+    title: &str,
+    status: StatusCode,
+    content: Markup,
+) -> Response<Body> {
+    let frame = pages::Frame {
+        section,
+        title,
+        csrf,
+        pending_approvals: api.approvals.pending_count(),
+    };
+    html_response(status, pages::page(&frame, content))
+}
+
+fn signed_in(api: &Api, next: &str, secure: bool) -> Response<Body> {
+    let cookie = api.sessions.start();
+    let mut r = redirect(next);
+    set_cookie(&mut r, &cookie, session::SESSION_TTL.as_secs(), secure);
+    r
+}
+
+fn set_cookie(r: &mut Response<Body>, value: &str, max_age: u64, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(hyper::header::SET_COOKIE, v);
+    }
+}
+
+fn session_cookie(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The `Host` header names this service: its listen port on `localhost`,
+/// `127.0.0.1` or `[::1]`, the listen address itself, or the public URL's
+/// authority.
+fn host_allowed(api: &Api, req: &Request<Incoming>) -> bool {
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let public = api
+        .config
+        .public_url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if host == public {
+        return true;
+    }
+    let Some(listen) = api.config.listen else {
+        return false;
+    };
+    let port = listen.port();
+    host == listen.to_string()
+        || ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .any(|name| host == format!("{name}:{port}"))
+}
+
+/// A POST's `Origin`, when the browser sent one, must be this service.
+fn same_origin(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let origin = origin.trim().to_ascii_lowercase();
+    origin == format!("http://{}", host.to_ascii_lowercase())
+        || origin == format!("https://{}", host.to_ascii_lowercase())
+}
+
+/// A local path to return to after sign-in; anything else is `/`.
+fn local_path(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<Form, ()> {
+    let body = Limited::new(req.into_body(), MAX_FORM)
+        .collect()
+        .await
+        .map_err(|_| ())?
+        .to_bytes();
+    let text = std::str::from_utf8(&body).map_err(|_| ())?;
+    Ok(Form(parse_query(text)))
+}
+
+fn bad_form() -> Response<Body> {
+    html_response(
+        StatusCode::BAD_REQUEST,
+        pages::message("Bad form", "The form could not be read."),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn secure_headers(r: &mut Response<Body>) {
+    let h = r.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+fn html_response(status: StatusCode, markup: Markup) -> Response<Body> {
+    let mut r = crate::api::response(status, "text/html; charset=utf-8", markup.into_string());
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secure_headers(&mut r);
+    r
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut r = crate::api::response(
+        StatusCode::OK,
+        content_type,
+        Bytes::from_static(body.as_bytes()),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    secure_headers(&mut r);
+    r
+}
+
+fn redirect(to: &str) -> Response<Body> {
+    let mut r = crate::api::response(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+    );
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secure_headers(&mut r);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_come_back_after_sign_in() {
+        assert_eq!(
+            local_path("/connections/custom?host=a"),
+            "/connections/custom?host=a"
+        );
+        for bad in [
+            "//evil.test/x",
+            "https://evil.test",
+            "/\\evil.test",
+            "",
+            "evil",
+        ] {
+            assert_eq!(local_path(bad), "/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_dashboard_owns_what_the_api_does_not() {
+        assert!(owns("/"));
+        assert!(owns("/connections/custom"));
+        assert!(!owns("/v1/agents"));
+        assert!(!owns("/api/agents"));
+    }
+
+    #[test]
+    fn csrf_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,360 @@
+//! The dashboard's pages, server-rendered with maud (which escapes every
+//! value it prints). No page ever prints a secret value or a token.
+
+use maud::{html, Markup, DOCTYPE};
+
+use crate::store::{AgentRecord, RuleRecord, SecretRecord};
+
+/// Where a page sits in the navigation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Overview,
+    Agents,
+    Connections,
+    Rules,
+}
+
+const NAV: [(Section, &str, &str); 4] = [
+    (Section::Overview, "/", "Overview"),
+    (Section::Agents, "/agents", "Agents"),
+    (Section::Connections, "/connections", "Connections"),
+    (Section::Rules, "/rules", "Rules"),
+];
+
+/// What every signed-in page shows around its content.
+pub struct Frame<'a> {
+    pub section: Section,
+    pub title: &'a str,
+    pub csrf: &'a str,
+    pub pending_approvals: usize,
+}
+
+pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (frame.title) " · OneCLI" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                nav.side aria-label="Main" {
+                    div.brand { "OneCLI" }
+                    ul {
+                        @for (section, href, label) in NAV {
+                            li {
+                                a href=(href) aria-current=[(section == frame.section).then_some("page")] {
+                                    span { (label) }
+                                    @if section == Section::Overview && frame.pending_approvals > 0 {
+                                        span.badge title="Requests waiting for approval" { (frame.pending_approvals) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    form method="post" action="/sign-out" {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        button.quiet type="submit" { "Sign out" }
+                    }
+                }
+                main { (content) }
+            }
+        }
+    }
+}
+
+pub fn sign_in(error: Option<&str>, next: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Sign in · OneCLI" }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body.bare {
+                main.signin {
+                    h1 { "Sign in to OneCLI" }
+                    @if let Some(error) = error {
+                        p.notice.bad role="alert" { (error) }
+                    }
+                    form.stack.panel method="post" action="/sign-in" {
+                        input type="hidden" name="next" value=(next);
+                        label {
+                            "API key"
+                            span.hint { "The admin key is in ~/.onecli/data/api-key. Or run " code { "onecli dashboard" } " for a one-time link." }
+                            input type="password" name="key" autocomplete="current-password" required autofocus;
+                        }
+                        button type="submit" { "Sign in" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub struct Overview<'a> {
+    pub policy_version: u64,
+    pub agents: usize,
+    pub connections: usize,
+    pub rules: usize,
+    pub pending_approvals: usize,
+    pub api_url: &'a str,
+    pub ca_fingerprint: &'a str,
+}
+
+pub fn overview(o: &Overview<'_>) -> Markup {
+    html! {
+        h1 { "Overview" }
+        p.lead { "Agents reach APIs through the gateway; the keys stay here." }
+        div.grid {
+            div.panel.stat { div.value { (o.agents) } div.label { "agents" } }
+            div.panel.stat { div.value { (o.connections) } div.label { "connections" } }
+            div.panel.stat { div.value { (o.rules) } div.label { "rules" } }
+            div.panel.stat { div.value { (o.pending_approvals) } div.label { "waiting for approval" } }
+            div.panel.stat { div.value { "v" (o.policy_version) } div.label { "policy version" } }
+        }
+        h2 { "Start an agent" }
+        pre #run { "onecli run -- claude" }
+        button.quiet type="button" data-copy="#run" { "Copy command" }
+        h2 { "From code, with the official SDK" }
+        pre #sdk {
+            "import { OneCLI } from \"@onecli-sh/sdk\";\n"
+            "const oc = new OneCLI({ url: \"" (o.api_url) "\", apiKey: process.env.ONECLI_API_KEY });\n"
+            "await oc.applyContainerConfig(args, { agent: \"default\" });"
+        }
+        h2 { "The gateway's CA" }
+        p {
+            "Clients trust the gateway with its CA: "
+            a href="/v1/gateway/ca" download="onecli-gateway-ca.pem" { "download it" }
+            " (SHA-256 " code { (o.ca_fingerprint) } ")."
+        }
+    }
+}
+
+pub fn agents(agents: &[AgentRecord], manage: Option<&str>) -> Markup {
+    html! {
+        h1 { "Agents" }
+        p.lead { "Each agent has its own proxy token, secrets and rules." }
+        @if agents.is_empty() {
+            div.empty { "No agents yet. " code { "onecli run -- claude" } " creates the default one." }
+        } @else {
+            table {
+                thead { tr { th { "Name" } th { "Identifier" } th { "Secrets" } th { "Policy" } } }
+                tbody {
+                    @for a in agents {
+                        tr.highlight[manage == Some(a.identifier.as_str())] id={ "agent-" (a.identifier) } {
+                            td { (a.name) @if a.is_default { " " span.muted { "(default)" } } }
+                            td { code { (a.identifier) } }
+                            td { @match a.secret_mode {
+                                onecli_policy::model::SecretMode::All => "all",
+                                onecli_policy::model::SecretMode::Selective => "selected",
+                            } }
+                            td { @match a.policy_mode {
+                                onecli_policy::model::PolicyMode::Allow => "allow by default",
+                                onecli_policy::model::PolicyMode::Deny => "listed hosts only",
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn connections(secrets: &[SecretRecord], notice: Option<Markup>) -> Markup {
+    html! {
+        h1 { "Connections" }
+        p.lead { "Credentials the gateway injects. Values are write-only: never shown again." }
+        @if let Some(notice) = notice { (notice) }
+        p { a.button href="/connections/custom?create=generic" { "Add a connection" } }
+        @if secrets.is_empty() {
+            div.empty { "No connections yet." }
+        } @else {
+            table {
+                thead { tr { th { "Name" } th { "Type" } th { "Host" } th { "Path" } th { "Value" } } }
+                tbody {
+                    @for s in secrets {
+                        tr {
+                            td { (s.name) }
+                            td { (kind_name(s.kind)) }
+                            td { code { (s.host_pattern) } }
+                            td { code { (s.path_pattern) } }
+                            td { code { (s.preview) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kind_name(kind: onecli_policy::model::SecretKind) -> &'static str {
+    match kind {
+        onecli_policy::model::SecretKind::Anthropic => "anthropic",
+        onecli_policy::model::SecretKind::Openai => "openai",
+        onecli_policy::model::SecretKind::Generic => "generic",
+    }
+}
+
+/// The create form, prefilled from the connect link an agent handed out.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectForm {
+    pub kind: String,
+    pub name: String,
+    pub host: String,
+    pub path: String,
+    /// `header` or `param`.
+    pub inject: String,
+    pub header: String,
+    pub format: String,
+    pub param: String,
+    pub param_format: String,
+    /// The agent that asked, when it came from an agent's link.
+    pub agent_name: Option<String>,
+}
+
+pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
+    let kinds = [
+        ("generic", "Generic (any API)"),
+        ("anthropic", "Anthropic"),
+        ("openai", "OpenAI"),
+    ];
+    html! {
+        h1 { "Add a connection" }
+        @if let Some(agent) = &form.agent_name {
+            p.notice role="status" {
+                "The agent " strong { (agent) } " asked for credentials for "
+                code { (form.host) } ". Once you save them it can retry: nothing restarts."
+            }
+        }
+        @if let Some(error) = error {
+            p.notice.bad role="alert" { (error) }
+        }
+        form.stack method="post" action="/connections" {
+            input type="hidden" name="csrf" value=(csrf);
+            @if let Some(agent) = &form.agent_name {
+                input type="hidden" name="agent_name" value=(agent);
+            }
+            label {
+                "Type"
+                select name="type" {
+                    @for (value, label) in kinds {
+                        option value=(value) selected[form.kind == value] { (label) }
+                    }
+                }
+            }
+            label { "Name" input name="name" value=(form.name) required; }
+            label {
+                "Host" span.hint { "api.example.com, *.example.com, optional :port" }
+                input name="host" value=(form.host) required;
+            }
+            label {
+                "Path" span.hint { "* for every path, /v1/* for a subtree" }
+                input name="path" value=(form.path);
+            }
+            fieldset data-generic {
+                legend { "How the API takes the key" }
+                label {
+                    "Sent as"
+                    select name="inject" {
+                        option value="header" selected[form.inject != "param"] { "a header" }
+                        option value="param" selected[form.inject == "param"] { "a query parameter" }
+                    }
+                }
+                label data-inject="header" { "Header name" input name="header" value=(form.header) placeholder="Authorization"; }
+                label data-inject="header" {
+                    "Header value" span.hint { "{value} stands for the key, e.g. Bearer {value}" }
+                    input name="format" value=(form.format) placeholder="{value}";
+                }
+                label data-inject="param" { "Parameter name" input name="param" value=(form.param) placeholder="key"; }
+                label data-inject="param" {
+                    "Parameter value" span.hint { "{value} stands for the key" }
+                    input name="param_format" value=(form.param_format) placeholder="{value}";
+                }
+            }
+            label {
+                "Value" span.hint { "Stored encrypted; never shown again." }
+                input type="password" name="value" autocomplete="off" required;
+            }
+            button type="submit" { "Save connection" }
+        }
+    }
+}
+
+pub fn rules(rules: &[RuleRecord], agents: &[AgentRecord]) -> Markup {
+    let agent_name = |id: &Option<String>| -> String {
+        match id {
+            None => "all agents".to_owned(),
+            Some(id) => agents
+                .iter()
+                .find(|a| &a.id == id)
+                .map_or_else(|| id.clone(), |a| a.name.clone()),
+        }
+    };
+    html! {
+        h1 { "Rules" }
+        p.lead { "Block, allow, rate-limit or hold requests for approval, by host, path and method." }
+        @if rules.is_empty() {
+            div.empty { "No rules: every agent may reach every host (unless it lists hosts only)." }
+        } @else {
+            table {
+                thead { tr { th { "Name" } th { "Action" } th { "Host" } th { "Path" } th { "Methods" } th { "Agent" } th { "On" } } }
+                tbody {
+                    @for r in rules {
+                        tr id={ "rule-" (r.id) } {
+                            td { (r.name) }
+                            td { (action_name(&r.action)) }
+                            td { code { (r.host_pattern) } }
+                            td { code { (r.path_pattern) } }
+                            td { @if r.methods.is_empty() { "all" } @else { (r.methods.join(", ")) } }
+                            td { (agent_name(&r.agent_id)) }
+                            td { @if r.enabled { "yes" } @else { "no" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn action_name(action: &onecli_policy::model::RuleAction) -> String {
+    use onecli_policy::model::RuleAction;
+    match action {
+        RuleAction::Block => "block".into(),
+        RuleAction::Allow => "allow".into(),
+        RuleAction::ManualApproval => "ask a human".into(),
+        RuleAction::RateLimit { limit, window } => format!("{limit} per {}", window.name()),
+    }
+}
+
+pub fn not_found() -> Markup {
+    html! {
+        h1 { "Not found" }
+        p { "There is no such page. " a href="/" { "Back to the overview" } "." }
+    }
+}
+
+/// A short message page for refusals outside a session (bad link, foreign host).
+pub fn message(title: &str, text: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · OneCLI" }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body.bare { main.signin { h1 { (title) } p { (text) } p { a href="/sign-in" { "Sign in" } } } }
+        }
+    }
+}
+
+/// Escaped text inside a notice, for pages that confirm a change.
+pub fn notice(ok: bool, text: Markup) -> Markup {
+    html! { p.notice.ok[ok].bad[!ok] role="status" { (text) } }
+}

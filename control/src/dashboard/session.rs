@@ -1,0 +1,158 @@
+//! Dashboard sessions, kept on the server: the browser holds only a random
+//! id in an `HttpOnly`, `SameSite=Strict` cookie, and the service only its
+//! SHA-256. Also the one-time sign-in links `onecli dashboard` hands out,
+//! and the count of failed sign-ins that rate-limits guessing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+/// How long a session lasts from sign-in.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// How long a one-time sign-in link is good for.
+pub const LINK_TTL: Duration = Duration::from_secs(5 * 60);
+/// Failed sign-ins allowed in any minute, all sources together.
+pub const FAILURES_PER_MINUTE: usize = 10;
+/// Sessions held at once; the oldest goes first past it.
+const MAX_SESSIONS: usize = 1_000;
+/// Links outstanding at once.
+const MAX_LINKS: usize = 100;
+
+type Digest = [u8; 32];
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The token every state-changing form carries.
+    pub csrf: String,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<Digest, Session>,
+    links: HashMap<Digest, Instant>,
+    failures: VecDeque<Instant>,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    state: Mutex<State>,
+}
+
+fn digest(secret: &str) -> Digest {
+    onecli_policy::token_sha256(secret)
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new session; returns the cookie value (shown to nobody else).
+    pub fn start(&self) -> Zeroizing<String> {
+        let id = crate::ids::random_token("ods_");
+        let session = Session {
+            csrf: crate::ids::random_token("").to_string(),
+            expires: Instant::now() + SESSION_TTL,
+        };
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sessions.retain(|_, s| s.expires > now);
+        if state.sessions.len() >= MAX_SESSIONS {
+            if let Some(oldest) = state
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| *k)
+            {
+                state.sessions.remove(&oldest);
+            }
+        }
+        state.sessions.insert(digest(&id), session);
+        id
+    }
+
+    /// The live session for a cookie value.
+    pub fn get(&self, cookie: &str) -> Option<Session> {
+        let state = self.lock();
+        state
+            .sessions
+            .get(&digest(cookie))
+            .filter(|s| s.expires > Instant::now())
+            .cloned()
+    }
+
+    pub fn end(&self, cookie: &str) {
+        self.lock().sessions.remove(&digest(cookie));
+    }
+
+    /// A one-time sign-in token, good for [`LINK_TTL`].
+    pub fn new_link(&self) -> Zeroizing<String> {
+        let token = crate::ids::random_token("odl_");
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.links.retain(|_, expires| *expires > now);
+        if state.links.len() >= MAX_LINKS {
+            if let Some(oldest) = state.links.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) {
+                state.links.remove(&oldest);
+            }
+        }
+        state.links.insert(digest(&token), now + LINK_TTL);
+        token
+    }
+
+    /// Uses up a link token: true once, for a live one.
+    pub fn redeem_link(&self, token: &str) -> bool {
+        self.lock()
+            .links
+            .remove(&digest(token))
+            .is_some_and(|expires| expires > Instant::now())
+    }
+
+    /// Whether sign-ins are refused for now, after too many failures.
+    pub fn throttled(&self) -> bool {
+        let mut state = self.lock();
+        let minute_ago = Instant::now() - Duration::from_secs(60);
+        while state.failures.front().is_some_and(|t| *t < minute_ago) {
+            state.failures.pop_front();
+        }
+        state.failures.len() >= FAILURES_PER_MINUTE
+    }
+
+    pub fn failed(&self) {
+        let mut state = self.lock();
+        state.failures.push_back(Instant::now());
+        while state.failures.len() > FAILURES_PER_MINUTE * 2 {
+            state.failures.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_links_and_throttling() {
+        let s = Sessions::default();
+        let cookie = s.start();
+        let session = s.get(&cookie).expect("live");
+        assert_eq!(session.csrf.len(), 64);
+        assert!(s.get("ods_forged").is_none());
+        s.end(&cookie);
+        assert!(s.get(&cookie).is_none());
+
+        let link = s.new_link();
+        assert!(s.redeem_link(&link));
+        assert!(!s.redeem_link(&link), "single use");
+        assert!(!s.redeem_link("odl_forged"));
+
+        for _ in 0..FAILURES_PER_MINUTE {
+            assert!(!s.throttled());
+            s.failed();
+        }
+        assert!(s.throttled());
+    }
+}
