@@ -368,3 +368,53 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_work_in_a_real_browser() {
+    let s = Served::start().await;
+    let (_, token) = s.agent("claude").await;
+    let mut tunnel = s.tunnel(&token, "api.test").await;
+    let refused = request(&mut tunnel, "GET", "/unauthorized", "api.test", &[]).await;
+    let secret_url = refused.json()["secret_url"]
+        .as_str()
+        .expect("secret_url")
+        .to_owned();
+    let connect_path = format!(
+        "{}&source=agent&agent_name=claude",
+        secret_url
+            .strip_prefix(&format!("http://localhost:{}", s.api_port))
+            .expect("into this dashboard")
+    );
+    let home = Home::new();
+    let out = home
+        .onecli(&s)
+        .args(["dashboard", "--print"])
+        .output()
+        .expect("onecli dashboard");
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let out = tokio::process::Command::new("node")
+        .arg("dashboard.mjs")
+        .args([&link, &connect_path, VALUE])
+        .arg(&shots)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node"))
+        .output()
+        .await
+        .expect("node");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(report.trim()).expect("report");
+    assert_eq!(
+        report["pages"].as_array().map(Vec::len),
+        Some(6),
+        "{report}"
+    );
+    // What the browser saved reaches the origin, on the open connection.
+    let retry = request(&mut tunnel, "GET", "/v1/echo", "api.test", &[]).await;
+    assert_eq!(echoed(&retry.json(), "x-api-key"), [VALUE]);
+}

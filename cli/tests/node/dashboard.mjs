@@ -1,0 +1,89 @@
+// The dashboard in a real browser: Debian's Chromium driven by
+// playwright-core. Signs in with a one-time link, walks every page, saves a
+// connection through the connect page an agent's refusal links to, and
+// checks that no secret value ever reaches the browser. Screenshots go to
+// the folder given.
+//
+//   node dashboard.mjs SIGN_IN_LINK CONNECT_PATH SECRET_VALUE SCREENSHOT_DIR
+//
+// Prints one JSON line: {"ok":true,"pages":[...]} or {"ok":false,"error":...}.
+import { chromium } from "playwright-core";
+
+const [link, connectPath, secret, shots] = process.argv.slice(2);
+const origin = new URL(link).origin;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+const seen = []; // every response body the browser got
+const pages = [];
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  page = await context.newPage();
+  page.on("response", async (response) => {
+    try { seen.push({ url: response.url(), body: await response.text() }); } catch { /* redirects */ }
+  });
+  const shot = async (name) => {
+    await page.screenshot({ path: `${shots}/dashboard-${name}.png`, fullPage: true });
+    pages.push({ name, url: page.url(), title: await page.title() });
+  };
+
+  // Without a session: the sign-in page.
+  await page.goto(`${origin}/connections`);
+  if (!page.url().startsWith(`${origin}/sign-in`)) throw new Error(`no sign-in: ${page.url()}`);
+  await shot("sign-in");
+
+  // The one-time link signs in; the overview.
+  await page.goto(link);
+  if (new URL(page.url()).pathname !== "/") throw new Error(`link led to ${page.url()}`);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await shot("overview");
+
+  // The connect page, as an agent's credential_not_found links to it.
+  await page.goto(`${origin}${connectPath}`);
+  await page.getByRole("heading", { name: "Add a connection" }).waitFor();
+  const host = await page.locator("input[name=host]").inputValue();
+  if (host !== "api.test") throw new Error(`host not prefilled: ${host}`);
+  await shot("connect");
+  // Every field is labelled: found by its label, as a screen reader would.
+  await page.getByLabel("Header name").fill("X-Api-Key");
+  await page.getByLabel("Header value").fill("{value}");
+  await page.getByLabel(/^Value/).fill(secret);
+  await page.getByRole("button", { name: "Save connection" }).click();
+  await page.getByText("can retry").waitFor();
+  await shot("connections");
+
+  for (const [name, path, heading] of [["agents", "/agents", "Agents"], ["rules", "/rules", "Rules"]]) {
+    await page.goto(`${origin}${path}`);
+    await page.getByRole("heading", { name: heading }).waitFor();
+    await shot(name);
+  }
+
+  // Keyboard only: Tab reaches the navigation links in order.
+  await page.goto(`${origin}/`);
+  await page.keyboard.press("Tab");
+  const focused = await page.evaluate(() => document.activeElement?.textContent?.trim());
+  if (!focused?.startsWith("Overview")) throw new Error(`first tab stop: ${focused}`);
+
+  // Sign out, and the session is gone.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(`${origin}/sign-in`);
+  await page.goto(`${origin}/agents`);
+  if (!page.url().startsWith(`${origin}/sign-in`)) throw new Error("signed out, still in");
+
+  const leaked = seen.filter((r) => r.body.includes(secret)).map((r) => r.url);
+  if (leaked.length) throw new Error(`the secret reached the browser: ${leaked.join(", ")}`);
+  console.log(JSON.stringify({ ok: true, pages, responses: seen.length }));
+} catch (error) {
+  const where = page ? { url: page.url(), text: (await page.textContent("main").catch(() => ""))?.slice(0, 500) } : {};
+  if (page) await page.screenshot({ path: `${shots}/dashboard-failure.png`, fullPage: true }).catch(() => {});
+  console.log(JSON.stringify({ ok: false, error: String(error?.message || error), where, pages }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
