@@ -144,6 +144,14 @@ pub fn run(args: RunArgs, api_args: &ApiArgs) -> Result<(), CliError> {
         };
         env.insert(key.clone(), value);
     }
+    // A real provider key in the operator's shell is never inherited: the
+    // gateway injects the stored one, and the agent holds a placeholder.
+    for key in PLACEHOLDERS {
+        if std::env::var_os(key).is_some() {
+            env.entry(key.to_owned())
+                .or_insert_with(|| "placeholder".to_owned());
+        }
+    }
     let no_proxy = "localhost,127.0.0.1,::1".to_owned();
     env.insert("NO_PROXY".into(), no_proxy.clone());
     env.insert("no_proxy".into(), no_proxy);

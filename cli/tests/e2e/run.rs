@@ -310,6 +310,9 @@ async fn the_operators_keys_never_reach_the_agent() {
         .env("ONECLI_GATEWAY_TOKEN_FILE", "/srv/onecli/gateway-token")
         .env("ONECLI_SECRET_KEY_FILE", "/run/secrets/onecli")
         .env("ONECLI_LOG", "kept")
+        // A real provider key in the operator's shell is not inherited.
+        .env("ANTHROPIC_API_KEY", "sk-ant-api03-OPERATORS-REAL-KEY")
+        .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-OPERATORS-REAL-KEY")
         .args(["run", "--", "sh", "-c", "env"])
         .output()
         .expect("run"));
@@ -325,6 +328,14 @@ async fn the_operators_keys_never_reach_the_agent() {
         );
     }
     assert!(!out.contains(&s.api_key), "the admin key reached the agent");
+    assert!(
+        !out.contains("OPERATORS-REAL-KEY"),
+        "a provider key reached the agent"
+    );
+    assert!(
+        out.lines().any(|l| l == "ANTHROPIC_API_KEY=placeholder"),
+        "{out}"
+    );
     assert!(out.lines().any(|l| l == "ONECLI_LOG=kept"));
     // The dry run says what it takes away, never the values.
     let plan = ok(&home
