@@ -188,6 +188,33 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 r
             }
             "/connections" => create_connection(api, &form, &session.csrf).await,
+            p if p.starts_with("/approvals/") => {
+                let rest = &p["/approvals/".len()..];
+                let decision = match rest.rsplit_once('/') {
+                    Some((id, "approve")) => {
+                        Some((id, onecli_policy::approval::ApprovalDecision::Approve))
+                    }
+                    Some((id, "deny")) => {
+                        Some((id, onecli_policy::approval::ApprovalDecision::Deny))
+                    }
+                    _ => None,
+                };
+                match decision {
+                    // Decided already, or gone: the list shows what is left.
+                    Some((id, decision)) => {
+                        let _ = api.approvals.decide(id, decision);
+                        redirect("/approvals")
+                    }
+                    None => framed(
+                        api,
+                        &session.csrf,
+                        pages::Section::Overview,
+                        "Not found",
+                        StatusCode::NOT_FOUND,
+                        pages::not_found(),
+                    ),
+                }
+            }
             _ => framed(
                 api,
                 &session.csrf,
@@ -208,6 +235,28 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
     let csrf = session.csrf.as_str();
     match path.as_str() {
         "/" => overview(api, csrf).await,
+        "/approvals" => {
+            let pending = pending_requests(api).await;
+            framed(
+                api,
+                csrf,
+                pages::Section::Approvals,
+                "Approvals",
+                StatusCode::OK,
+                pages::approvals(&pending, csrf),
+            )
+        }
+        "/approvals/feed" => {
+            let pending = pending_requests(api).await;
+            let mut r = crate::api::json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "requests": pending }),
+            );
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            secure_headers(&mut r);
+            r
+        }
         "/agents" => {
             let agents = api.read(|s| s.agents()).await.unwrap_or_default();
             let manage = query.get("manage");
@@ -278,6 +327,15 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             pages::not_found(),
         ),
     }
+}
+
+/// What waits for a human now, oldest first.
+async fn pending_requests(api: &Api) -> Vec<serde_json::Value> {
+    let listed = api
+        .approvals
+        .pending(&Default::default(), std::time::Duration::ZERO)
+        .await;
+    listed["requests"].as_array().cloned().unwrap_or_default()
 }
 
 /// The create form as a connect link (`secret_url`) prefills it.

@@ -3,7 +3,7 @@
 //! connect flow from a real `credential_not_found` to an injected retry.
 
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::harness::{echoed, read_response, request, Response};
 use crate::served::{Home, Served};
@@ -394,26 +394,61 @@ async fn the_pages_work_in_a_real_browser() {
     let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard");
     std::fs::create_dir_all(&shots).expect("screenshot folder");
-    let out = tokio::process::Command::new("node")
+    let rule = json!({ "name": "ask", "hostPattern": "api.test", "pathPattern": "/held",
+        "methods": ["POST"], "action": "manual_approval", "enabled": true });
+    assert_eq!(s.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    let mut node = tokio::process::Command::new("node")
         .arg("dashboard.mjs")
         .args([&link, &connect_path, VALUE])
         .arg(&shots)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node"))
-        .output()
-        .await
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .expect("node");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let mut held = None;
+    let mut last = String::new();
+    while let Some(line) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("the browser test finished in time")
+            .expect("read")
+    {
+        if line.contains(r#""waiting":"approvals""#) {
+            // The page is open: now a request is held.
+            let mut held_tunnel = s.tunnel(&token, "api.test").await;
+            held = Some(tokio::spawn(async move {
+                crate::served::request_with_body(
+                    &mut held_tunnel,
+                    "POST",
+                    "/held",
+                    "api.test",
+                    b"{}",
+                )
+                .await
+            }));
+        }
+        last = line;
+    }
+    let out = node.wait_with_output().await.expect("node");
     assert!(
         out.status.success(),
-        "{report}\n{}",
+        "{last}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_str(report.trim()).expect("report");
+    let report: Value = serde_json::from_str(last.trim()).expect("report");
     assert_eq!(
         report["pages"].as_array().map(Vec::len),
-        Some(6),
+        Some(7),
         "{report}"
     );
+    let held = held
+        .expect("the browser reached the approvals")
+        .await
+        .expect("task");
+    assert_eq!(held.status, 200, "approved in the browser, forwarded");
     // What the browser saved reaches the origin, on the open connection.
     let retry = request(&mut tunnel, "GET", "/v1/echo", "api.test", &[]).await;
     assert_eq!(echoed(&retry.json(), "x-api-key"), [VALUE]);

@@ -6,7 +6,9 @@
 //
 //   node dashboard.mjs SIGN_IN_LINK CONNECT_PATH SECRET_VALUE SCREENSHOT_DIR
 //
-// Prints one JSON line: {"ok":true,"pages":[...]} or {"ok":false,"error":...}.
+// On /approvals it prints {"waiting":"approvals"} and waits for a held
+// request to appear (the test sends one then). Its last line is the report:
+// {"ok":true,"pages":[...]} or {"ok":false,"error":...}.
 import { chromium } from "playwright-core";
 
 const [link, connectPath, secret, shots] = process.argv.slice(2);
@@ -57,6 +59,18 @@ try {
   await page.getByRole("button", { name: "Save connection" }).click();
   await page.getByText("can retry").waitFor();
   await shot("connections");
+
+  // A held request appears without a reload; approving it lets it go.
+  await page.goto(`${origin}/approvals`);
+  await page.getByText("Nothing is waiting.").waitFor();
+  await page.evaluate(() => { window.sameDocument = true; });
+  console.log(JSON.stringify({ waiting: "approvals" }));
+  const approve = page.getByRole("button", { name: "Approve" });
+  await approve.waitFor({ timeout: 15000 });
+  if (!(await page.evaluate(() => window.sameDocument === true))) throw new Error("the page reloaded");
+  await shot("approvals");
+  await approve.click();
+  await page.getByText("Nothing is waiting.").waitFor();
 
   for (const [name, path, heading] of [["agents", "/agents", "Agents"], ["rules", "/rules", "Rules"]]) {
     await page.goto(`${origin}${path}`);

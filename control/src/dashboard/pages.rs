@@ -9,13 +9,15 @@ use crate::store::{AgentRecord, RuleRecord, SecretRecord};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Overview,
+    Approvals,
     Agents,
     Connections,
     Rules,
 }
 
-const NAV: [(Section, &str, &str); 4] = [
+const NAV: [(Section, &str, &str); 5] = [
     (Section::Overview, "/", "Overview"),
+    (Section::Approvals, "/approvals", "Approvals"),
     (Section::Agents, "/agents", "Agents"),
     (Section::Connections, "/connections", "Connections"),
     (Section::Rules, "/rules", "Rules"),
@@ -48,8 +50,9 @@ pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                             li {
                                 a href=(href) aria-current=[(section == frame.section).then_some("page")] {
                                     span { (label) }
-                                    @if section == Section::Overview && frame.pending_approvals > 0 {
-                                        span.badge title="Requests waiting for approval" { (frame.pending_approvals) }
+                                    @if section == Section::Approvals {
+                                        span.badge #pending-badge hidden[frame.pending_approvals == 0]
+                                            aria-label="requests waiting" { (frame.pending_approvals) }
                                     }
                                 }
                             }
@@ -329,6 +332,53 @@ fn action_name(action: &onecli_policy::model::RuleAction) -> String {
         RuleAction::Allow => "allow".into(),
         RuleAction::ManualApproval => "ask a human".into(),
         RuleAction::RateLimit { limit, window } => format!("{limit} per {}", window.name()),
+    }
+}
+
+/// Requests held for a human. The list is rendered here and kept current by
+/// `app.js`, which polls `/approvals/feed` and redraws it.
+pub fn approvals(pending: &[serde_json::Value], csrf: &str) -> Markup {
+    html! {
+        h1 { "Approvals" }
+        p.lead { "Requests a rule holds until a person decides. The agent waits; credentials are never shown." }
+        div #approvals data-csrf=(csrf) aria-live="polite" {
+            @if pending.is_empty() {
+                div.empty { "Nothing is waiting." }
+            }
+            @for request in pending {
+                (approval_card(request, csrf))
+            }
+        }
+    }
+}
+
+fn approval_card(r: &serde_json::Value, csrf: &str) -> Markup {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let id = text(&r["id"]);
+    html! {
+        article.panel.approval data-id=(id) {
+            h2 { code { (text(&r["method"])) " " (text(&r["host"])) (text(&r["path"])) } }
+            p.muted {
+                "From " strong { (text(&r["agent"]["name"])) } " · waits until " (text(&r["expiresAt"]))
+            }
+            @if let Some(headers) = r["headers"].as_object() {
+                details {
+                    summary { "Headers (" (headers.len()) ")" }
+                    pre { @for (k, v) in headers { (k) ": " (v.as_str().unwrap_or("")) "\n" } }
+                }
+            }
+            @if let Some(body) = r["bodyPreview"].as_str() {
+                details { summary { "Body" } pre { (body) } }
+            }
+            form.inline method="post" action={ "/approvals/" (id) "/approve" } {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { "Approve" }
+            }
+            form.inline method="post" action={ "/approvals/" (id) "/deny" } {
+                input type="hidden" name="csrf" value=(csrf);
+                button.quiet type="submit" { "Deny" }
+            }
+        }
     }
 }
 

@@ -31,3 +31,70 @@ document.addEventListener("change", (event) => {
   if (event.target.matches("select[name=type], select[name=inject]")) syncInjection();
 });
 document.addEventListener("DOMContentLoaded", syncInjection);
+
+// Approvals, live: the list on /approvals redraws from /approvals/feed, and
+// the badge in the navigation follows the count, on every page.
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const child of children) {
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+function decisionForm(id, verb, label, csrf, quiet) {
+  const form = el("form", { method: "post", action: `/approvals/${encodeURIComponent(id)}/${verb}`, class: "inline" },
+    el("input", { type: "hidden", name: "csrf", value: csrf }));
+  const button = el("button", { type: "submit" }, label);
+  if (quiet) button.className = "quiet";
+  form.append(button);
+  return form;
+}
+
+function card(request, csrf) {
+  const article = el("article", { class: "panel approval", "data-id": request.id },
+    el("h2", {}, el("code", {}, `${request.method} ${request.host}${request.path}`)),
+    el("p", { class: "muted" }, "From ", el("strong", {}, request.agent?.name || ""),
+      ` · waits until ${request.expiresAt || ""}`));
+  const headers = Object.entries(request.headers || {});
+  if (headers.length) {
+    article.append(el("details", {}, el("summary", {}, `Headers (${headers.length})`),
+      el("pre", {}, headers.map(([k, v]) => `${k}: ${v}\n`).join(""))));
+  }
+  if (request.bodyPreview) {
+    article.append(el("details", {}, el("summary", {}, "Body"), el("pre", {}, request.bodyPreview)));
+  }
+  article.append(decisionForm(request.id, "approve", "Approve", csrf, false),
+    decisionForm(request.id, "deny", "Deny", csrf, true));
+  return article;
+}
+
+let shownIds = null;
+async function refreshApprovals() {
+  const list = document.getElementById("approvals");
+  const badge = document.getElementById("pending-badge");
+  if (!list && !badge) return;
+  try {
+    const response = await fetch("/approvals/feed", { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) return;
+    const { requests } = await response.json();
+    if (badge) {
+      badge.textContent = String(requests.length);
+      badge.hidden = requests.length === 0;
+    }
+    if (!list) return;
+    const ids = requests.map((r) => r.id).join(",");
+    if (ids === shownIds) return;
+    shownIds = ids;
+    const csrf = list.dataset.csrf;
+    list.replaceChildren(...(requests.length
+      ? requests.map((r) => card(r, csrf))
+      : [el("div", { class: "empty" }, "Nothing is waiting.")]));
+  } catch { /* the next tick tries again */ }
+}
+document.addEventListener("DOMContentLoaded", () => {
+  const list = document.getElementById("approvals");
+  if (list) shownIds = [...list.querySelectorAll("[data-id]")].map((n) => n.dataset.id).join(",");
+  setInterval(refreshApprovals, list ? 750 : 3000);
+});
