@@ -257,6 +257,26 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             secure_headers(&mut r);
             r
         }
+        "/activity" => {
+            let filter = activity_filter(&query);
+            let records = activity_records(api, &filter).await;
+            framed(
+                api,
+                csrf,
+                pages::Section::Activity,
+                "Activity",
+                StatusCode::OK,
+                pages::activity(&records, &filter),
+            )
+        }
+        "/activity/feed" => {
+            let records = activity_records(api, &activity_filter(&query)).await;
+            let mut r = crate::api::json_response(StatusCode::OK, &records);
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            secure_headers(&mut r);
+            r
+        }
         "/agents" => {
             let agents = api.read(|s| s.agents()).await.unwrap_or_default();
             let manage = query.get("manage");
@@ -327,6 +347,32 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             pages::not_found(),
         ),
     }
+}
+
+fn activity_filter(query: &Form) -> pages::ActivityFilter {
+    pages::ActivityFilter {
+        agent: query.get("agent").trim().to_owned(),
+        host: query.get("host").trim().to_ascii_lowercase(),
+        outcome: query.get("outcome").trim().to_owned(),
+    }
+}
+
+/// The newest 200 audit records that pass the filter.
+async fn activity_records(
+    api: &Api,
+    filter: &pages::ActivityFilter,
+) -> Vec<onecli_policy::audit::AuditRecord> {
+    let agent = (!filter.agent.is_empty()).then(|| filter.agent.clone());
+    let records = api
+        .read(move |s| s.audit(agent.as_deref(), None, 1_000))
+        .await
+        .unwrap_or_default();
+    records
+        .into_iter()
+        .filter(|r| filter.host.is_empty() || r.host == filter.host)
+        .filter(|r| filter.outcome.is_empty() || r.outcome == filter.outcome)
+        .take(200)
+        .collect()
 }
 
 /// What waits for a human now, oldest first.

@@ -430,6 +430,11 @@ async fn the_pages_work_in_a_real_browser() {
                 .await
             }));
         }
+        if line.contains(r#""waiting":"activity""#) {
+            // Live mode is on: a new request shows up in the table.
+            let probe = request(&mut tunnel, "GET", "/live-probe", "api.test", &[]).await;
+            assert_eq!(probe.status, 200);
+        }
         last = line;
     }
     let out = node.wait_with_output().await.expect("node");
@@ -441,7 +446,7 @@ async fn the_pages_work_in_a_real_browser() {
     let report: Value = serde_json::from_str(last.trim()).expect("report");
     assert_eq!(
         report["pages"].as_array().map(Vec::len),
-        Some(7),
+        Some(8),
         "{report}"
     );
     let held = held

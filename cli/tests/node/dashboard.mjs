@@ -72,6 +72,19 @@ try {
   await approve.click();
   await page.getByText("Nothing is waiting.").waitFor();
 
+  // The activity view shows the approval, and live mode follows new records.
+  await page.goto(`${origin}/activity`);
+  await page.getByRole("cell", { name: "approved" }).first().waitFor();
+  await shot("activity");
+  await page.goto(`${origin}/activity?outcome=approved`);
+  if (await page.getByRole("cell", { name: "credential_not_found" }).count()) throw new Error("filter ignored");
+  await page.goto(`${origin}/activity`);
+  await page.getByLabel("Live").check();
+  await page.evaluate(() => { window.sameDocument = true; });
+  console.log(JSON.stringify({ waiting: "activity" }));
+  await page.getByText("api.test/live-probe").waitFor({ timeout: 15000 });
+  if (!(await page.evaluate(() => window.sameDocument === true))) throw new Error("the page reloaded");
+
   for (const [name, path, heading] of [["agents", "/agents", "Agents"], ["rules", "/rules", "Rules"]]) {
     await page.goto(`${origin}${path}`);
     await page.getByRole("heading", { name: heading }).waitFor();

@@ -13,14 +13,16 @@ pub enum Section {
     Agents,
     Connections,
     Rules,
+    Activity,
 }
 
-const NAV: [(Section, &str, &str); 5] = [
+const NAV: [(Section, &str, &str); 6] = [
     (Section::Overview, "/", "Overview"),
     (Section::Approvals, "/approvals", "Approvals"),
     (Section::Agents, "/agents", "Agents"),
     (Section::Connections, "/connections", "Connections"),
     (Section::Rules, "/rules", "Rules"),
+    (Section::Activity, "/activity", "Activity"),
 ];
 
 /// What every signed-in page shows around its content.
@@ -377,6 +379,52 @@ fn approval_card(r: &serde_json::Value, csrf: &str) -> Markup {
             form.inline method="post" action={ "/approvals/" (id) "/deny" } {
                 input type="hidden" name="csrf" value=(csrf);
                 button.quiet type="submit" { "Deny" }
+            }
+        }
+    }
+}
+
+/// The filters of the activity view, as its form and feed take them.
+#[derive(Debug, Default, Clone)]
+pub struct ActivityFilter {
+    pub agent: String,
+    pub host: String,
+    pub outcome: String,
+}
+
+/// The audit log, newest first; `app.js` keeps it current in live mode.
+pub fn activity(records: &[onecli_policy::audit::AuditRecord], filter: &ActivityFilter) -> Markup {
+    html! {
+        h1 { "Activity" }
+        p.lead { "Every request the gateway decided, newest first. No values, ever." }
+        form.filters method="get" action="/activity" {
+            label { "Agent" input name="agent" value=(filter.agent) placeholder="identifier"; }
+            label { "Host" input name="host" value=(filter.host) placeholder="api.example.com"; }
+            label { "Outcome" input name="outcome" value=(filter.outcome) placeholder="blocked_by_policy"; }
+            button type="submit" { "Filter" }
+            label.check { input type="checkbox" #live; " Live" }
+        }
+        table #activity {
+            thead { tr { th { "Time" } th { "Agent" } th { "Request" } th { "Outcome" } th { "Status" } th { "Rule" } } }
+            tbody {
+                @if records.is_empty() {
+                    tr { td colspan="6" { div.empty { "Nothing yet." } } }
+                }
+                @for r in records {
+                    tr {
+                        td { (r.time) }
+                        td { code { (r.agent) } }
+                        td { code { (r.method) " " (r.host) (r.path) } }
+                        td { (r.outcome) }
+                        td { (r.status) }
+                        td {
+                            @match (&r.rule_id, &r.rule_name) {
+                                (Some(id), Some(name)) => a href={ "/rules#rule-" (id) } { (name) },
+                                _ => span.muted { "–" },
+                            }
+                        }
+                    }
+                }
             }
         }
     }

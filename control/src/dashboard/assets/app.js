@@ -98,3 +98,30 @@ document.addEventListener("DOMContentLoaded", () => {
   if (list) shownIds = [...list.querySelectorAll("[data-id]")].map((n) => n.dataset.id).join(",");
   setInterval(refreshApprovals, list ? 750 : 3000);
 });
+
+// Activity, live: with "Live" ticked the table redraws from /activity/feed
+// (the same filters) every two seconds.
+function activityRow(r) {
+  const rule = r.rule_id && r.rule_name
+    ? el("a", { href: `/rules#rule-${encodeURIComponent(r.rule_id)}` }, r.rule_name)
+    : el("span", { class: "muted" }, "–");
+  return el("tr", {},
+    el("td", {}, r.time), el("td", {}, el("code", {}, r.agent)),
+    el("td", {}, el("code", {}, `${r.method} ${r.host}${r.path}`)),
+    el("td", {}, r.outcome), el("td", {}, String(r.status)), el("td", {}, rule));
+}
+async function refreshActivity() {
+  const live = document.getElementById("live");
+  const body = document.querySelector("#activity tbody");
+  if (!live || !live.checked || !body) return;
+  try {
+    const response = await fetch(`/activity/feed${location.search}`, { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) return;
+    const records = await response.json();
+    body.replaceChildren(...(records.length ? records.map(activityRow)
+      : [el("tr", {}, el("td", { colspan: "6" }, el("div", { class: "empty" }, "Nothing yet.")))]));
+  } catch { /* the next tick tries again */ }
+}
+document.addEventListener("DOMContentLoaded", () => {
+  if (document.getElementById("live")) setInterval(refreshActivity, 2000);
+});
