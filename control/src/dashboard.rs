@@ -188,6 +188,13 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 r
             }
             "/connections" => create_connection(api, &form, &session.csrf).await,
+            "/agents" | "/rules" => manage(api, &path, &form, &session.csrf).await,
+            p if p.starts_with("/agents/")
+                || p.starts_with("/rules/")
+                || p.starts_with("/connections/") =>
+            {
+                manage(api, p, &form, &session.csrf).await
+            }
             p if p.starts_with("/approvals/") => {
                 let rest = &p["/approvals/".len()..];
                 let decision = match rest.rsplit_once('/') {
@@ -257,6 +264,30 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             secure_headers(&mut r);
             r
         }
+        p if p.starts_with("/agents/") && p.ends_with("/token") => {
+            // The proxy token, fetched by the Reveal button: never in a page.
+            let id = p["/agents/".len()..p.len() - "/token".len()].to_owned();
+            let token = api
+                .read(move |s| {
+                    let agent = s.agent(&id)?;
+                    s.agent_token(&agent).map(|t| t.to_string())
+                })
+                .await;
+            let mut r = match token {
+                Ok(token) => crate::api::json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "token": token }),
+                ),
+                Err(_) => crate::api::json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({ "error": "not_found" }),
+                ),
+            };
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            secure_headers(&mut r);
+            r
+        }
         "/activity" => {
             let filter = activity_filter(&query);
             let records = activity_records(api, &filter).await;
@@ -287,7 +318,13 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 pages::Section::Agents,
                 "Agents",
                 StatusCode::OK,
-                pages::agents(&agents, manage),
+                pages::agents(
+                    &agents,
+                    manage,
+                    csrf,
+                    Some(query.get("error")).filter(|e| !e.is_empty()),
+                    &api.config.container_gateway,
+                ),
             )
         }
         "/connections" => {
@@ -304,13 +341,17 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                     ),
                 }),
             };
+            let notice = notice.or_else(|| match query.get("error") {
+                "" => None,
+                error => Some(pages::notice(false, html! { (error) })),
+            });
             framed(
                 api,
                 csrf,
                 pages::Section::Connections,
                 "Connections",
                 StatusCode::OK,
-                pages::connections(&secrets, notice),
+                pages::connections(&secrets, notice, csrf),
             )
         }
         "/connections/custom" | "/connections/new" => {
@@ -335,7 +376,12 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 pages::Section::Rules,
                 "Rules",
                 StatusCode::OK,
-                pages::rules(&rules, &agents),
+                pages::rules(
+                    &rules,
+                    &agents,
+                    csrf,
+                    Some(query.get("error")).filter(|e| !e.is_empty()),
+                ),
             )
         }
         _ => framed(
@@ -373,6 +419,147 @@ async fn activity_records(
         .filter(|r| filter.outcome.is_empty() || r.outcome == filter.outcome)
         .take(200)
         .collect()
+}
+
+/// The changes the agents, rules and connections pages make. Each answers
+/// with a redirect back to its list, or the list with what went wrong.
+async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body> {
+    use crate::store::RuleInput;
+    use onecli_policy::model::{PolicyMode, RateWindow, RuleAction};
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let id = segments.get(1).map(|s| s.to_string()).unwrap_or_default();
+    let field = |name: &str| form.get(name).trim().to_owned();
+    let (back, outcome): (&str, Result<(), crate::api::ApiError>) = match segments.as_slice() {
+        ["agents"] => {
+            let (name, identifier) = (field("name"), field("identifier"));
+            (
+                "/agents",
+                api.write(move |s| s.create_agent(&name, &identifier, false).map(|_| ()))
+                    .await,
+            )
+        }
+        ["agents", _, "delete"] => {
+            let agent_id = id.clone();
+            let done = api.write(move |s| s.delete_agent(&agent_id)).await;
+            if done.is_ok() {
+                api.approvals.deny_agent(&id);
+            }
+            ("/agents", done)
+        }
+        ["agents", _, "regenerate"] if form.get("confirm") == "yes" => {
+            let agent_id = id.clone();
+            let done = api
+                .write(move |s| s.regenerate_token(&agent_id).map(|_| ()))
+                .await;
+            if done.is_ok() {
+                api.approvals.deny_agent(&id);
+            }
+            ("/agents", done)
+        }
+        ["agents", _, "regenerate"] => (
+            "/agents",
+            Err(crate::api::ApiError::BadRequest(
+                "Tick the box to confirm: the old token stops working.".into(),
+            )),
+        ),
+        ["agents", _, "policy-mode"] => {
+            let mode = if form.get("mode") == "deny" {
+                PolicyMode::Deny
+            } else {
+                PolicyMode::Allow
+            };
+            (
+                "/agents",
+                api.write(move |s| {
+                    s.update_agent(&id, |a| {
+                        a.policy_mode = mode;
+                        Ok(())
+                    })
+                    .map(|_| ())
+                })
+                .await,
+            )
+        }
+        ["rules"] => {
+            let action = match form.get("action") {
+                "block" => Ok(RuleAction::Block),
+                "allow" => Ok(RuleAction::Allow),
+                "manual_approval" => Ok(RuleAction::ManualApproval),
+                "rate_limit" => {
+                    let window = match form.get("window") {
+                        "minute" => RateWindow::Minute,
+                        "day" => RateWindow::Day,
+                        _ => RateWindow::Hour,
+                    };
+                    form.get("limit")
+                        .trim()
+                        .parse::<u32>()
+                        .map(|limit| RuleAction::RateLimit { limit, window })
+                        .map_err(|_| {
+                            crate::api::ApiError::BadRequest(
+                                "A rate limit needs a number of requests.".into(),
+                            )
+                        })
+                }
+                _ => Err(crate::api::ApiError::BadRequest("Choose an action.".into())),
+            };
+            let methods: Vec<String> = form
+                .get("methods")
+                .split([',', ' '])
+                .map(|m| m.trim().to_ascii_uppercase())
+                .filter(|m| !m.is_empty())
+                .collect();
+            let agent = field("agent");
+            let input = action.map(|action| RuleInput {
+                name: Some(field("name")),
+                host_pattern: Some(field("host")),
+                path_pattern: Some(match field("path") {
+                    p if p.is_empty() => "*".to_owned(),
+                    p => p,
+                }),
+                methods: Some(methods),
+                agent_id: Some((!agent.is_empty()).then_some(agent)),
+                action: Some(action),
+                enabled: Some(true),
+            });
+            let done = match input {
+                Ok(input) => api.write(move |s| s.create_rule(input).map(|_| ())).await,
+                Err(e) => Err(e),
+            };
+            ("/rules", done)
+        }
+        ["rules", _, "toggle"] => {
+            let enabled = form.get("enabled") == "true";
+            let input = RuleInput {
+                enabled: Some(enabled),
+                ..RuleInput::default()
+            };
+            (
+                "/rules",
+                api.write(move |s| s.update_rule(&id, input).map(|_| ()))
+                    .await,
+            )
+        }
+        ["rules", _, "delete"] => ("/rules", api.write(move |s| s.delete_rule(&id)).await),
+        ["connections", _, "delete"] => (
+            "/connections",
+            api.write(move |s| s.delete_secret(&id)).await,
+        ),
+        _ => {
+            return framed(
+                api,
+                csrf,
+                pages::Section::Overview,
+                "Not found",
+                StatusCode::NOT_FOUND,
+                pages::not_found(),
+            );
+        }
+    };
+    match outcome {
+        Ok(()) => redirect(back),
+        Err(error) => redirect(&format!("{back}?error={}", encode(&error.message()))),
+    }
 }
 
 /// What waits for a human now, oldest first.

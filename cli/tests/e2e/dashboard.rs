@@ -454,7 +454,143 @@ async fn the_pages_work_in_a_real_browser() {
         .await
         .expect("task");
     assert_eq!(held.status, 200, "approved in the browser, forwarded");
+    // The rule made in the browser is enforced; its agent exists.
+    let blocked = request(&mut tunnel, "GET", "/blocked/x", "api.test", &[]).await;
+    assert_eq!(blocked.status, 403);
+    assert_eq!(blocked.json()["error"], "blocked_by_policy");
+    let (_, agents) = s.api("GET", "/v1/agents", None).await;
+    assert!(agents
+        .as_array()
+        .is_some_and(|a| a.iter().any(|a| a["identifier"] == "ui-agent")));
     // What the browser saved reaches the origin, on the open connection.
     let retry = request(&mut tunnel, "GET", "/v1/echo", "api.test", &[]).await;
     assert_eq!(echoed(&retry.json(), "x-api-key"), [VALUE]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_rules_and_connections_are_managed_from_the_forms() {
+    let s = Served::start().await;
+    let cookie = sign_in(&s).await;
+    let html = text(&call(&s, "GET", "/agents", &[("Cookie", &cookie)], None).await);
+    let csrf = csrf_of(&html);
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        let (s, cookie, csrf) = (&s, cookie.clone(), csrf.clone());
+        async move {
+            let mut all: Vec<(&str, String)> = vec![("csrf", csrf)];
+            all.extend(fields);
+            let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            call(s, "POST", &path, &[("Cookie", &cookie)], Some(&pairs)).await
+        }
+    };
+    // An agent: created, listed only as a mask, put in deny mode.
+    let r = post(
+        "/agents".into(),
+        vec![("name", "Ops".into()), ("identifier", "ops".into())],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let (_, agents) = s.api("GET", "/v1/agents", None).await;
+    let ops = agents
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["identifier"] == "ops"))
+        .expect("created")
+        .clone();
+    let id = ops["id"].as_str().expect("id").to_owned();
+    let token = ops["accessToken"].as_str().expect("token").to_owned();
+    let page = text(&call(&s, "GET", "/agents", &[("Cookie", &cookie)], None).await);
+    assert!(!page.contains(&token), "a token in the page");
+    let revealed = call(
+        &s,
+        "GET",
+        &format!("/agents/{id}/token"),
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&revealed.body).expect("json")["token"],
+        token
+    );
+    let path = format!("/agents/{id}/policy-mode");
+    assert_eq!(post(path, vec![("mode", "deny".into())]).await.status, 303);
+    assert_eq!(
+        s.api("GET", &format!("/v1/agents/{id}"), None).await.1["policyMode"],
+        "deny"
+    );
+    // A new token needs the box ticked.
+    let path = format!("/agents/{id}/regenerate");
+    let r = post(path.clone(), vec![]).await;
+    assert!(r
+        .header("location")
+        .is_some_and(|l| l.starts_with("/agents?error=")));
+    assert_eq!(
+        post(path, vec![("confirm", "yes".into())]).await.status,
+        303
+    );
+    let (_, after) = s.api("GET", &format!("/v1/agents/{id}"), None).await;
+    assert_ne!(after["accessToken"], token.as_str());
+
+    // A rule: created, disabled, deleted.
+    let r = post(
+        "/rules".into(),
+        vec![
+            ("name", "three a minute".into()),
+            ("action", "rate_limit".into()),
+            ("host", "api.test".into()),
+            ("methods", "post, put".into()),
+            ("agent", id.clone()),
+            ("limit", "3".into()),
+            ("window", "minute".into()),
+        ],
+    )
+    .await;
+    assert_eq!(r.header("location"), Some("/rules"));
+    let (_, rules) = s.api("GET", "/v1/rules", None).await;
+    let rule = &rules[0];
+    assert_eq!(
+        (rule["rateLimit"].as_u64(), rule["rateLimitWindow"].as_str()),
+        (Some(3), Some("minute"))
+    );
+    assert_eq!(rule["methods"], json!(["POST", "PUT"]));
+    assert_eq!(rule["agentId"], id.as_str());
+    let rule_id = rule["id"].as_str().expect("id").to_owned();
+    let path = format!("/rules/{rule_id}/toggle");
+    post(path, vec![("enabled", "false".into())]).await;
+    assert_eq!(
+        s.api("GET", &format!("/v1/rules/{rule_id}"), None).await.1["enabled"],
+        false
+    );
+    let r = post(
+        "/rules".into(),
+        vec![
+            ("name", "bad".into()),
+            ("action", "rate_limit".into()),
+            ("host", "a.test".into()),
+        ],
+    )
+    .await;
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("/rules?error=")),
+        "{}",
+        r.head
+    );
+    let path = format!("/rules/{rule_id}/delete");
+    post(path, vec![]).await;
+    assert_eq!(s.api("GET", "/v1/rules", None).await.1, json!([]));
+
+    // A connection: deleted from its list.
+    let secret =
+        json!({ "name": "Gone", "type": "openai", "value": VALUE, "hostPattern": "gone.test" });
+    let (_, created) = s.api("POST", "/v1/secrets", Some(secret)).await;
+    let path = format!(
+        "/connections/{}/delete",
+        created["id"].as_str().expect("id")
+    );
+    assert_eq!(post(path, vec![]).await.status, 303);
+    assert_eq!(s.api("GET", "/v1/secrets", None).await.1, json!([]));
+    // The agent, deleted last.
+    let path = format!("/agents/{id}/delete");
+    post(path, vec![]).await;
+    assert_eq!(s.api("GET", &format!("/v1/agents/{id}"), None).await.0, 404);
 }

@@ -85,11 +85,29 @@ try {
   await page.getByText("api.test/live-probe").waitFor({ timeout: 15000 });
   if (!(await page.evaluate(() => window.sameDocument === true))) throw new Error("the page reloaded");
 
-  for (const [name, path, heading] of [["agents", "/agents", "Agents"], ["rules", "/rules", "Rules"]]) {
-    await page.goto(`${origin}${path}`);
-    await page.getByRole("heading", { name: heading }).waitFor();
-    await shot(name);
-  }
+  // A block rule and an agent, made in the forms.
+  await page.goto(`${origin}/rules`);
+  const ruleForm = page.locator("form[action='/rules']");
+  await ruleForm.getByLabel("Name").fill("no blocked paths");
+  await ruleForm.getByLabel("Action").selectOption("block");
+  await ruleForm.getByLabel(/^Host/).fill("api.test");
+  await ruleForm.getByLabel(/^Path/).fill("/blocked/*");
+  await page.getByRole("button", { name: "Create rule" }).click();
+  await page.getByRole("cell", { name: "no blocked paths", exact: true }).waitFor();
+  await shot("rules");
+  await page.goto(`${origin}/agents`);
+  const agentForm = page.locator("form[action='/agents']");
+  await agentForm.getByLabel("Name").fill("UI agent");
+  await agentForm.getByLabel(/^Identifier/).fill("ui-agent");
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await page.getByRole("cell", { name: "ui-agent", exact: true }).waitFor();
+  // A proxy token is shown only on request.
+  const masked = page.locator("[data-token-of]").first();
+  if (!(await masked.textContent()).includes("••")) throw new Error("a token in the page");
+  await page.getByRole("button", { name: "Reveal" }).first().click();
+  await page.waitForFunction(() => document.querySelector("[data-token-of]")?.textContent.startsWith("aoc_") &&
+    !document.querySelector("[data-token-of]").textContent.includes("•"));
+  await shot("agents");
 
   // Keyboard only: Tab reaches the navigation links in order.
   await page.goto(`${origin}/`);

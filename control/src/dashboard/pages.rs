@@ -141,15 +141,22 @@ pub fn overview(o: &Overview<'_>) -> Markup {
     }
 }
 
-pub fn agents(agents: &[AgentRecord], manage: Option<&str>) -> Markup {
+pub fn agents(
+    agents: &[AgentRecord],
+    manage: Option<&str>,
+    csrf: &str,
+    error: Option<&str>,
+    gateway: &str,
+) -> Markup {
     html! {
         h1 { "Agents" }
         p.lead { "Each agent has its own proxy token, secrets and rules." }
+        @if let Some(error) = error { p.notice.bad role="alert" { (error) } }
         @if agents.is_empty() {
             div.empty { "No agents yet. " code { "onecli run -- claude" } " creates the default one." }
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Identifier" } th { "Secrets" } th { "Policy" } } }
+                thead { tr { th { "Name" } th { "Identifier" } th { "Secrets" } th { "Reaches" } th { "Proxy token" } th { "Actions" } } }
                 tbody {
                     @for a in agents {
                         tr.highlight[manage == Some(a.identifier.as_str())] id={ "agent-" (a.identifier) } {
@@ -159,19 +166,58 @@ pub fn agents(agents: &[AgentRecord], manage: Option<&str>) -> Markup {
                                 onecli_policy::model::SecretMode::All => "all",
                                 onecli_policy::model::SecretMode::Selective => "selected",
                             } }
-                            td { @match a.policy_mode {
-                                onecli_policy::model::PolicyMode::Allow => "allow by default",
-                                onecli_policy::model::PolicyMode::Deny => "listed hosts only",
-                            } }
+                            td {
+                                form.inline method="post" action={ "/agents/" (a.id) "/policy-mode" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    label.sr-only for={ "mode-" (a.id) } { "What " (a.name) " may reach" }
+                                    select id={ "mode-" (a.id) } name="mode" {
+                                        option value="allow" selected[a.policy_mode == onecli_policy::model::PolicyMode::Allow] { "every host" }
+                                        option value="deny" selected[a.policy_mode == onecli_policy::model::PolicyMode::Deny] { "listed hosts only" }
+                                    }
+                                    button.quiet type="submit" { "Save" }
+                                }
+                            }
+                            td {
+                                code id={ "token-" (a.id) } data-token-of=(a.id) { "aoc_••••••••" }
+                                " "
+                                button.quiet type="button" data-reveal=(a.id) { "Reveal" }
+                                " "
+                                button.quiet type="button" data-copy={ "#token-" (a.id) } { "Copy" }
+                                details {
+                                    summary { "Container env" }
+                                    pre { "HTTPS_PROXY=http://x:<token>@" (gateway) "\nHTTP_PROXY=http://x:<token>@" (gateway) }
+                                }
+                            }
+                            td {
+                                details {
+                                    summary { "More" }
+                                    form method="post" action={ "/agents/" (a.id) "/regenerate" } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        label.check { input type="checkbox" name="confirm" value="yes"; " The old token stops working" }
+                                        button.quiet type="submit" { "New token" }
+                                    }
+                                    form method="post" action={ "/agents/" (a.id) "/delete" } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button.quiet type="submit" { "Delete " (a.name) }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
+        h2 { "New agent" }
+        form.stack method="post" action="/agents" {
+            input type="hidden" name="csrf" value=(csrf);
+            label { "Name" input name="name" required; }
+            label { "Identifier" span.hint { "lower-case letters, digits and -" } input name="identifier" required pattern="[a-z0-9][a-z0-9-]{0,49}"; }
+            button type="submit" { "Create agent" }
+        }
     }
 }
 
-pub fn connections(secrets: &[SecretRecord], notice: Option<Markup>) -> Markup {
+pub fn connections(secrets: &[SecretRecord], notice: Option<Markup>, csrf: &str) -> Markup {
     html! {
         h1 { "Connections" }
         p.lead { "Credentials the gateway injects. Values are write-only: never shown again." }
@@ -181,7 +227,7 @@ pub fn connections(secrets: &[SecretRecord], notice: Option<Markup>) -> Markup {
             div.empty { "No connections yet." }
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Type" } th { "Host" } th { "Path" } th { "Value" } } }
+                thead { tr { th { "Name" } th { "Type" } th { "Host" } th { "Path" } th { "Value" } th { "Actions" } } }
                 tbody {
                     @for s in secrets {
                         tr {
@@ -190,6 +236,12 @@ pub fn connections(secrets: &[SecretRecord], notice: Option<Markup>) -> Markup {
                             td { code { (s.host_pattern) } }
                             td { code { (s.path_pattern) } }
                             td { code { (s.preview) } }
+                            td {
+                                form.inline method="post" action={ "/connections/" (s.id) "/delete" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button.quiet type="submit" { "Delete" " " span.sr-only { (s.name) } }
+                                }
+                            }
                         }
                     }
                 }
@@ -291,7 +343,12 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
     }
 }
 
-pub fn rules(rules: &[RuleRecord], agents: &[AgentRecord]) -> Markup {
+pub fn rules(
+    rules: &[RuleRecord],
+    agents: &[AgentRecord],
+    csrf: &str,
+    error: Option<&str>,
+) -> Markup {
     let agent_name = |id: &Option<String>| -> String {
         match id {
             None => "all agents".to_owned(),
@@ -303,12 +360,13 @@ pub fn rules(rules: &[RuleRecord], agents: &[AgentRecord]) -> Markup {
     };
     html! {
         h1 { "Rules" }
-        p.lead { "Block, allow, rate-limit or hold requests for approval, by host, path and method." }
+        p.lead { "Block, allow, rate-limit or hold requests for approval, by host, path and method. A block wins over everything; an agent's own rule shadows the same rule for all agents." }
+        @if let Some(error) = error { p.notice.bad role="alert" { (error) } }
         @if rules.is_empty() {
             div.empty { "No rules: every agent may reach every host (unless it lists hosts only)." }
         } @else {
             table {
-                thead { tr { th { "Name" } th { "Action" } th { "Host" } th { "Path" } th { "Methods" } th { "Agent" } th { "On" } } }
+                thead { tr { th { "Name" } th { "Action" } th { "Host" } th { "Path" } th { "Methods" } th { "Agent" } th { "On" } th { "Actions" } } }
                 tbody {
                     @for r in rules {
                         tr id={ "rule-" (r.id) } {
@@ -319,10 +377,55 @@ pub fn rules(rules: &[RuleRecord], agents: &[AgentRecord]) -> Markup {
                             td { @if r.methods.is_empty() { "all" } @else { (r.methods.join(", ")) } }
                             td { (agent_name(&r.agent_id)) }
                             td { @if r.enabled { "yes" } @else { "no" } }
+                            td {
+                                form.inline method="post" action={ "/rules/" (r.id) "/toggle" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="enabled" value=(if r.enabled { "false" } else { "true" });
+                                    button.quiet type="submit" { @if r.enabled { "Disable" } @else { "Enable" } " " span.sr-only { (r.name) } }
+                                }
+                                form.inline method="post" action={ "/rules/" (r.id) "/delete" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button.quiet type="submit" { "Delete" " " span.sr-only { (r.name) } }
+                                }
+                            }
                         }
                     }
                 }
             }
+        }
+        h2 { "New rule" }
+        form.stack method="post" action="/rules" {
+            input type="hidden" name="csrf" value=(csrf);
+            label { "Name" input name="name" required; }
+            label {
+                "Action"
+                select name="action" {
+                    option value="block" { "block" }
+                    option value="allow" { "allow (for agents that reach listed hosts only)" }
+                    option value="rate_limit" { "rate limit" }
+                    option value="manual_approval" { "ask a human" }
+                }
+            }
+            label { "Host" span.hint { "api.example.com or *.example.com" } input name="host" required; }
+            label { "Path" span.hint { "* for every path" } input name="path" placeholder="*"; }
+            label { "Methods" span.hint { "comma-separated; empty for all" } input name="methods" placeholder="DELETE, PUT"; }
+            label {
+                "Agent"
+                select name="agent" {
+                    option value="" { "all agents" }
+                    @for a in agents { option value=(a.id) { (a.name) } }
+                }
+            }
+            label { "Rate limit" span.hint { "requests per window, for rate limit rules" } input name="limit" inputmode="numeric"; }
+            label {
+                "Window"
+                select name="window" {
+                    option value="minute" { "minute" }
+                    option value="hour" selected { "hour" }
+                    option value="day" { "day" }
+                }
+            }
+            button type="submit" { "Create rule" }
         }
     }
 }

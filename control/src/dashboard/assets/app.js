@@ -125,3 +125,15 @@ async function refreshActivity() {
 document.addEventListener("DOMContentLoaded", () => {
   if (document.getElementById("live")) setInterval(refreshActivity, 2000);
 });
+
+// Reveal a proxy token on request only: it is fetched, never in the page.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-reveal]");
+  if (!button) return;
+  const id = button.dataset.reveal;
+  const target = document.querySelector(`[data-token-of="${CSS.escape(id)}"]`);
+  const response = await fetch(`/agents/${encodeURIComponent(id)}/token`, { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok || !target) return;
+  target.textContent = (await response.json()).token;
+  button.hidden = true;
+});
