@@ -189,6 +189,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             }
             "/connections" => create_connection(api, &form, &session.csrf).await,
             "/agents" | "/rules" => manage(api, &path, &form, &session.csrf).await,
+            p if p.starts_with("/settings/") => settings_change(api, p, &form, &session.csrf).await,
             p if p.starts_with("/agents/")
                 || p.starts_with("/rules/")
                 || p.starts_with("/connections/") =>
@@ -287,6 +288,10 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             secure_headers(&mut r);
             r
+        }
+        "/settings" => {
+            let error = Some(query.get("error")).filter(|e| !e.is_empty());
+            settings_page(api, csrf, None, error).await
         }
         "/activity" => {
             let filter = activity_filter(&query);
@@ -559,6 +564,101 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
     match outcome {
         Ok(()) => redirect(back),
         Err(error) => redirect(&format!("{back}?error={}", encode(&error.message()))),
+    }
+}
+
+async fn settings_page(
+    api: &Api,
+    csrf: &str,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+) -> Response<Body> {
+    let (api_keys, gateway_tokens) = api
+        .read(|s| Ok((s.api_keys()?, s.gateway_tokens()?)))
+        .await
+        .unwrap_or_default();
+    let fingerprint = std::fs::read_to_string(&api.config.ca_cert)
+        .ok()
+        .and_then(|pem| ca_fingerprint(&pem))
+        .unwrap_or_else(|| "unavailable".to_owned());
+    let content = pages::settings(
+        &pages::Settings {
+            api_keys: &api_keys,
+            gateway_tokens: &gateway_tokens,
+            created,
+            error,
+            ca_fingerprint: &fingerprint,
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        csrf,
+    );
+    framed(
+        api,
+        csrf,
+        pages::Section::Settings,
+        "Settings",
+        StatusCode::OK,
+        content,
+    )
+}
+
+/// New keys (shown once, on the answer itself, never in a URL) and
+/// revocations. Revoking an API key ends every dashboard session, since a
+/// session does not remember which key opened it.
+async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body> {
+    let name = form.get("name").trim().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["settings", kind @ ("api-keys" | "gateway-tokens")] => {
+            if name.is_empty() {
+                return settings_page(api, csrf, None, Some("Give it a name.")).await;
+            }
+            let api_key = *kind == "api-keys";
+            let key = api
+                .read(move |s| {
+                    if api_key {
+                        s.create_api_key(&name)
+                    } else {
+                        s.create_gateway_token(&name)
+                    }
+                })
+                .await;
+            match key {
+                Ok(key) => {
+                    let what = if api_key { "API key" } else { "gateway token" };
+                    settings_page(api, csrf, Some((what, key.as_str())), None).await
+                }
+                Err(e) => settings_page(api, csrf, None, Some(&e.message())).await,
+            }
+        }
+        ["settings", kind @ ("api-keys" | "gateway-tokens"), id, "revoke"] => {
+            let (api_key, id) = (*kind == "api-keys", id.to_string());
+            let done = api
+                .read(move |s| {
+                    if api_key {
+                        s.revoke_api_key(&id)
+                    } else {
+                        s.revoke_gateway_token(&id)
+                    }
+                })
+                .await;
+            match done {
+                Ok(()) if api_key => {
+                    api.sessions.end_all();
+                    redirect("/sign-in")
+                }
+                Ok(()) => redirect("/settings"),
+                Err(e) => redirect(&format!("/settings?error={}", encode(&e.message()))),
+            }
+        }
+        _ => framed(
+            api,
+            csrf,
+            pages::Section::Settings,
+            "Not found",
+            StatusCode::NOT_FOUND,
+            pages::not_found(),
+        ),
     }
 }
 

@@ -135,11 +135,13 @@ pub struct RuleRecord {
     pub created_at: String,
 }
 
+/// An API key or gateway token as listed: never the key, which is kept
+/// only as a hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyRecord {
-    id: String,
-    name: String,
-    created_at: String,
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
 }
 
 /// What a new secret or an update says. `None` fields are left as they are.
@@ -621,6 +623,55 @@ impl Store {
         };
         self.write_unversioned(|w| w.put(table, &hash, &record))?;
         Ok(key)
+    }
+
+    pub fn api_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.keys(API_KEYS)
+    }
+
+    pub fn gateway_tokens(&self) -> Result<Vec<KeyRecord>> {
+        self.keys(GATEWAY_TOKENS)
+    }
+
+    /// Revokes an API key; the last one stays, so that someone can still
+    /// sign in.
+    pub fn revoke_api_key(&self, id: &str) -> Result<()> {
+        if self.api_keys()?.len() <= 1 {
+            return Err(StoreError::Invalid(
+                "The last API key cannot be revoked: create another first.".into(),
+            ));
+        }
+        self.revoke_key(API_KEYS, id)
+    }
+
+    pub fn revoke_gateway_token(&self, id: &str) -> Result<()> {
+        self.revoke_key(GATEWAY_TOKENS, id)
+    }
+
+    fn keys(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<KeyRecord>> {
+        let mut keys: Vec<KeyRecord> = self.all(table)?;
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+
+    /// Removes the key whose record has `id` (the table is keyed by hash).
+    fn revoke_key(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<()> {
+        self.write_unversioned(|w| {
+            let hash = {
+                let t = w.txn.open_table(table).map_err(db_err)?;
+                let mut found = None;
+                for entry in t.iter().map_err(db_err)? {
+                    let (hash, raw) = entry.map_err(db_err)?;
+                    let record: KeyRecord = serde_json::from_slice(raw.value()).map_err(db_err)?;
+                    if record.id == id {
+                        found = Some(hash.value().to_owned());
+                        break;
+                    }
+                }
+                found.ok_or(StoreError::NotFound("key"))?
+            };
+            w.remove(table, &hash).map(|_| ())
+        })
     }
 
     fn verify_key(&self, table: TableDefinition<&str, &[u8]>, presented: &str) -> Result<bool> {

@@ -446,7 +446,7 @@ async fn the_pages_work_in_a_real_browser() {
     let report: Value = serde_json::from_str(last.trim()).expect("report");
     assert_eq!(
         report["pages"].as_array().map(Vec::len),
-        Some(8),
+        Some(9),
         "{report}"
     );
     let held = held
@@ -593,4 +593,89 @@ async fn agents_rules_and_connections_are_managed_from_the_forms() {
     let path = format!("/agents/{id}/delete");
     post(path, vec![]).await;
     assert_eq!(s.api("GET", &format!("/v1/agents/{id}"), None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_make_keys_shown_once_and_revoke_them() {
+    let s = Served::start().await;
+    let cookie = sign_in(&s).await;
+    let html = text(&call(&s, "GET", "/settings", &[("Cookie", &cookie)], None).await);
+    let csrf = csrf_of(&html);
+    assert!(!html.contains("oc_"), "a key in the settings page");
+    let r = call(
+        &s,
+        "POST",
+        "/settings/api-keys",
+        &[("Cookie", &cookie)],
+        Some(&[("csrf", &csrf), ("name", "CI")]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let html = text(&r);
+    let at = html.find("oc_").expect("the new key, once");
+    let key = html[at..at + 67].to_owned();
+    assert!(key[3..].bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    let listed = text(&call(&s, "GET", "/settings", &[("Cookie", &cookie)], None).await);
+    assert!(!listed.contains(&key), "shown again");
+    // The new key signs in; revoked, it does not, and sessions end.
+    let r = call(&s, "POST", "/sign-in", &[], Some(&[("key", &key)])).await;
+    assert_eq!(r.status, 303);
+    let second = session_of(&r);
+    let id_at = listed.find("/settings/api-keys/").expect("a revoke form");
+    let revoke: String = listed[id_at..].chars().take_while(|c| *c != '"').collect();
+    let ci_revoke = listed
+        .match_indices("/settings/api-keys/")
+        .map(|(i, _)| {
+            listed[i..]
+                .chars()
+                .take_while(|c| *c != '"')
+                .collect::<String>()
+        })
+        .last()
+        .expect("the CI key's form");
+    assert_ne!(revoke, ci_revoke, "two keys listed");
+    let r = call(
+        &s,
+        "POST",
+        &ci_revoke,
+        &[("Cookie", &cookie)],
+        Some(&[("csrf", &csrf)]),
+    )
+    .await;
+    assert_eq!(r.header("location"), Some("/sign-in"));
+    assert_eq!(
+        call(&s, "GET", "/", &[("Cookie", &second)], None)
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        call(&s, "POST", "/sign-in", &[], Some(&[("key", &key)]))
+            .await
+            .status,
+        401
+    );
+    // The last key stays.
+    let cookie = sign_in(&s).await;
+    let html = text(&call(&s, "GET", "/settings", &[("Cookie", &cookie)], None).await);
+    let csrf = csrf_of(&html);
+    let r = call(
+        &s,
+        "POST",
+        &revoke,
+        &[("Cookie", &cookie)],
+        Some(&[("csrf", &csrf)]),
+    )
+    .await;
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with("/settings?error=")),
+        "{}",
+        r.head
+    );
+    assert_eq!(
+        s.api("GET", "/v1/agents", None).await.0,
+        200,
+        "the admin key still works"
+    );
 }

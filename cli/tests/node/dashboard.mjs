@@ -108,6 +108,9 @@ try {
   await page.waitForFunction(() => document.querySelector("[data-token-of]")?.textContent.startsWith("aoc_") &&
     !document.querySelector("[data-token-of]").textContent.includes("•"));
   await shot("agents");
+  await page.goto(`${origin}/settings`);
+  await page.getByRole("heading", { name: "Settings" }).waitFor();
+  await shot("settings");
 
   // Keyboard only: Tab reaches the navigation links in order.
   await page.goto(`${origin}/`);

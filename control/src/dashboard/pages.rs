@@ -14,15 +14,17 @@ pub enum Section {
     Connections,
     Rules,
     Activity,
+    Settings,
 }
 
-const NAV: [(Section, &str, &str); 6] = [
+const NAV: [(Section, &str, &str); 7] = [
     (Section::Overview, "/", "Overview"),
     (Section::Approvals, "/approvals", "Approvals"),
     (Section::Agents, "/agents", "Agents"),
     (Section::Connections, "/connections", "Connections"),
     (Section::Rules, "/rules", "Rules"),
     (Section::Activity, "/activity", "Activity"),
+    (Section::Settings, "/settings", "Settings"),
 ];
 
 /// What every signed-in page shows around its content.
@@ -530,6 +532,70 @@ pub fn activity(records: &[onecli_policy::audit::AuditRecord], filter: &Activity
                 }
             }
         }
+    }
+}
+
+pub struct Settings<'a> {
+    pub api_keys: &'a [crate::store::KeyRecord],
+    pub gateway_tokens: &'a [crate::store::KeyRecord],
+    /// A key just made: (what it is, the key), shown this once.
+    pub created: Option<(&'a str, &'a str)>,
+    pub error: Option<&'a str>,
+    pub ca_fingerprint: &'a str,
+    pub version: &'a str,
+}
+
+pub fn settings(s: &Settings<'_>, csrf: &str) -> Markup {
+    let list = |keys: &[crate::store::KeyRecord], kind: &str, what: &str| {
+        html! {
+            @if keys.is_empty() {
+                div.empty { "None." }
+            } @else {
+                table {
+                    thead { tr { th { "Name" } th { "Created" } th { "Actions" } } }
+                    tbody {
+                        @for k in keys {
+                            tr {
+                                td { (k.name) }
+                                td { (k.created_at) }
+                                td {
+                                    form.inline method="post" action={ "/settings/" (kind) "/" (k.id) "/revoke" } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button.quiet type="submit" { "Revoke" " " span.sr-only { (what) " " (k.name) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.stack method="post" action={ "/settings/" (kind) } {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Name" input name="name" required; }
+                button type="submit" { "Create " (what) }
+            }
+        }
+    };
+    html! {
+        h1 { "Settings" }
+        @if let Some(error) = s.error { p.notice.bad role="alert" { (error) } }
+        @if let Some((what, key)) = s.created {
+            div.notice.ok role="status" {
+                p { "The new " (what) ", shown this once. Keep it somewhere safe." }
+                pre #created-key { (key) }
+                button.quiet type="button" data-copy="#created-key" { "Copy" }
+            }
+        }
+        h2 { "API keys" }
+        p.muted { "For the SDK, the CLI and this dashboard. Revoking one signs everyone out of the dashboard." }
+        (list(s.api_keys, "api-keys", "API key"))
+        h2 { "Gateway tokens" }
+        p.muted { "For gateways run apart (" code { "onecli gateway --control-url" } ")." }
+        (list(s.gateway_tokens, "gateway-tokens", "gateway token"))
+        h2 { "The gateway's CA" }
+        p { a href="/v1/gateway/ca" download="onecli-gateway-ca.pem" { "Download" } " · SHA-256 " code { (s.ca_fingerprint) } }
+        h2 { "Version" }
+        p { "OneCLI " (s.version) }
     }
 }
 

@@ -88,6 +88,11 @@ impl Sessions {
         self.lock().sessions.remove(&digest(cookie));
     }
 
+    /// Ends every session (an API key was revoked).
+    pub fn end_all(&self) {
+        self.lock().sessions.clear();
+    }
+
     /// A one-time sign-in token, good for [`LINK_TTL`].
     pub fn new_link(&self) -> Zeroizing<String> {
         let token = crate::ids::random_token("odl_");
