@@ -314,7 +314,10 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             r
         }
         "/agents" => {
-            let agents = api.read(|s| s.agents()).await.unwrap_or_default();
+            let (agents, secrets) = api
+                .read(|s| Ok((s.agents()?, s.secrets()?)))
+                .await
+                .unwrap_or_default();
             let manage = query.get("manage");
             let manage = (!manage.is_empty()).then_some(manage);
             framed(
@@ -325,6 +328,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 StatusCode::OK,
                 pages::agents(
                     &agents,
+                    &secrets,
                     manage,
                     csrf,
                     Some(query.get("error")).filter(|e| !e.is_empty()),
@@ -467,6 +471,46 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
                 "Tick the box to confirm: the old token stops working.".into(),
             )),
         ),
+        ["agents", _, "rename"] => {
+            let name = field("name");
+            (
+                "/agents",
+                api.write(move |s| {
+                    s.update_agent(&id, |a| {
+                        a.name = name;
+                        Ok(())
+                    })
+                    .map(|_| ())
+                })
+                .await,
+            )
+        }
+        ["agents", _, "secrets"] => {
+            use onecli_policy::model::SecretMode;
+            let mode = if form.get("mode") == "selective" {
+                SecretMode::Selective
+            } else {
+                SecretMode::All
+            };
+            let ids: Vec<String> = form
+                .0
+                .iter()
+                .filter(|(k, _)| k == "secret")
+                .map(|(_, v)| v.clone())
+                .collect();
+            (
+                "/agents",
+                api.write(move |s| {
+                    s.update_agent(&id, |a| {
+                        a.secret_mode = mode;
+                        a.secret_ids = ids;
+                        Ok(())
+                    })
+                    .map(|_| ())
+                })
+                .await,
+            )
+        }
         ["agents", _, "policy-mode"] => {
             let mode = if form.get("mode") == "deny" {
                 PolicyMode::Deny
@@ -800,7 +844,19 @@ async fn overview(api: &Api, csrf: &str) -> Response<Body> {
         .ok()
         .and_then(|pem| ca_fingerprint(&pem))
         .unwrap_or_else(|| "unavailable".to_owned());
+    let since = crate::ids::now_unix_ms().saturating_sub(3_600_000);
+    let records = api
+        .read(move |s| s.audit(None, Some(since), 100_000))
+        .await
+        .unwrap_or_default();
+    let mut by_outcome: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in records {
+        *by_outcome.entry(r.outcome).or_default() += 1;
+    }
+    let mut last_hour: Vec<(String, usize)> = by_outcome.into_iter().collect();
+    last_hour.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let content = pages::overview(&pages::Overview {
+        last_hour,
         policy_version: counts.0,
         agents: counts.1,
         connections: counts.2,

@@ -323,6 +323,12 @@ async fn the_connect_link_of_a_refusal_leads_to_an_injected_retry() {
     let retry = request(&mut tunnel, "GET", "/v1/echo", "api.test", &[]).await;
     assert_eq!(retry.status, 200);
     assert_eq!(echoed(&retry.json(), "x-api-key"), [VALUE]);
+    // The overview counts the last hour's requests by outcome.
+    let overview = text(&call(&s, "GET", "/", &[("Cookie", &cookie)], None).await);
+    assert!(
+        overview.contains("/activity?outcome=guidance"),
+        "{overview}"
+    );
     // Every URL handed out resolves to a page.
     for path in ["/rules", "/agents?manage=claude", "/connections", "/"] {
         let r = call(&s, "GET", path, &[("Cookie", &cookie)], None).await;
@@ -589,6 +595,28 @@ async fn agents_rules_and_connections_are_managed_from_the_forms() {
     );
     assert_eq!(post(path, vec![]).await.status, 303);
     assert_eq!(s.api("GET", "/v1/secrets", None).await.1, json!([]));
+    // Renamed, and limited to one connection.
+    let kept =
+        json!({ "name": "Kept", "type": "openai", "value": VALUE, "hostPattern": "kept.test" });
+    let (_, kept) = s.api("POST", "/v1/secrets", Some(kept)).await;
+    let kept_id = kept["id"].as_str().expect("id").to_owned();
+    post(
+        format!("/agents/{id}/rename"),
+        vec![("name", "Operations".into())],
+    )
+    .await;
+    post(
+        format!("/agents/{id}/secrets"),
+        vec![("mode", "selective".into()), ("secret", kept_id.clone())],
+    )
+    .await;
+    let (_, agent) = s.api("GET", &format!("/v1/agents/{id}"), None).await;
+    assert_eq!(agent["name"], "Operations");
+    assert_eq!(agent["secretMode"], "selective");
+    let (_, assigned) = s
+        .api("GET", &format!("/v1/agents/{id}/secrets"), None)
+        .await;
+    assert_eq!(assigned, json!([kept_id]));
     // The agent, deleted last.
     let path = format!("/agents/{id}/delete");
     post(path, vec![]).await;

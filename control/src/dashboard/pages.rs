@@ -112,6 +112,8 @@ pub struct Overview<'a> {
     pub pending_approvals: usize,
     pub api_url: &'a str,
     pub ca_fingerprint: &'a str,
+    /// Requests in the last hour, by outcome, most first.
+    pub last_hour: Vec<(String, usize)>,
 }
 
 pub fn overview(o: &Overview<'_>) -> Markup {
@@ -124,6 +126,17 @@ pub fn overview(o: &Overview<'_>) -> Markup {
             div.panel.stat { div.value { (o.rules) } div.label { "rules" } }
             div.panel.stat { div.value { (o.pending_approvals) } div.label { "waiting for approval" } }
             div.panel.stat { div.value { "v" (o.policy_version) } div.label { "policy version" } }
+        }
+        h2 { "The last hour" }
+        @if o.last_hour.is_empty() {
+            div.empty { "No requests in the last hour." }
+        } @else {
+            table {
+                thead { tr { th { "Outcome" } th { "Requests" } } }
+                tbody { @for (outcome, n) in &o.last_hour {
+                    tr { td { a href={ "/activity?outcome=" (outcome) } { (outcome) } } td { (n) } }
+                } }
+            }
         }
         h2 { "Start an agent" }
         pre #run { "onecli run -- claude" }
@@ -145,6 +158,7 @@ pub fn overview(o: &Overview<'_>) -> Markup {
 
 pub fn agents(
     agents: &[AgentRecord],
+    secrets: &[SecretRecord],
     manage: Option<&str>,
     csrf: &str,
     error: Option<&str>,
@@ -191,8 +205,34 @@ pub fn agents(
                                 }
                             }
                             td {
-                                details {
+                                details open[manage == Some(a.identifier.as_str())] {
                                     summary { "More" }
+                                    form method="post" action={ "/agents/" (a.id) "/rename" } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        label { "Name" input name="name" value=(a.name) required; }
+                                        button.quiet type="submit" { "Rename" }
+                                    }
+                                    form method="post" action={ "/agents/" (a.id) "/secrets" } {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        fieldset {
+                                            legend { "Connections it may use" }
+                                            label.check {
+                                                input type="radio" name="mode" value="all" checked[a.secret_mode == onecli_policy::model::SecretMode::All];
+                                                " all"
+                                            }
+                                            label.check {
+                                                input type="radio" name="mode" value="selective" checked[a.secret_mode == onecli_policy::model::SecretMode::Selective];
+                                                " only these:"
+                                            }
+                                            @for s in secrets {
+                                                label.check {
+                                                    input type="checkbox" name="secret" value=(s.id) checked[a.secret_ids.contains(&s.id)];
+                                                    " " (s.name) " " code { (s.host_pattern) }
+                                                }
+                                            }
+                                        }
+                                        button.quiet type="submit" { "Save access" }
+                                    }
                                     form method="post" action={ "/agents/" (a.id) "/regenerate" } {
                                         input type="hidden" name="csrf" value=(csrf);
                                         label.check { input type="checkbox" name="confirm" value="yes"; " The old token stops working" }
