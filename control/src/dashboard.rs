@@ -187,7 +187,11 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 set_cookie(&mut r, "", 0, secure);
                 r
             }
-            "/connections" => create_connection(api, &form, &session.csrf).await,
+            "/connections" => save_connection(api, &form, &session.csrf, None).await,
+            p if p.starts_with("/connections/") && p.matches('/').count() == 2 => {
+                let id = p["/connections/".len()..].to_owned();
+                save_connection(api, &form, &session.csrf, Some(id)).await
+            }
             "/agents" | "/rules" => manage(api, &path, &form, &session.csrf).await,
             p if p.starts_with("/settings/") => settings_change(api, p, &form, &session.csrf).await,
             p if p.starts_with("/agents/")
@@ -289,6 +293,36 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             secure_headers(&mut r);
             r
         }
+        p if p.starts_with("/rules/") && p.ends_with("/edit") => {
+            let id = p["/rules/".len()..p.len() - "/edit".len()].to_owned();
+            let found = api
+                .read(move |s| Ok((s.rules()?.into_iter().find(|r| r.id == id), s.agents()?)))
+                .await;
+            match found {
+                Ok((Some(rule), agents)) => {
+                    let content = html! {
+                        h1 { "Edit " (rule.name) }
+                        (pages::rule_form(Some(&rule), &agents, csrf))
+                    };
+                    framed(
+                        api,
+                        csrf,
+                        pages::Section::Rules,
+                        "Edit a rule",
+                        StatusCode::OK,
+                        content,
+                    )
+                }
+                _ => framed(
+                    api,
+                    csrf,
+                    pages::Section::Rules,
+                    "Not found",
+                    StatusCode::NOT_FOUND,
+                    pages::not_found(),
+                ),
+            }
+        }
         "/settings" => {
             let error = Some(query.get("error")).filter(|e| !e.is_empty());
             settings_page(api, csrf, None, error).await
@@ -363,6 +397,30 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 pages::connections(&secrets, notice, csrf),
             )
         }
+        p if p.starts_with("/connections/") && p.ends_with("/edit") => {
+            let id = p["/connections/".len()..p.len() - "/edit".len()].to_owned();
+            match api.read(move |s| s.secret(&id)).await {
+                Ok(secret) => {
+                    let form = edit_form(&secret);
+                    framed(
+                        api,
+                        csrf,
+                        pages::Section::Connections,
+                        "Edit a connection",
+                        StatusCode::OK,
+                        pages::connect(&form, csrf, None),
+                    )
+                }
+                Err(_) => framed(
+                    api,
+                    csrf,
+                    pages::Section::Connections,
+                    "Not found",
+                    StatusCode::NOT_FOUND,
+                    pages::not_found(),
+                ),
+            }
+        }
         "/connections/custom" | "/connections/new" => {
             let form = connect_form_from(&query);
             framed(
@@ -434,7 +492,7 @@ async fn activity_records(
 /// with a redirect back to its list, or the list with what went wrong.
 async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body> {
     use crate::store::RuleInput;
-    use onecli_policy::model::{PolicyMode, RateWindow, RuleAction};
+    use onecli_policy::model::PolicyMode;
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let id = segments.get(1).map(|s| s.to_string()).unwrap_or_default();
     let field = |name: &str| form.get(name).trim().to_owned();
@@ -530,49 +588,18 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
             )
         }
         ["rules"] => {
-            let action = match form.get("action") {
-                "block" => Ok(RuleAction::Block),
-                "allow" => Ok(RuleAction::Allow),
-                "manual_approval" => Ok(RuleAction::ManualApproval),
-                "rate_limit" => {
-                    let window = match form.get("window") {
-                        "minute" => RateWindow::Minute,
-                        "day" => RateWindow::Day,
-                        _ => RateWindow::Hour,
-                    };
-                    form.get("limit")
-                        .trim()
-                        .parse::<u32>()
-                        .map(|limit| RuleAction::RateLimit { limit, window })
-                        .map_err(|_| {
-                            crate::api::ApiError::BadRequest(
-                                "A rate limit needs a number of requests.".into(),
-                            )
-                        })
-                }
-                _ => Err(crate::api::ApiError::BadRequest("Choose an action.".into())),
-            };
-            let methods: Vec<String> = form
-                .get("methods")
-                .split([',', ' '])
-                .map(|m| m.trim().to_ascii_uppercase())
-                .filter(|m| !m.is_empty())
-                .collect();
-            let agent = field("agent");
-            let input = action.map(|action| RuleInput {
-                name: Some(field("name")),
-                host_pattern: Some(field("host")),
-                path_pattern: Some(match field("path") {
-                    p if p.is_empty() => "*".to_owned(),
-                    p => p,
-                }),
-                methods: Some(methods),
-                agent_id: Some((!agent.is_empty()).then_some(agent)),
-                action: Some(action),
-                enabled: Some(true),
-            });
-            let done = match input {
+            let done = match rule_input(form) {
                 Ok(input) => api.write(move |s| s.create_rule(input).map(|_| ())).await,
+                Err(e) => Err(e),
+            };
+            ("/rules", done)
+        }
+        ["rules", _] => {
+            let done = match rule_input(form) {
+                Ok(input) => {
+                    api.write(move |s| s.update_rule(&id, input).map(|_| ()))
+                        .await
+                }
                 Err(e) => Err(e),
             };
             ("/rules", done)
@@ -706,6 +733,48 @@ async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Resp
     }
 }
 
+/// A rule as its form describes it.
+fn rule_input(form: &Form) -> Result<crate::store::RuleInput, crate::api::ApiError> {
+    use onecli_policy::model::{RateWindow, RuleAction};
+    let field = |name: &str| form.get(name).trim().to_owned();
+    let action = match form.get("action") {
+        "block" => RuleAction::Block,
+        "allow" => RuleAction::Allow,
+        "manual_approval" => RuleAction::ManualApproval,
+        "rate_limit" => {
+            let window = match form.get("window") {
+                "minute" => RateWindow::Minute,
+                "day" => RateWindow::Day,
+                _ => RateWindow::Hour,
+            };
+            let limit = form.get("limit").trim().parse::<u32>().map_err(|_| {
+                crate::api::ApiError::BadRequest("A rate limit needs a number of requests.".into())
+            })?;
+            RuleAction::RateLimit { limit, window }
+        }
+        _ => return Err(crate::api::ApiError::BadRequest("Choose an action.".into())),
+    };
+    let methods: Vec<String> = form
+        .get("methods")
+        .split([',', ' '])
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty())
+        .collect();
+    let agent = field("agent");
+    Ok(crate::store::RuleInput {
+        name: Some(field("name")),
+        host_pattern: Some(field("host")),
+        path_pattern: Some(match field("path") {
+            p if p.is_empty() => "*".to_owned(),
+            p => p,
+        }),
+        methods: Some(methods),
+        agent_id: Some((!agent.is_empty()).then_some(agent)),
+        action: Some(action),
+        enabled: None,
+    })
+}
+
 /// What waits for a human now, oldest first.
 async fn pending_requests(api: &Api) -> Vec<serde_json::Value> {
     let listed = api
@@ -713,6 +782,38 @@ async fn pending_requests(api: &Api) -> Vec<serde_json::Value> {
         .pending(&Default::default(), std::time::Duration::ZERO)
         .await;
     listed["requests"].as_array().cloned().unwrap_or_default()
+}
+
+/// The form for an existing connection: everything but its value.
+fn edit_form(s: &crate::store::SecretRecord) -> pages::ConnectForm {
+    use onecli_policy::model::{InjectionDoc, SecretKind};
+    let mut form = pages::ConnectForm {
+        kind: match s.kind {
+            SecretKind::Anthropic => "anthropic",
+            SecretKind::Openai => "openai",
+            SecretKind::Generic => "generic",
+        }
+        .to_owned(),
+        name: s.name.clone(),
+        host: s.host_pattern.clone(),
+        path: s.path_pattern.clone(),
+        inject: "header".to_owned(),
+        editing: Some(s.id.clone()),
+        ..pages::ConnectForm::default()
+    };
+    match &s.injection {
+        Some(InjectionDoc::Header { name, format }) => {
+            form.header = name.clone();
+            form.format = format.clone();
+        }
+        Some(InjectionDoc::Query { name, format }) => {
+            form.inject = "param".to_owned();
+            form.param = name.clone();
+            form.param_format = format.clone();
+        }
+        None => {}
+    }
+    form
 }
 
 /// The create form as a connect link (`secret_url`) prefills it.
@@ -751,10 +852,18 @@ fn connect_form_from(query: &Form) -> pages::ConnectForm {
         param: query.get("param").to_owned(),
         param_format: String::new(),
         agent_name,
+        editing: None,
     }
 }
 
-async fn create_connection(api: &Api, form: &Form, csrf: &str) -> Response<Body> {
+/// Creates a connection, or with `editing` changes one (an empty value
+/// keeps the stored one).
+async fn save_connection(
+    api: &Api,
+    form: &Form,
+    csrf: &str,
+    editing: Option<String>,
+) -> Response<Body> {
     let kind = match form.get("type") {
         "anthropic" => onecli_policy::model::SecretKind::Anthropic,
         "openai" => onecli_policy::model::SecretKind::Openai,
@@ -787,13 +896,23 @@ async fn create_connection(api: &Api, form: &Form, csrf: &str) -> Response<Body>
     let input = SecretInput {
         name: Some(name.clone()),
         kind: Some(kind),
-        value: Some(Zeroizing::new(form.get("value").to_owned())),
+        value: match form.get("value") {
+            "" if editing.is_some() => None,
+            value => Some(Zeroizing::new(value.to_owned())),
+        },
         host_pattern: Some(form.get("host").trim().to_owned()),
         path_pattern: Some(or(form.get("path"), "*")),
         injection,
         allow_plaintext: None,
     };
-    match api.write(move |s| s.create_secret(input)).await {
+    let target = editing.clone();
+    let saved = api
+        .write(move |s| match target {
+            Some(id) => s.update_secret(&id, input),
+            None => s.create_secret(input),
+        })
+        .await;
+    match saved {
         Ok(_) => {
             let mut to = format!("/connections?saved={}", encode(&name));
             if !agent_name.is_empty() {
@@ -814,6 +933,7 @@ async fn create_connection(api: &Api, form: &Form, csrf: &str) -> Response<Body>
                 param: form.get("param").to_owned(),
                 param_format: form.get("param_format").to_owned(),
                 agent_name: (!agent_name.is_empty()).then_some(agent_name),
+                editing,
             };
             let message = error.message();
             framed(

@@ -560,6 +560,38 @@ async fn agents_rules_and_connections_are_managed_from_the_forms() {
     assert_eq!(rule["methods"], json!(["POST", "PUT"]));
     assert_eq!(rule["agentId"], id.as_str());
     let rule_id = rule["id"].as_str().expect("id").to_owned();
+    // Edited in its form: prefilled, saved in place.
+    let edit = text(
+        &call(
+            &s,
+            "GET",
+            &format!("/rules/{rule_id}/edit"),
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await,
+    );
+    assert!(
+        edit.contains("value=\"three a minute\"") && edit.contains("value=\"POST, PUT\""),
+        "{edit}"
+    );
+    post(
+        format!("/rules/{rule_id}"),
+        vec![
+            ("name", "five an hour".into()),
+            ("action", "rate_limit".into()),
+            ("host", "api.test".into()),
+            ("limit", "5".into()),
+            ("window", "hour".into()),
+        ],
+    )
+    .await;
+    let (_, edited) = s.api("GET", &format!("/v1/rules/{rule_id}"), None).await;
+    assert_eq!(
+        (edited["name"].as_str(), edited["rateLimit"].as_u64()),
+        (Some("five an hour"), Some(5))
+    );
+    assert_eq!(edited["methods"], json!([]));
     let path = format!("/rules/{rule_id}/toggle");
     post(path, vec![("enabled", "false".into())]).await;
     assert_eq!(
@@ -617,6 +649,48 @@ async fn agents_rules_and_connections_are_managed_from_the_forms() {
         .api("GET", &format!("/v1/agents/{id}/secrets"), None)
         .await;
     assert_eq!(assigned, json!([kept_id]));
+    // A connection edited: the form shows no value, an empty one keeps it.
+    let edit = text(
+        &call(
+            &s,
+            "GET",
+            &format!("/connections/{kept_id}/edit"),
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await,
+    );
+    assert!(
+        edit.contains("value=\"kept.test\"") && !edit.contains(VALUE),
+        "{edit}"
+    );
+    let fields = |value: &str| {
+        vec![
+            ("type", "openai".to_owned()),
+            ("name", "Kept".to_owned()),
+            ("host", "kept2.test".to_owned()),
+            ("path", "*".to_owned()),
+            ("value", value.to_owned()),
+        ]
+    };
+    assert_eq!(
+        post(format!("/connections/{kept_id}"), fields(""))
+            .await
+            .status,
+        303
+    );
+    let (_, after) = s.api("GET", &format!("/v1/secrets/{kept_id}"), None).await;
+    assert_eq!(
+        (after["hostPattern"].as_str(), after["preview"].as_str()),
+        (Some("kept2.test"), Some("••••••••1234"))
+    );
+    post(
+        format!("/connections/{kept_id}"),
+        fields("SECRET-rotated-in-the-form-9876"),
+    )
+    .await;
+    let (_, after) = s.api("GET", &format!("/v1/secrets/{kept_id}"), None).await;
+    assert_eq!(after["preview"], "••••••••9876");
     // The agent, deleted last.
     let path = format!("/agents/{id}/delete");
     post(path, vec![]).await;

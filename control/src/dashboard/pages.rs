@@ -279,6 +279,8 @@ pub fn connections(secrets: &[SecretRecord], notice: Option<Markup>, csrf: &str)
                             td { code { (s.path_pattern) } }
                             td { code { (s.preview) } }
                             td {
+                                a.button.quiet href={ "/connections/" (s.id) "/edit" } { "Edit" " " span.sr-only { (s.name) } }
+                                " "
                                 form.inline method="post" action={ "/connections/" (s.id) "/delete" } {
                                     input type="hidden" name="csrf" value=(csrf);
                                     button.quiet type="submit" { "Delete" " " span.sr-only { (s.name) } }
@@ -315,6 +317,8 @@ pub struct ConnectForm {
     pub param_format: String,
     /// The agent that asked, when it came from an agent's link.
     pub agent_name: Option<String>,
+    /// Editing this connection (its value may stay as it is).
+    pub editing: Option<String>,
 }
 
 pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
@@ -324,7 +328,7 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
         ("openai", "OpenAI"),
     ];
     html! {
-        h1 { "Add a connection" }
+        h1 { @if form.editing.is_some() { "Edit " (form.name) } @else { "Add a connection" } }
         @if let Some(agent) = &form.agent_name {
             p.notice role="status" {
                 "The agent " strong { (agent) } " asked for credentials for "
@@ -334,7 +338,7 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
         @if let Some(error) = error {
             p.notice.bad role="alert" { (error) }
         }
-        form.stack method="post" action="/connections" {
+        form.stack method="post" action=(form.editing.as_ref().map_or_else(|| "/connections".to_owned(), |id| format!("/connections/{id}"))) {
             input type="hidden" name="csrf" value=(csrf);
             @if let Some(agent) = &form.agent_name {
                 input type="hidden" name="agent_name" value=(agent);
@@ -377,8 +381,14 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
                 }
             }
             label {
-                "Value" span.hint { "Stored encrypted; never shown again." }
-                input type="password" name="value" autocomplete="off" required;
+                "Value"
+                @if form.editing.is_some() {
+                    span.hint { "Leave empty to keep the stored value; it is never shown." }
+                    input type="password" name="value" autocomplete="off";
+                } @else {
+                    span.hint { "Stored encrypted; never shown again." }
+                    input type="password" name="value" autocomplete="off" required;
+                }
             }
             button type="submit" { "Save connection" }
         }
@@ -420,6 +430,8 @@ pub fn rules(
                             td { (agent_name(&r.agent_id)) }
                             td { @if r.enabled { "yes" } @else { "no" } }
                             td {
+                                a.button.quiet href={ "/rules/" (r.id) "/edit" } { "Edit" " " span.sr-only { (r.name) } }
+                                " "
                                 form.inline method="post" action={ "/rules/" (r.id) "/toggle" } {
                                     input type="hidden" name="csrf" value=(csrf);
                                     input type="hidden" name="enabled" value=(if r.enabled { "false" } else { "true" });
@@ -436,38 +448,62 @@ pub fn rules(
             }
         }
         h2 { "New rule" }
-        form.stack method="post" action="/rules" {
+        (rule_form(None, agents, csrf))
+    }
+}
+
+/// The form that makes a rule, or with `existing` changes it.
+pub fn rule_form(existing: Option<&RuleRecord>, agents: &[AgentRecord], csrf: &str) -> Markup {
+    use onecli_policy::model::{RateWindow, RuleAction};
+    let action = existing.map(|r| match r.action {
+        RuleAction::Block => "block",
+        RuleAction::Allow => "allow",
+        RuleAction::RateLimit { .. } => "rate_limit",
+        RuleAction::ManualApproval => "manual_approval",
+    });
+    let (limit, window) = match existing.map(|r| &r.action) {
+        Some(RuleAction::RateLimit { limit, window }) => (limit.to_string(), *window),
+        _ => (String::new(), RateWindow::Hour),
+    };
+    let agent = existing.and_then(|r| r.agent_id.clone());
+    let actions = [
+        ("block", "block"),
+        ("allow", "allow (for agents that reach listed hosts only)"),
+        ("rate_limit", "rate limit"),
+        ("manual_approval", "ask a human"),
+    ];
+    html! {
+        form.stack method="post" action=(existing.map_or_else(|| "/rules".to_owned(), |r| format!("/rules/{}", r.id))) {
             input type="hidden" name="csrf" value=(csrf);
-            label { "Name" input name="name" required; }
+            label { "Name" input name="name" value=[existing.map(|r| r.name.as_str())] required; }
             label {
                 "Action"
                 select name="action" {
-                    option value="block" { "block" }
-                    option value="allow" { "allow (for agents that reach listed hosts only)" }
-                    option value="rate_limit" { "rate limit" }
-                    option value="manual_approval" { "ask a human" }
+                    @for (value, label) in actions {
+                        option value=(value) selected[action == Some(value)] { (label) }
+                    }
                 }
             }
-            label { "Host" span.hint { "api.example.com or *.example.com" } input name="host" required; }
-            label { "Path" span.hint { "* for every path" } input name="path" placeholder="*"; }
-            label { "Methods" span.hint { "comma-separated; empty for all" } input name="methods" placeholder="DELETE, PUT"; }
+            label { "Host" span.hint { "api.example.com or *.example.com" } input name="host" value=[existing.map(|r| r.host_pattern.as_str())] required; }
+            label { "Path" span.hint { "* for every path" } input name="path" value=[existing.map(|r| r.path_pattern.as_str())] placeholder="*"; }
+            label { "Methods" span.hint { "comma-separated; empty for all" } input name="methods" value=[existing.map(|r| r.methods.join(", "))] placeholder="DELETE, PUT"; }
             label {
                 "Agent"
                 select name="agent" {
                     option value="" { "all agents" }
-                    @for a in agents { option value=(a.id) { (a.name) } }
+                    @for a in agents { option value=(a.id) selected[agent.as_deref() == Some(a.id.as_str())] { (a.name) } }
                 }
             }
-            label { "Rate limit" span.hint { "requests per window, for rate limit rules" } input name="limit" inputmode="numeric"; }
+            label { "Rate limit" span.hint { "requests per window, for rate limit rules" } input name="limit" value=(limit) inputmode="numeric"; }
             label {
                 "Window"
                 select name="window" {
-                    option value="minute" { "minute" }
-                    option value="hour" selected { "hour" }
-                    option value="day" { "day" }
+                    @for w in [RateWindow::Minute, RateWindow::Hour, RateWindow::Day] {
+                        option value=(w.name()) selected[w == window] { (w.name()) }
+                    }
                 }
             }
-            button type="submit" { "Create rule" }
+            button type="submit" { @if existing.is_some() { "Save rule" } @else { "Create rule" } }
         }
     }
 }
