@@ -977,6 +977,7 @@ async fn overview(api: &Api, csrf: &str) -> Response<Body> {
     last_hour.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let content = pages::overview(&pages::Overview {
         last_hour,
+        remote_gateways: api.subscriptions.listening(),
         policy_version: counts.0,
         agents: counts.1,
         connections: counts.2,

@@ -76,6 +76,11 @@ impl Subscriptions {
         }
     }
 
+    /// Gateways run apart that are waiting for the next policy now.
+    pub fn listening(&self) -> usize {
+        self.latest.receiver_count()
+    }
+
     /// The first policy newer than `after`, waiting up to `wait` for one.
     pub async fn next_after(
         &self,

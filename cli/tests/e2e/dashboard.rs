@@ -617,6 +617,29 @@ async fn agents_rules_and_connections_are_managed_from_the_forms() {
     post(path, vec![]).await;
     assert_eq!(s.api("GET", "/v1/rules", None).await.1, json!([]));
 
+    // Where an agent's own rule shadows an all-agents one, the list says so.
+    for agent in [None, Some(id.clone())] {
+        let rule = json!({ "name": "no deletes", "hostPattern": "x.test", "methods": ["DELETE"],
+            "action": "block", "enabled": true, "agentId": agent });
+        assert_eq!(s.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    }
+    let listed = text(&call(&s, "GET", "/rules", &[("Cookie", &cookie)], None).await);
+    assert!(listed.contains("not for Ops: their own rule decides"), "{listed}");
+    for rule in s
+        .api("GET", "/v1/rules", None)
+        .await
+        .1
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        s.api(
+            "DELETE",
+            &format!("/v1/rules/{}", rule["id"].as_str().unwrap_or_default()),
+            None,
+        )
+        .await;
+    }
     // A connection: deleted from its list.
     let secret =
         json!({ "name": "Gone", "type": "openai", "value": VALUE, "hostPattern": "gone.test" });

@@ -114,6 +114,8 @@ pub struct Overview<'a> {
     pub ca_fingerprint: &'a str,
     /// Requests in the last hour, by outcome, most first.
     pub last_hour: Vec<(String, usize)>,
+    /// Gateways run apart that are listening for policies now.
+    pub remote_gateways: usize,
 }
 
 pub fn overview(o: &Overview<'_>) -> Markup {
@@ -126,6 +128,7 @@ pub fn overview(o: &Overview<'_>) -> Markup {
             div.panel.stat { div.value { (o.rules) } div.label { "rules" } }
             div.panel.stat { div.value { (o.pending_approvals) } div.label { "waiting for approval" } }
             div.panel.stat { div.value { "v" (o.policy_version) } div.label { "policy version" } }
+            div.panel.stat { div.value { (o.remote_gateways) } div.label { "gateways apart, listening" } }
         }
         h2 { "The last hour" }
         @if o.last_hour.is_empty() {
@@ -422,7 +425,14 @@ pub fn rules(
                 tbody {
                     @for r in rules {
                         tr id={ "rule-" (r.id) } {
-                            td { (r.name) }
+                            td {
+                                (r.name)
+                                @let shadows = shadowed_for(r, rules, agents);
+                                @if !shadows.is_empty() {
+                                    br;
+                                    span.muted { "not for " (shadows.join(", ")) ": their own rule decides" }
+                                }
+                            }
                             td { (action_name(&r.action)) }
                             td { code { (r.host_pattern) } }
                             td { code { (r.path_pattern) } }
@@ -506,6 +516,31 @@ pub fn rule_form(existing: Option<&RuleRecord>, agents: &[AgentRecord], csrf: &s
             button type="submit" { @if existing.is_some() { "Save rule" } @else { "Create rule" } }
         }
     }
+}
+
+/// The agents whose own rule with the same host, path and methods shadows
+/// an all-agents rule (as the policy engine decides).
+fn shadowed_for(rule: &RuleRecord, rules: &[RuleRecord], agents: &[AgentRecord]) -> Vec<String> {
+    if rule.agent_id.is_some() || !rule.enabled {
+        return Vec::new();
+    }
+    let key = |r: &RuleRecord| {
+        let mut methods = r.methods.clone();
+        methods.sort();
+        (r.host_pattern.clone(), r.path_pattern.clone(), methods)
+    };
+    let mine = key(rule);
+    rules
+        .iter()
+        .filter(|r| r.enabled && key(r) == mine)
+        .filter_map(|r| r.agent_id.as_ref())
+        .map(|id| {
+            agents
+                .iter()
+                .find(|a| &a.id == id)
+                .map_or_else(|| id.clone(), |a| a.name.clone())
+        })
+        .collect()
 }
 
 fn action_name(action: &onecli_policy::model::RuleAction) -> String {
