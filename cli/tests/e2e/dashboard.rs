@@ -407,6 +407,7 @@ async fn the_pages_work_in_a_real_browser() {
         .arg("dashboard.mjs")
         .args([&link, &connect_path, VALUE])
         .arg(&shots)
+        .arg(&s.api_key)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -468,6 +469,17 @@ async fn the_pages_work_in_a_real_browser() {
     assert!(agents
         .as_array()
         .is_some_and(|a| a.iter().any(|a| a["identifier"] == "ui-agent")));
+    // The activity view shows the block beside the approval.
+    let cookie = sign_in(&s).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = text(&call(&s, "GET", "/activity", &[("Cookie", &cookie)], None).await);
+        if page.contains("api.test/blocked/x") && page.contains(">approved<") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // What the browser saved reaches the origin, on the open connection.
     let retry = request(&mut tunnel, "GET", "/v1/echo", "api.test", &[]).await;
     assert_eq!(echoed(&retry.json(), "x-api-key"), [VALUE]);
@@ -624,7 +636,10 @@ async fn agents_rules_and_connections_are_managed_from_the_forms() {
         assert_eq!(s.api("POST", "/v1/rules", Some(rule)).await.0, 201);
     }
     let listed = text(&call(&s, "GET", "/rules", &[("Cookie", &cookie)], None).await);
-    assert!(listed.contains("not for Ops: their own rule decides"), "{listed}");
+    assert!(
+        listed.contains("not for Ops: their own rule decides"),
+        "{listed}"
+    );
     for rule in s
         .api("GET", "/v1/rules", None)
         .await

@@ -11,7 +11,7 @@
 // {"ok":true,"pages":[...]} or {"ok":false,"error":...}.
 import { chromium } from "playwright-core";
 
-const [link, connectPath, secret, shots] = process.argv.slice(2);
+const [link, connectPath, secret, shots, apiKey] = process.argv.slice(2);
 const origin = new URL(link).origin;
 
 const browser = await chromium.launch({
@@ -67,6 +67,7 @@ try {
   console.log(JSON.stringify({ waiting: "approvals" }));
   const approve = page.getByRole("button", { name: "Approve" });
   await approve.waitFor({ timeout: 15000 });
+  await page.getByText(/\d+ min \d+ s left|\d+ s left/).waitFor();
   if (!(await page.evaluate(() => window.sameDocument === true))) throw new Error("the page reloaded");
   await shot("approvals");
   await approve.click();
@@ -123,6 +124,13 @@ try {
   await page.waitForURL(`${origin}/sign-in`);
   await page.goto(`${origin}/agents`);
   if (!page.url().startsWith(`${origin}/sign-in`)) throw new Error("signed out, still in");
+  // Back in with the API key, to where it was going; a wrong key is refused.
+  await page.getByLabel(/^API key/).fill("oc_wrong");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").waitFor();
+  await page.getByLabel(/^API key/).fill(apiKey);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Agents" }).waitFor();
 
   const leaked = seen.filter((r) => r.body.includes(secret)).map((r) => r.url);
   if (leaked.length) throw new Error(`the secret reached the browser: ${leaked.join(", ")}`);

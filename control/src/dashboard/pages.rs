@@ -577,7 +577,8 @@ fn approval_card(r: &serde_json::Value, csrf: &str) -> Markup {
         article.panel.approval data-id=(id) {
             h2 { code { (text(&r["method"])) " " (text(&r["host"])) (text(&r["path"])) } }
             p.muted {
-                "From " strong { (text(&r["agent"]["name"])) } " · waits until " (text(&r["expiresAt"]))
+                "From " strong { (text(&r["agent"]["name"])) } " · "
+                time datetime=(text(&r["expiresAt"])) data-left { "until " (text(&r["expiresAt"])) }
             }
             @if let Some(headers) = r["headers"].as_object() {
                 details {

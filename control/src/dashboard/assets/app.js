@@ -55,8 +55,8 @@ function decisionForm(id, verb, label, csrf, quiet) {
 function card(request, csrf) {
   const article = el("article", { class: "panel approval", "data-id": request.id },
     el("h2", {}, el("code", {}, `${request.method} ${request.host}${request.path}`)),
-    el("p", { class: "muted" }, "From ", el("strong", {}, request.agent?.name || ""),
-      ` · waits until ${request.expiresAt || ""}`));
+    el("p", { class: "muted" }, "From ", el("strong", {}, request.agent?.name || ""), " · ",
+      el("time", { datetime: request.expiresAt || "", "data-left": "" }, "")));
   const headers = Object.entries(request.headers || {});
   if (headers.length) {
     article.append(el("details", {}, el("summary", {}, `Headers (${headers.length})`),
@@ -91,6 +91,7 @@ async function refreshApprovals() {
     list.replaceChildren(...(requests.length
       ? requests.map((r) => card(r, csrf))
       : [el("div", { class: "empty" }, "Nothing is waiting.")]));
+    tickTimeLeft();
   } catch { /* the next tick tries again */ }
 }
 document.addEventListener("DOMContentLoaded", () => {
@@ -137,3 +138,12 @@ document.addEventListener("click", async (event) => {
   target.textContent = (await response.json()).token;
   button.hidden = true;
 });
+
+// "N s left" for every held request, updated each second.
+function tickTimeLeft() {
+  for (const node of document.querySelectorAll("time[data-left]")) {
+    const left = Math.max(0, Math.round((Date.parse(node.getAttribute("datetime")) - Date.now()) / 1000));
+    node.textContent = left >= 60 ? `${Math.floor(left / 60)} min ${left % 60} s left` : `${left} s left`;
+  }
+}
+document.addEventListener("DOMContentLoaded", () => { tickTimeLeft(); setInterval(tickTimeLeft, 1000); });
