@@ -531,17 +531,7 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
         ),
         ["agents", _, "rename"] => {
             let name = field("name");
-            (
-                "/agents",
-                api.write(move |s| {
-                    s.update_agent(&id, |a| {
-                        a.name = name;
-                        Ok(())
-                    })
-                    .map(|_| ())
-                })
-                .await,
-            )
+            ("/agents", edit_agent(api, id, move |a| a.name = name).await)
         }
         ["agents", _, "secrets"] => {
             use onecli_policy::model::SecretMode;
@@ -556,18 +546,11 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
                 .filter(|(k, _)| k == "secret")
                 .map(|(_, v)| v.clone())
                 .collect();
-            (
-                "/agents",
-                api.write(move |s| {
-                    s.update_agent(&id, |a| {
-                        a.secret_mode = mode;
-                        a.secret_ids = ids;
-                        Ok(())
-                    })
-                    .map(|_| ())
-                })
-                .await,
-            )
+            let edit = edit_agent(api, id, move |a| {
+                a.secret_mode = mode;
+                a.secret_ids = ids;
+            });
+            ("/agents", edit.await)
         }
         ["agents", _, "policy-mode"] => {
             let mode = if form.get("mode") == "deny" {
@@ -577,14 +560,7 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
             };
             (
                 "/agents",
-                api.write(move |s| {
-                    s.update_agent(&id, |a| {
-                        a.policy_mode = mode;
-                        Ok(())
-                    })
-                    .map(|_| ())
-                })
-                .await,
+                edit_agent(api, id, move |a| a.policy_mode = mode).await,
             )
         }
         ["rules"] => {
@@ -731,6 +707,22 @@ async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Resp
             pages::not_found(),
         ),
     }
+}
+
+/// Changes one agent's record as `change` says.
+async fn edit_agent(
+    api: &Api,
+    id: String,
+    change: impl FnOnce(&mut crate::store::AgentRecord) + Send + 'static,
+) -> Result<(), crate::api::ApiError> {
+    api.write(move |s| {
+        s.update_agent(&id, |a| {
+            change(a);
+            Ok(())
+        })
+        .map(|_| ())
+    })
+    .await
 }
 
 /// A rule as its form describes it.

@@ -35,17 +35,24 @@ pub struct Frame<'a> {
     pub pending_approvals: usize,
 }
 
+/// The `<head>` every page shares; `script` for pages that run `app.js`.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · OneCLI" }
+            link rel="stylesheet" href="/assets/app.css";
+            @if script { script src="/assets/app.js" defer {} }
+        }
+    }
+}
+
 pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (frame.title) " · OneCLI" }
-                link rel="stylesheet" href="/assets/app.css";
-                script src="/assets/app.js" defer {}
-            }
+            (head(frame.title, true))
             body {
                 nav.side aria-label="Main" {
                     div.brand { "OneCLI" }
@@ -77,12 +84,7 @@ pub fn sign_in(error: Option<&str>, next: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · OneCLI" }
-                link rel="stylesheet" href="/assets/app.css";
-            }
+            (head("Sign in", false))
             body.bare {
                 main.signin {
                     h1 { "Sign in to OneCLI" }
@@ -723,11 +725,7 @@ pub fn message(title: &str, text: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · OneCLI" }
-                link rel="stylesheet" href="/assets/app.css";
-            }
+            (head(title, false))
             body.bare { main.signin { h1 { (title) } p { (text) } p { a href="/sign-in" { "Sign in" } } } }
         }
     }
