@@ -79,14 +79,17 @@ impl ApiArgs {
     pub fn host(&self) -> String {
         self.api_host
             .clone()
+            .filter(|h| !h.trim().is_empty())
             .or_else(|| config_value("api-host"))
             .unwrap_or_else(|| DEFAULT_API_HOST.to_owned())
             .trim_end_matches('/')
             .to_owned()
     }
 
+    /// The key given, else the first key file found. An empty
+    /// `ONECLI_API_KEY=` counts as unset.
     pub fn key(&self) -> Option<Zeroizing<String>> {
-        if let Some(k) = &self.api_key {
+        if let Some(k) = self.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
             return Some(Zeroizing::new(k.trim().to_owned()));
         }
         key_files()
@@ -140,6 +143,26 @@ impl Api {
                 format!("the control service sent something that is not JSON for {path}"),
             )
         })
+    }
+
+    /// A change, or with `dry_run` the same change checked by the control
+    /// service and rolled back (`/v1/dry-run/…`; a server without dry runs
+    /// answers 404 and changes nothing either).
+    pub fn change(
+        &self,
+        dry_run: bool,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
+        if !dry_run {
+            return self.call(method, path, body);
+        }
+        let path = path
+            .strip_prefix("/v1/")
+            .map(|rest| format!("/v1/dry-run/{rest}"))
+            .unwrap_or_else(|| path.to_owned());
+        self.call(method, &path, body)
     }
 
     pub fn call_text(

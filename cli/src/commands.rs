@@ -7,6 +7,7 @@ pub(crate) mod control;
 mod dashboard;
 mod doctor;
 pub(crate) mod gateway;
+mod help;
 mod logs;
 mod rules;
 pub(crate) mod run;
@@ -14,31 +15,37 @@ mod secrets;
 mod serve;
 mod settings;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::client::ApiArgs;
-use crate::logging::LogFormat;
+use crate::logging::LogArgs;
+use crate::output::OutputArgs;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "onecli",
     version,
-    about = "Credential and policy gateway for AI agents"
+    about = "Credential and policy gateway for AI agents",
+    disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// Log format for the servers.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Debug logging (ONECLI_LOG overrides the filter).
-    #[arg(long, short, global = true)]
-    pub verbose: bool,
-    /// Machine-readable output, and errors as {"error","code"} on stderr.
-    #[arg(long, global = true)]
+    /// `onecli --json agents list`, as earlier versions took it.
+    #[arg(long, hide = true)]
     pub json: bool,
-    #[command(flatten)]
-    pub api: ApiArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A command group that talks to the control service: each of its commands
+/// takes the API host and key, and prints JSON or tables.
+#[derive(Debug, Args)]
+pub struct Managed<T: Subcommand> {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub command: T,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,47 +53,109 @@ pub enum Command {
     /// Run a command (an agent) behind the gateway: `onecli run -- claude`.
     Run(run::RunArgs),
     /// Agents: their tokens, secret assignment and modes.
-    #[command(subcommand)]
-    Agents(agents::AgentsCommand),
+    Agents(Managed<agents::AgentsCommand>),
     /// Secrets: stored encrypted, never shown again.
-    #[command(subcommand)]
-    Secrets(secrets::SecretsCommand),
+    Secrets(Managed<secrets::SecretsCommand>),
     /// Rules: block, allow, rate_limit, manual_approval.
-    #[command(subcommand)]
-    Rules(rules::RulesCommand),
+    Rules(Managed<rules::RulesCommand>),
     /// Requests held for a human's decision.
-    #[command(subcommand)]
-    Approvals(approvals::ApprovalsCommand),
+    Approvals(Managed<approvals::ApprovalsCommand>),
     /// The audit log.
     Logs(logs::LogsArgs),
     /// The API key this command line uses.
-    #[command(subcommand)]
-    Auth(auth::AuthCommand),
+    Auth(Managed<auth::AuthCommand>),
     /// Settings in ~/.onecli/config.json.
-    #[command(subcommand)]
-    Config(settings::ConfigCommand),
+    Config(settings::ConfigArgs),
     /// Check the control service, the key, the gateway and the CA.
-    Doctor {
-        /// The gateway as this machine reaches it (default: the API host, port 10255).
-        #[arg(long, env = "ONECLI_GATEWAY")]
-        gateway: Option<String>,
-    },
+    Doctor(doctor::DoctorArgs),
     /// Open the web dashboard with a one-time sign-in link.
-    Dashboard {
-        /// Print the link instead of opening a browser.
-        #[arg(long)]
-        print: bool,
-    },
+    Dashboard(dashboard::DashboardArgs),
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the version.
-    Version,
+    Version {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Describe the commands (JSON when standard output is not a terminal).
+    Help(help::HelpArgs),
     /// Run the control service and the gateway together (the embedded default).
     Serve(serve::ServeArgs),
     /// Run the control service (API, store) alone, for gateways that subscribe to it.
     Control(control::ControlArgs),
     /// Run the gateway (data plane) alone.
     Gateway(gateway::GatewayArgs),
+}
+
+impl Cli {
+    /// The servers' logging flags; the defaults for every other command.
+    pub fn log_args(&self) -> LogArgs {
+        match &self.command {
+            Command::Serve(a) => a.log.clone(),
+            Command::Control(a) => a.log.clone(),
+            Command::Gateway(a) => a.log.clone(),
+            _ => LogArgs::default(),
+        }
+    }
+
+    /// The output flags of the command, if it prints.
+    fn output(&mut self) -> Option<&mut OutputArgs> {
+        match &mut self.command {
+            Command::Agents(m) => Some(&mut m.output),
+            Command::Secrets(m) => Some(&mut m.output),
+            Command::Rules(m) => Some(&mut m.output),
+            Command::Approvals(m) => Some(&mut m.output),
+            Command::Auth(m) => Some(&mut m.output),
+            Command::Logs(a) => Some(&mut a.output),
+            Command::Config(a) => Some(&mut a.output),
+            Command::Doctor(a) => Some(&mut a.output),
+            Command::Version { output } => Some(output),
+            _ => None,
+        }
+    }
+
+    /// Applies a `--json` given before the command.
+    pub fn resolve(mut self) -> Cli {
+        if self.json {
+            if let Some(output) = self.output() {
+                output.json = true;
+                output.table = false;
+            }
+            if let Command::Dashboard(a) = &mut self.command {
+                a.json = true;
+            }
+        }
+        self
+    }
+
+    /// Whether errors are printed as JSON.
+    pub fn json_errors(&mut self) -> bool {
+        if let Command::Dashboard(a) = &self.command {
+            return a.json;
+        }
+        self.output().is_some_and(|o| o.json())
+    }
+}
+
+/// What a command acts on: an id as its argument, or `--id ID` as
+/// OneCLI's CLI takes it. Agents are also found by identifier.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Its id (an agent also by identifier).
+    #[arg(value_name = "ID", required_unless_present = "id")]
+    target: Option<String>,
+    /// The same, as a flag.
+    #[arg(long = "id", value_name = "ID", conflicts_with = "target")]
+    id: Option<String>,
+}
+
+impl Target {
+    pub fn get(&self) -> &str {
+        self.target
+            .as_deref()
+            .or(self.id.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 /// A failure to report: one sentence on stderr and an exit code.
@@ -144,18 +213,17 @@ impl CliError {
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let json = cli.json;
     match cli.command {
-        Command::Run(args) => run::run(args, &cli.api),
-        Command::Agents(c) => agents::run(c, &cli.api, json),
-        Command::Secrets(c) => secrets::run(c, &cli.api, json),
-        Command::Rules(c) => rules::run(c, &cli.api, json),
-        Command::Approvals(c) => approvals::run(c, &cli.api, json),
-        Command::Logs(args) => logs::run(args, &cli.api, json),
-        Command::Auth(c) => auth::run(c, &cli.api, json),
-        Command::Config(c) => settings::run(c, json),
-        Command::Doctor { gateway } => doctor::run(&cli.api, gateway.as_deref(), json),
-        Command::Dashboard { print } => dashboard::run(&cli.api, print, json),
+        Command::Run(args) => run::run(args),
+        Command::Agents(m) => agents::run(m.command, &m.api, m.output.out()),
+        Command::Secrets(m) => secrets::run(m.command, &m.api, m.output.out()),
+        Command::Rules(m) => rules::run(m.command, &m.api, m.output.out()),
+        Command::Approvals(m) => approvals::run(m.command, &m.api, m.output.out()),
+        Command::Logs(args) => logs::run(args),
+        Command::Auth(m) => auth::run(m.command, &m.api, m.output.out()),
+        Command::Config(args) => settings::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -163,15 +231,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             crate::output::line(String::from_utf8_lossy(&script).trim_end());
             Ok(())
         }
-        Command::Version => {
+        Command::Version { output } => {
             let version = env!("CARGO_PKG_VERSION");
-            crate::output::done(
-                json,
+            output.out().done(
                 &serde_json::json!({ "version": version }),
                 &format!("onecli {version}"),
             );
             Ok(())
         }
+        Command::Help(args) => help::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Control(args) => control::run(args),
         Command::Gateway(args) => gateway::run(args),

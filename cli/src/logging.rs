@@ -16,6 +16,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// The servers' logging flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Debug logging (ONECLI_LOG overrides the filter).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
 pub fn init(format: LogFormat, verbose: bool) {
     let default = if verbose {
         "debug"

@@ -13,9 +13,10 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
-    let cli = commands::Cli::parse();
-    logging::init(cli.log_format, cli.verbose);
-    let json = cli.json;
+    let mut cli = commands::Cli::parse().resolve();
+    let log = cli.log_args();
+    logging::init(log.log_format, log.verbose);
+    let json = cli.json_errors();
     let code = match commands::run(cli) {
         Ok(()) => 0,
         Err(error) if json => {

@@ -42,6 +42,9 @@ pub struct ApiConfig {
     pub public_url: String,
     /// The gateway CA certificate (PEM) handed to agents.
     pub ca_cert: PathBuf,
+    /// Hosts agents reach directly, not through the gateway (`NO_PROXY`),
+    /// beside loopback: the operator's MCP and other local services.
+    pub no_proxy: Vec<String>,
     /// The address the service listens on: the dashboard answers requests
     /// for it (and `localhost` on its port), and no other `Host`.
     pub listen: Option<SocketAddr>,
@@ -184,6 +187,8 @@ pub struct Call {
     pub segments: Vec<String>,
     pub query: Vec<(String, String)>,
     pub body: Bytes,
+    /// Sent to `/v1/dry-run/…`: checked and answered as usual, changing nothing.
+    pub dry_run: bool,
 }
 
 impl Call {
@@ -289,6 +294,7 @@ impl Api {
                 segments,
                 query,
                 body,
+                dry_run: false,
             };
             return gateways::dispatch(self, &call).await.map_err(fail);
         }
@@ -304,13 +310,39 @@ impl Api {
                 )))
             })?
             .to_bytes();
+        // `/v1/dry-run/<route>`: a change checked as if made, then rolled
+        // back. A server without it answers 404, so a dry run sent to one
+        // never changes anything either.
+        let mut segments = segments;
+        let dry_run = segments.first().is_some_and(|s| s == "dry-run");
+        if dry_run {
+            segments.remove(0);
+            if method == Method::GET || !dry_runs(&segments_str(&segments)) {
+                return Err(fail(ApiError::NotFound(format!(
+                    "{method} /v1/{} cannot be dry-run.",
+                    segments.join("/")
+                ))));
+            }
+        }
         let call = Call {
             method,
             segments,
             query,
             body,
+            dry_run,
         };
-        self.dispatch(&call).await.map_err(fail)
+        if !dry_run {
+            return self.dispatch(&call).await.map_err(fail);
+        }
+        let mut answer = DRY_RUN
+            .scope(true, self.dispatch(&call))
+            .await
+            .map_err(fail)?;
+        answer.headers_mut().insert(
+            "x-onecli-dry-run",
+            hyper::header::HeaderValue::from_static("true"),
+        );
+        Ok(answer)
     }
 
     async fn dispatch(&self, call: &Call) -> ApiResult {
@@ -386,12 +418,16 @@ impl Api {
     }
 
     /// Runs a store call off the async workers and publishes the new policy
-    /// if it wrote.
+    /// if it wrote. In a dry run the writes are rolled back and nothing is
+    /// published.
     pub async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = self.store.clone();
+        if DRY_RUN.try_with(|d| *d).unwrap_or(false) {
+            return Ok(blocking(move || crate::store::dry_run(|| f(&store))).await?);
+        }
         let out = blocking(move || f(&store)).await?;
         self.publisher.publish(&self.store).await;
         Ok(out)
@@ -404,6 +440,21 @@ impl Api {
         let store = self.store.clone();
         Ok(blocking(move || f(&store)).await?)
     }
+}
+
+tokio::task_local! {
+    /// Set while a `/v1/dry-run/…` call is answered.
+    static DRY_RUN: bool;
+}
+
+/// The changes that can be dry-run: those of agents, secrets and rules, and
+/// approval decisions. Any other (a sign-in link, say) is refused rather
+/// than made.
+fn dry_runs(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["agents" | "secrets" | "rules", ..] | ["approvals", _, "decision"]
+    )
 }
 
 async fn blocking<T: Send + 'static>(

@@ -176,6 +176,19 @@ impl ApprovalsHub {
         Ok(())
     }
 
+    /// Whether `id` waits for a decision now, as [`decide`](Self::decide)
+    /// would find it, deciding nothing.
+    pub fn check(&self, id: &str) -> Result<(), DecideError> {
+        let state = self.lock();
+        if state.pending.contains_key(id) {
+            Ok(())
+        } else if state.finished.contains(id) {
+            Err(DecideError::Expired)
+        } else {
+            Err(DecideError::NotFound)
+        }
+    }
+
     /// How many requests wait for a human now.
     pub fn pending_count(&self) -> usize {
         self.lock().pending.len()

@@ -830,7 +830,7 @@ impl Store {
                 .map_or(0, |v| v.value());
             meta.insert("policy_version", version + 1).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
+        finish(txn)?;
         Ok(out)
     }
 
@@ -838,8 +838,35 @@ impl Store {
     fn write_unversioned<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let out = f(&mut Writer { txn: &txn })?;
-        txn.commit().map_err(db_err)?;
+        finish(txn)?;
         Ok(out)
+    }
+}
+
+thread_local! {
+    static DRY_RUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (store calls on this thread) as a dry run: every check and
+/// every lookup happens as usual, errors included, and every write is
+/// rolled back instead of committed. `--dry-run` in the CLI.
+pub fn dry_run<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DRY_RUN.with(|d| d.set(self.0));
+        }
+    }
+    let _reset = Reset(DRY_RUN.with(|d| d.replace(true)));
+    f()
+}
+
+/// Commits a write, or rolls it back inside [`dry_run`].
+fn finish(txn: redb::WriteTransaction) -> Result<()> {
+    if DRY_RUN.with(std::cell::Cell::get) {
+        txn.abort().map_err(db_err)
+    } else {
+        txn.commit().map_err(db_err)
     }
 }
 

@@ -1,171 +1,332 @@
-//! `onecli agents …`
+//! `onecli agents …`. Every command takes the agent as an argument or as
+//! `--id`, by id or identifier; OneCLI's CLI flags are accepted beside ours.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::CliError;
-use crate::client::ApiArgs;
-use crate::output::{done, print};
+use super::{CliError, Target};
+use crate::client::{encode, Api, ApiArgs};
+use crate::output::{Columns, DryRunArg, GetArgs, ListArgs, Out};
+
+const COLUMNS: Columns = &[
+    ("ID", "id"),
+    ("IDENTIFIER", "identifier"),
+    ("NAME", "name"),
+    ("DEFAULT", "isDefault"),
+    ("SECRETS", "secretMode"),
+    ("POLICY", "policyMode"),
+];
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
-    /// List agents (with their tokens under --json).
-    List,
+    /// List agents (with their tokens in JSON).
+    List(ListArgs),
+    /// One agent.
+    Get {
+        #[command(flatten)]
+        agent: Target,
+        #[command(flatten)]
+        show: GetArgs,
+    },
+    /// The default agent (the one `onecli run` and container-config use when none is named).
+    GetDefault(GetArgs),
     /// Create an agent.
     Create {
-        name: String,
+        /// A display name.
+        #[arg(value_name = "NAME", required_unless_present = "name_flag")]
+        name: Option<String>,
+        /// The name, as a flag.
+        #[arg(long = "name", value_name = "NAME", conflicts_with = "name")]
+        name_flag: Option<String>,
         /// ^[a-z0-9][a-z0-9-]{0,49}$ (default: from the name).
         #[arg(long)]
         identifier: Option<String>,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
-    /// Delete an agent (by id or identifier).
+    /// Delete an agent.
     Delete {
-        agent: String,
+        #[command(flatten)]
+        agent: Target,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
+    /// Rename an agent: `rename AGENT NAME`, or `rename --id ID --name NAME`.
     Rename {
-        agent: String,
-        name: String,
+        #[command(flatten)]
+        agent: Target,
+        /// The new name.
+        #[arg(value_name = "NAME", required_unless_present = "name_flag")]
+        name: Option<String>,
+        /// The new name, as a flag.
+        #[arg(long = "name", value_name = "NAME", conflicts_with = "name")]
+        name_flag: Option<String>,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
     /// Issue a new proxy token; the old one stops working.
     RegenerateToken {
-        agent: String,
+        #[command(flatten)]
+        agent: Target,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
-    /// The secret ids assigned to an agent in selective mode.
+    /// The secret ids assigned to an agent.
     Secrets {
-        agent: String,
+        #[command(flatten)]
+        agent: Target,
     },
-    /// Assign exactly these secrets.
-    SetSecrets {
-        agent: String,
-        secret_ids: Vec<String>,
-    },
+    /// Give an agent exactly these secrets, and only them (selective mode).
+    SetSecrets(SetSecrets),
     /// all: every secret; selective: only the assigned ones.
     SetSecretMode {
-        agent: String,
-        #[arg(value_parser = ["all", "selective"])]
-        mode: String,
+        #[command(flatten)]
+        agent: Target,
+        #[command(flatten)]
+        mode: Mode<SecretModes>,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
     /// allow: everything not blocked; deny: only hosts an allow rule names.
     SetPolicyMode {
-        agent: String,
-        #[arg(value_parser = ["allow", "deny"])]
-        mode: String,
+        #[command(flatten)]
+        agent: Target,
+        #[command(flatten)]
+        mode: Mode<PolicyModes>,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
 }
 
-pub fn run(command: AgentsCommand, api: &ApiArgs, json: bool) -> Result<(), CliError> {
+#[derive(Debug, Args)]
+pub struct SetSecrets {
+    #[command(flatten)]
+    agent: Target,
+    /// The secret ids.
+    #[arg(value_name = "SECRET_ID")]
+    secret_ids: Vec<String>,
+    /// The same, comma-separated.
+    #[arg(
+        long = "secret-ids",
+        value_delimiter = ',',
+        value_name = "ID,…",
+        conflicts_with = "secret_ids"
+    )]
+    secret_ids_flag: Option<Vec<String>>,
+    #[command(flatten)]
+    dry: DryRunArg,
+}
+
+/// The values a mode takes.
+pub trait Modes {
+    const VALUES: [&'static str; 2];
+}
+
+#[derive(Debug)]
+pub struct SecretModes;
+impl Modes for SecretModes {
+    const VALUES: [&'static str; 2] = ["all", "selective"];
+}
+
+#[derive(Debug)]
+pub struct PolicyModes;
+impl Modes for PolicyModes {
+    const VALUES: [&'static str; 2] = ["allow", "deny"];
+}
+
+/// A mode, as an argument or as `--mode`.
+#[derive(Debug, Args)]
+pub struct Mode<M: Modes + Send + Sync + 'static> {
+    /// The mode.
+    #[arg(value_name = "MODE", value_parser = M::VALUES, required_unless_present = "mode_flag")]
+    mode: Option<String>,
+    /// The same, as a flag.
+    #[arg(long = "mode", value_name = "MODE", value_parser = M::VALUES, conflicts_with = "mode")]
+    mode_flag: Option<String>,
+    #[arg(skip)]
+    _values: std::marker::PhantomData<M>,
+}
+
+impl<M: Modes + Send + Sync + 'static> Mode<M> {
+    fn get(&self) -> &str {
+        self.mode
+            .as_deref()
+            .or(self.mode_flag.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+pub fn run(command: AgentsCommand, api: &ApiArgs, out: Out) -> Result<(), CliError> {
     let api = api.client()?;
-    let enc = |s: &str| crate::client::encode(s);
+    let hint = format!("Manage your agents → {}/agents", api.host);
+    let at = |agent: &Target| format!("/v1/agents/{}", encode(agent.get()));
     match command {
-        AgentsCommand::List => {
+        AgentsCommand::List(list) => {
             let agents = api.call("GET", "/v1/agents", None)?;
-            print(
-                json,
-                &agents,
-                &[
-                    ("ID", "id"),
-                    ("IDENTIFIER", "identifier"),
-                    ("NAME", "name"),
-                    ("DEFAULT", "isDefault"),
-                    ("SECRETS", "secretMode"),
-                    ("POLICY", "policyMode"),
-                ],
-            );
+            out.list(&agents, COLUMNS, &list, &hint)?;
         }
-        AgentsCommand::Create { name, identifier } => {
+        AgentsCommand::Get { agent, show } => {
+            out.item(&api.call("GET", &at(&agent), None)?, COLUMNS, &show)?;
+        }
+        AgentsCommand::GetDefault(show) => {
+            out.item(
+                &api.call("GET", "/v1/agents/default", None)?,
+                COLUMNS,
+                &show,
+            )?;
+        }
+        AgentsCommand::Create {
+            name,
+            name_flag,
+            identifier,
+            dry,
+        } => {
+            let name = name.or(name_flag).unwrap_or_default();
             let identifier = identifier.unwrap_or_else(|| slug(&name));
-            let created = api.call(
-                "POST",
-                "/v1/agents",
-                Some(&json!({ "name": name, "identifier": identifier })),
-            )?;
-            done(
-                json,
-                &created,
-                &format!(
-                    "created agent {identifier} ({})",
-                    created["id"].as_str().unwrap_or("")
-                ),
-            );
+            let body = json!({ "name": name, "identifier": identifier });
+            let created = api.change(dry.dry_run, "POST", "/v1/agents", Some(&body))?;
+            if dry.dry_run {
+                out.dry_run("Would create agent", body, created);
+            } else {
+                out.done(
+                    &created,
+                    &format!(
+                        "created agent {identifier} ({})",
+                        created["id"].as_str().unwrap_or("")
+                    ),
+                );
+            }
         }
-        AgentsCommand::Delete { agent } => {
-            api.call("DELETE", &format!("/v1/agents/{}", enc(&agent)), None)?;
-            done(
-                json,
-                &json!({ "deleted": agent }),
-                &format!("deleted agent {agent}"),
-            );
+        AgentsCommand::Delete { agent, dry } => {
+            let result = api.change(dry.dry_run, "DELETE", &at(&agent), None)?;
+            let id = agent.get();
+            if dry.dry_run {
+                out.dry_run("Would delete agent", json!({ "id": id }), result);
+            } else {
+                out.done(
+                    &json!({ "status": "deleted", "id": id }),
+                    &format!("deleted agent {id}"),
+                );
+            }
         }
-        AgentsCommand::Rename { agent, name } => {
-            api.call(
-                "PATCH",
-                &format!("/v1/agents/{}", enc(&agent)),
-                Some(&json!({ "name": name })),
-            )?;
-            done(
-                json,
-                &json!({ "success": true }),
-                &format!("renamed agent {agent}"),
-            );
+        AgentsCommand::Rename {
+            agent,
+            name,
+            name_flag,
+            dry,
+        } => {
+            let name = name.or(name_flag).unwrap_or_default();
+            let body = json!({ "name": name });
+            let result = api.change(dry.dry_run, "PATCH", &at(&agent), Some(&body))?;
+            let id = agent.get();
+            if dry.dry_run {
+                out.dry_run(
+                    "Would rename agent",
+                    json!({ "id": id, "name": name }),
+                    result,
+                );
+            } else {
+                out.done(
+                    &json!({ "status": "renamed", "id": id, "name": name }),
+                    &format!("renamed agent {id}"),
+                );
+            }
         }
-        AgentsCommand::RegenerateToken { agent } => {
-            let token = api.call(
-                "POST",
-                &format!("/v1/agents/{}/regenerate-token", enc(&agent)),
-                None,
-            )?;
-            done(
-                json,
-                &token,
-                "issued a new token (see it with `onecli agents list --json`)",
-            );
+        AgentsCommand::RegenerateToken { agent, dry } => {
+            let path = format!("{}/regenerate-token", at(&agent));
+            let token = api.change(dry.dry_run, "POST", &path, None)?;
+            if dry.dry_run {
+                // The would-be token is not worth showing: it never works.
+                out.dry_run(
+                    "Would regenerate agent token",
+                    json!({ "id": agent.get() }),
+                    json!({ "success": true }),
+                );
+            } else {
+                out.done(
+                    &token,
+                    "issued a new token (see it with `onecli agents list --json`)",
+                );
+            }
         }
         AgentsCommand::Secrets { agent } => {
-            let ids = api.call("GET", &format!("/v1/agents/{}/secrets", enc(&agent)), None)?;
-            if json {
-                print(true, &ids, &[]);
+            let ids = api.call("GET", &format!("{}/secrets", at(&agent)), None)?;
+            if out.json {
+                out.show(&ids, &[]);
             } else {
                 for id in ids.as_array().into_iter().flatten() {
-                    crate::output::line(format_args!("{}", id.as_str().unwrap_or_default()));
+                    crate::output::line(id.as_str().unwrap_or_default());
                 }
             }
         }
-        AgentsCommand::SetSecrets { agent, secret_ids } => {
-            api.call(
-                "PUT",
-                &format!("/v1/agents/{}/secrets", enc(&agent)),
-                Some(&json!({ "secretIds": secret_ids })),
-            )?;
-            done(
-                json,
-                &json!({ "success": true }),
-                &format!("assigned {} secret(s) to {agent}", secret_ids.len()),
-            );
+        AgentsCommand::SetSecrets(args) => set_secrets(&api, args, out)?,
+        AgentsCommand::SetSecretMode { agent, mode, dry } => {
+            let mode = mode.get();
+            let path = format!("{}/secret-mode", at(&agent));
+            let result = api.change(dry.dry_run, "PATCH", &path, Some(&json!({ "mode": mode })))?;
+            let id = agent.get();
+            let value = json!({ "status": "updated", "id": id, "mode": mode });
+            if dry.dry_run {
+                out.dry_run("Would set agent secret mode", value, result);
+            } else {
+                out.done(&value, &format!("{id} now sees {mode} secrets"));
+            }
         }
-        AgentsCommand::SetSecretMode { agent, mode } => {
-            api.call(
-                "PATCH",
-                &format!("/v1/agents/{}/secret-mode", enc(&agent)),
-                Some(&json!({ "mode": mode })),
-            )?;
-            done(
-                json,
-                &json!({ "success": true }),
-                &format!("{agent} now sees {mode} secrets"),
-            );
+        AgentsCommand::SetPolicyMode { agent, mode, dry } => {
+            let mode = mode.get();
+            let path = format!("{}/policy-mode", at(&agent));
+            let result = api.change(dry.dry_run, "PATCH", &path, Some(&json!({ "mode": mode })))?;
+            let id = agent.get();
+            let value = json!({ "status": "updated", "id": id, "mode": mode });
+            if dry.dry_run {
+                out.dry_run("Would set agent policy mode", value, result);
+            } else {
+                out.done(&value, &format!("{id} is now in {mode} mode"));
+            }
         }
-        AgentsCommand::SetPolicyMode { agent, mode } => {
-            api.call(
-                "PATCH",
-                &format!("/v1/agents/{}/policy-mode", enc(&agent)),
-                Some(&json!({ "mode": mode })),
-            )?;
-            done(
-                json,
-                &json!({ "success": true }),
-                &format!("{agent} is now in {mode} mode"),
-            );
-        }
+    }
+    Ok(())
+}
+
+/// Assigns the secrets, then switches the agent to selective mode: in `all`
+/// mode an assignment would change nothing, and whoever names an agent's
+/// secrets means it to have those only.
+fn set_secrets(api: &Api, args: SetSecrets, out: Out) -> Result<(), CliError> {
+    let ids: Vec<String> = args
+        .secret_ids_flag
+        .unwrap_or(args.secret_ids)
+        .into_iter()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .collect();
+    let id = args.agent.get();
+    let at = format!("/v1/agents/{}", encode(id));
+    let dry = args.dry.dry_run;
+    let assigned = api.change(
+        dry,
+        "PUT",
+        &format!("{at}/secrets"),
+        Some(&json!({ "secretIds": ids })),
+    )?;
+    api.change(
+        dry,
+        "PATCH",
+        &format!("{at}/secret-mode"),
+        Some(&json!({ "mode": "selective" })),
+    )?;
+    let value =
+        json!({ "status": "updated", "id": id, "secret_ids": ids, "secret_mode": "selective" });
+    if dry {
+        out.dry_run(
+            "Would set agent secrets and switch to selective mode",
+            value,
+            assigned,
+        );
+    } else {
+        out.done(
+            &value,
+            &format!("{id} now has {} secret(s), and only those", ids.len()),
+        );
     }
     Ok(())
 }

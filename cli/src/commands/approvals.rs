@@ -7,31 +7,39 @@ use std::io::{BufRead, Write};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::CliError;
+use super::{CliError, Target};
 use crate::client::{encode, Api, ApiArgs};
-use crate::output::{done, print};
+use crate::output::{DryRunArg, ListArgs, Out};
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {
     /// Requests waiting for a decision now.
-    List,
+    List(ListArgs),
+    /// Let a held request through.
     Approve {
-        id: String,
+        #[command(flatten)]
+        request: Target,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
+    /// Refuse a held request.
     Deny {
-        id: String,
+        #[command(flatten)]
+        request: Target,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
     /// Show requests as they arrive and decide each: y approves, n denies, s skips.
     Watch,
 }
 
-pub fn run(command: ApprovalsCommand, api: &ApiArgs, json: bool) -> Result<(), CliError> {
+pub fn run(command: ApprovalsCommand, api: &ApiArgs, out: Out) -> Result<(), CliError> {
     let api = api.client()?;
     match command {
-        ApprovalsCommand::List => {
+        ApprovalsCommand::List(list) => {
             let pending = api.call("GET", "/v1/approvals/pending?wait=0", None)?;
-            print(
-                json,
+            let hint = format!("Decide in the dashboard → {}/approvals", api.host);
+            out.list(
                 &pending["requests"],
                 &[
                     ("ID", "id"),
@@ -40,35 +48,43 @@ pub fn run(command: ApprovalsCommand, api: &ApiArgs, json: bool) -> Result<(), C
                     ("AGENT", "agent"),
                     ("EXPIRES", "expiresAt"),
                 ],
-            );
+                &list,
+                &hint,
+            )?;
         }
-        ApprovalsCommand::Approve { id } => decide(&api, &id, "approve", json)?,
-        ApprovalsCommand::Deny { id } => decide(&api, &id, "deny", json)?,
-        ApprovalsCommand::Watch => watch(&api, json)?,
+        ApprovalsCommand::Approve { request, dry } => {
+            decide(&api, request.get(), "approve", dry.dry_run, out)?
+        }
+        ApprovalsCommand::Deny { request, dry } => {
+            decide(&api, request.get(), "deny", dry.dry_run, out)?
+        }
+        ApprovalsCommand::Watch => watch(&api, out)?,
     }
     Ok(())
 }
 
-fn decide(api: &Api, id: &str, decision: &str, json: bool) -> Result<(), CliError> {
-    api.call(
+fn decide(api: &Api, id: &str, decision: &str, dry_run: bool, out: Out) -> Result<(), CliError> {
+    let result = api.change(
+        dry_run,
         "POST",
         &format!("/v1/approvals/{}/decision", encode(id)),
         Some(&json!({ "decision": decision })),
     )?;
+    let value = json!({ "id": id, "decision": decision });
+    if dry_run {
+        out.dry_run(&format!("Would {decision} request"), value, result);
+        return Ok(());
+    }
     let past = if decision == "approve" {
         "approved"
     } else {
         "denied"
     };
-    done(
-        json,
-        &json!({ "id": id, "decision": decision }),
-        &format!("{past} {id}"),
-    );
+    out.done(&value, &format!("{past} {id}"));
     Ok(())
 }
 
-fn watch(api: &Api, json: bool) -> Result<(), CliError> {
+fn watch(api: &Api, out: Out) -> Result<(), CliError> {
     let mut seen: HashSet<String> = HashSet::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -89,7 +105,7 @@ fn watch(api: &Api, json: bool) -> Result<(), CliError> {
                 continue;
             };
             seen.insert(id.clone());
-            show(request, json);
+            show(request, out.json);
             let answer = loop {
                 crate::output::part(format_args!("approve? [y]es / [n]o / [s]kip: "));
                 let _ = std::io::stdout().flush();
@@ -105,7 +121,7 @@ fn watch(api: &Api, json: bool) -> Result<(), CliError> {
                 }
             };
             if let Some(decision) = answer {
-                match decide(api, &id, decision, json) {
+                match decide(api, &id, decision, false, out) {
                     Ok(()) => {}
                     Err(e) => eprintln!("onecli: {}", e.message),
                 }

@@ -9,23 +9,29 @@ use serde_json::json;
 
 use super::{exit, CliError};
 use crate::client::{credentials_path, ApiArgs};
-use crate::output::done;
+use crate::output::{DryRunArg, Out};
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// Check an API key against the control service and keep it (from --api-key or stdin).
-    Login,
+    Login {
+        #[command(flatten)]
+        dry: DryRunArg,
+    },
     /// Forget the kept API key.
-    Logout,
+    Logout {
+        #[command(flatten)]
+        dry: DryRunArg,
+    },
     /// Where the key comes from, and whether the control service takes it.
     Status,
 }
 
-pub fn run(command: AuthCommand, api: &ApiArgs, json: bool) -> Result<(), CliError> {
+pub fn run(command: AuthCommand, api: &ApiArgs, out: Out) -> Result<(), CliError> {
     match command {
-        AuthCommand::Login => {
-            let key = match &api.api_key {
-                Some(k) => k.clone(),
+        AuthCommand::Login { dry } => {
+            let key = match api.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+                Some(k) => k.to_owned(),
                 None => {
                     let mut k = String::new();
                     std::io::stdin()
@@ -35,12 +41,26 @@ pub fn run(command: AuthCommand, api: &ApiArgs, json: bool) -> Result<(), CliErr
                 }
             };
             let key = key.trim().to_owned();
+            if key.is_empty() {
+                return Err(CliError::new(
+                    exit::AUTH,
+                    "no API key given: pass --api-key, or the key on stdin",
+                ));
+            }
             let checked = ApiArgs {
                 api_host: api.api_host.clone(),
                 api_key: Some(key.clone()),
             };
             checked.client()?.call("GET", "/v1/agents", None)?;
             let path = credentials_path();
+            if dry.dry_run {
+                out.dry_run(
+                    "Would keep the API key",
+                    json!({ "path": path, "apiHost": checked.host() }),
+                    json!({ "valid": true }),
+                );
+                return Ok(());
+            }
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
             let io = |e: std::io::Error| {
                 CliError::new(
@@ -58,14 +78,21 @@ pub fn run(command: AuthCommand, api: &ApiArgs, json: bool) -> Result<(), CliErr
                 .open(&path)
                 .map_err(io)?;
             std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes()).map_err(io)?;
-            done(
-                json,
-                &json!({ "loggedIn": true, "apiHost": checked.host() }),
+            out.done(
+                &json!({ "status": "ok", "loggedIn": true, "apiHost": checked.host() }),
                 &format!("logged in to {}", checked.host()),
             );
         }
-        AuthCommand::Logout => {
+        AuthCommand::Logout { dry } => {
             let path = credentials_path();
+            if dry.dry_run {
+                out.dry_run(
+                    "Would forget the API key",
+                    json!({ "path": path }),
+                    json!({ "kept": path.exists() }),
+                );
+                return Ok(());
+            }
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -76,11 +103,11 @@ pub fn run(command: AuthCommand, api: &ApiArgs, json: bool) -> Result<(), CliErr
                     ))
                 }
             }
-            done(json, &json!({ "loggedIn": false }), "logged out");
+            out.done(&json!({ "status": "ok", "loggedIn": false }), "logged out");
         }
         AuthCommand::Status => {
             let host = api.host();
-            let source = if api.api_key.is_some() {
+            let source = if api.api_key.as_deref().is_some_and(|k| !k.trim().is_empty()) {
                 "--api-key / ONECLI_API_KEY"
             } else if credentials_path().exists() {
                 "~/.onecli/credentials/api-key"
@@ -91,9 +118,8 @@ pub fn run(command: AuthCommand, api: &ApiArgs, json: bool) -> Result<(), CliErr
                 .client()
                 .and_then(|c| c.call("GET", "/v1/agents", None))
                 .is_ok();
-            done(
-                json,
-                &json!({ "apiHost": host, "keySource": source, "valid": valid }),
+            out.done(
+                &json!({ "authenticated": valid, "apiHost": host, "keySource": source, "valid": valid }),
                 &format!(
                     "{host}: key from {source}, {}",
                     if valid { "accepted" } else { "not accepted" }

@@ -17,6 +17,8 @@ use super::{exit, CliError};
 
 #[derive(Debug, Args)]
 pub struct ControlArgs {
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
     /// Where the store, the secret key and the first keys live.
     #[arg(long, env = "ONECLI_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
@@ -43,14 +45,117 @@ pub struct ControlOptions {
         default_value = "host.docker.internal:10255"
     )]
     pub container_gateway: String,
+    /// Hosts agents reach directly rather than through the gateway (their
+    /// NO_PROXY, beside loopback): MCP and other local services.
+    #[arg(
+        long,
+        env = "ONECLI_NO_PROXY",
+        value_delimiter = ',',
+        value_name = "HOST,…"
+    )]
+    pub no_proxy: Vec<String>,
 }
 
 impl ControlOptions {
+    /// The URL agents, the SDK and links use for this service: the one
+    /// configured, else the address it listens on (`localhost` for loopback
+    /// and wildcard binds, which are never handed out).
     pub fn public_url(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://localhost:{}", self.listen.port()))
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => local_url(self.listen),
+        }
     }
+
+    /// Refuses what would hand agents an address they cannot use.
+    pub fn check(&self) -> Result<(), CliError> {
+        if let Some(url) = &self.public_url {
+            check_url("--public-url", url)?;
+        }
+        let host = self
+            .container_gateway
+            .rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map(|(host, _)| host)
+            .ok_or_else(|| {
+                CliError::config(format!(
+                    "--container-gateway {:?} is not HOST:PORT",
+                    self.container_gateway
+                ))
+            })?;
+        if is_wildcard(host) {
+            return Err(CliError::config(format!(
+                "--container-gateway {} is a bind address, not one containers can reach: give the host they use (e.g. host.docker.internal:10255)",
+                self.container_gateway
+            )));
+        }
+        for host in &self.no_proxy {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_:[]/".contains(c);
+            if host.is_empty() || !host.chars().all(allowed) || host.trim_matches('.').is_empty() {
+                return Err(CliError::config(format!(
+                    "--no-proxy {host:?}: give host names, .domain suffixes or IP addresses, comma-separated (no \"*\": agents would bypass the gateway entirely)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Says at start when the links handed out are a guess.
+    pub fn warn_if_guessing(&self) {
+        if self.public_url.is_none() && self.listen.ip().is_unspecified() {
+            tracing::warn!(
+                listen = %self.listen,
+                advertised = %self.public_url(),
+                "listening on a wildcard address with no --public-url: links, /v1/gateway-url and container-config name localhost, which only this machine reaches; set --public-url (ONECLI_PUBLIC_URL) to the URL agents and browsers use"
+            );
+        }
+    }
+}
+
+/// `http://localhost:PORT` for loopback and wildcard binds, else the address.
+pub fn local_url(listen: SocketAddr) -> String {
+    let ip = listen.ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        format!("http://localhost:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
+/// `0.0.0.0`, `::` and the like: where a server listens, never where a
+/// client can connect.
+fn is_wildcard(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+/// An http(s) URL with a host clients can reach, and no credentials in it
+/// (it is printed in links).
+pub fn check_url(flag: &str, url: &str) -> Result<(), CliError> {
+    let bad = |why: &str| CliError::config(format!("{flag} {url:?}: {why}"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("give an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad("a URL handed out in links cannot carry credentials"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err(bad("the URL has no host"));
+    }
+    if is_wildcard(host) {
+        return Err(bad(
+            "that is a bind address: give the host agents and browsers connect to",
+        ));
+    }
+    Ok(())
 }
 
 /// The control service's parts, opened before the API so that a gateway in
@@ -104,6 +209,7 @@ impl ControlParts {
                 container_gateway: options.container_gateway.clone(),
                 public_url: options.public_url(),
                 ca_cert,
+                no_proxy: options.no_proxy.clone(),
                 listen: Some(options.listen),
             },
             sessions: Default::default(),
@@ -123,6 +229,7 @@ pub fn startup_error(addr: SocketAddr) -> impl Fn(std::io::Error) -> CliError {
 }
 
 pub fn run(args: ControlArgs) -> Result<(), CliError> {
+    args.control.check()?;
     let ca_cert = args
         .ca_cert
         .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
@@ -142,6 +249,7 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
         api.publisher.publish(&api.store).await;
         tokio::spawn(audit_writer.run());
         tracing::info!(%listen, "control service listening");
+        args.control.warn_if_guessing();
         api.serve(listener, shutdown_signal()).await;
         Ok(())
     })

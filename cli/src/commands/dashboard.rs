@@ -7,8 +7,26 @@ use serde_json::Value;
 use super::{exit, CliError};
 use crate::client::ApiArgs;
 
-pub fn run(api: &ApiArgs, print: bool, json: bool) -> Result<(), CliError> {
-    let answer: Value = api.client()?.call("POST", "/v1/dashboard/links", None)?;
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    /// Print the link instead of opening a browser.
+    #[arg(long)]
+    print: bool,
+    /// Print the link as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Opens a browser unless `--print` or `--json`: whatever stdout is, the
+/// person who typed `onecli dashboard` wants the dashboard.
+pub fn run(args: DashboardArgs) -> Result<(), CliError> {
+    let (print, json) = (args.print, args.json);
+    let answer: Value = args
+        .api
+        .client()?
+        .call("POST", "/v1/dashboard/links", None)?;
     let url = answer["url"]
         .as_str()
         .ok_or_else(|| CliError::new(exit::GENERAL, "the control service sent no link"))?

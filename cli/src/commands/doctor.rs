@@ -8,8 +8,23 @@ use serde_json::{json, Value};
 
 use super::{exit, CliError};
 use crate::client::{config_value, home_dir, ApiArgs};
+use crate::output::OutputArgs;
 
-pub fn run(api: &ApiArgs, gateway: Option<&str>, json: bool) -> Result<(), CliError> {
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The gateway as this machine reaches it (default: the API host, port 10255).
+    #[arg(long, env = "ONECLI_GATEWAY")]
+    gateway: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: DoctorArgs) -> Result<(), CliError> {
+    let api = &args.api;
+    let gateway = args.gateway.as_deref();
+    let json = args.output.json();
     let mut checks: Vec<(&str, Check, String)> = Vec::new();
     let host = api.host();
     let client = api.client();

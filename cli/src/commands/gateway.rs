@@ -13,6 +13,8 @@ use super::CliError;
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
     /// Address of the proxy listener.
     #[arg(long, default_value = "127.0.0.1:10255")]
     pub listen: SocketAddr,
@@ -119,6 +121,14 @@ impl GatewayOptions {
 }
 
 pub fn run(args: GatewayArgs) -> Result<(), CliError> {
+    match &args.options.dashboard_url {
+        Some(url) => super::control::check_url("--dashboard-url", url)?,
+        None if args.listen.ip().is_unspecified() => tracing::warn!(
+            listen = %args.listen,
+            "listening on a wildcard address with no --dashboard-url: the links in error bodies name http://localhost:10254; set --dashboard-url (ONECLI_DASHBOARD_URL) to the dashboard's public URL"
+        ),
+        None => {}
+    }
     let config = args.options.config(args.listen, "http://localhost:10254");
     let listen = config.listen;
     let ca_path = config.data_dir.join("gateway").join("ca.pem");

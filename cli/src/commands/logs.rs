@@ -7,13 +7,20 @@ use serde_json::Value;
 
 use super::CliError;
 use crate::client::{encode, ApiArgs};
-use crate::output::print;
+use crate::output::{ListArgs, OutputArgs};
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    list: ListArgs,
     /// Only this agent (id or identifier).
     #[arg(long)]
     pub agent: Option<String>,
+    /// How many of the latest records to fetch.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
     /// Keep printing new records as they come.
@@ -32,8 +39,10 @@ const COLUMNS: [(&str, &str); 8] = [
     ("RULE", "ruleName"),
 ];
 
-pub fn run(args: LogsArgs, api: &ApiArgs, json: bool) -> Result<(), CliError> {
-    let api = api.client()?;
+pub fn run(args: LogsArgs) -> Result<(), CliError> {
+    let api = args.api.client()?;
+    let out = args.output.out();
+    let json = out.json;
     let agent = args
         .agent
         .as_deref()
@@ -47,7 +56,8 @@ pub fn run(args: LogsArgs, api: &ApiArgs, json: bool) -> Result<(), CliError> {
     // Oldest first reads like a log.
     let mut records: Vec<Value> = records.as_array().cloned().unwrap_or_default();
     records.reverse();
-    print(json, &Value::Array(records.clone()), &COLUMNS);
+    let hint = format!("See the activity → {}/activity", api.host);
+    out.list(&Value::Array(records.clone()), &COLUMNS, &args.list, &hint)?;
     if !args.follow {
         return Ok(());
     }

@@ -17,6 +17,8 @@ use crate::client::{config_value, encode, home_dir, ApiArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// The agent (identifier) whose identity and secrets the command gets; default: the
     /// configured agent, else the default agent.
     #[arg(long)]
@@ -94,7 +96,8 @@ struct Plan {
     files: Vec<(PathBuf, &'static str, String)>,
 }
 
-pub fn run(args: RunArgs, api_args: &ApiArgs) -> Result<(), CliError> {
+pub fn run(args: RunArgs) -> Result<(), CliError> {
+    let api_args = &args.api;
     let program = args.command[0].clone();
     let binary = which(&program).ok_or_else(|| {
         CliError::new(
@@ -152,7 +155,16 @@ pub fn run(args: RunArgs, api_args: &ApiArgs) -> Result<(), CliError> {
                 .or_insert_with(|| "placeholder".to_owned());
         }
     }
-    let no_proxy = "localhost,127.0.0.1,::1".to_owned();
+    // Loopback always, then what the operator listed (`--no-proxy` on the
+    // control service): local and MCP services are reached directly.
+    let mut hosts = vec!["localhost", "127.0.0.1", "::1"];
+    for host in config["env"]["NO_PROXY"].as_str().unwrap_or("").split(',') {
+        let host = host.trim();
+        if !host.is_empty() && !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    let no_proxy = hosts.join(",");
     env.insert("NO_PROXY".into(), no_proxy.clone());
     env.insert("no_proxy".into(), no_proxy);
     let agent_name = agent.clone().unwrap_or_else(|| "default".into());

@@ -7,62 +7,76 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use super::{exit, CliError};
-use crate::client::ApiArgs;
-use crate::output::{done, print};
+use super::{exit, CliError, Target};
+use crate::client::{encode, ApiArgs};
+use crate::output::{Columns, DryRunArg, ListArgs, Out};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
     /// List secrets (masked previews only).
-    List,
+    List(ListArgs),
     /// Store a secret; the value is read from stdin unless given.
     Create {
+        /// A display name.
         #[arg(long)]
         name: String,
+        /// anthropic and openai know how their service takes the key; generic needs --header or --param.
         #[arg(long = "type", value_parser = ["anthropic", "openai", "generic"])]
         kind: String,
         /// Host pattern: api.example.com, *.example.com, optional :port.
-        #[arg(long)]
+        #[arg(long, visible_alias = "host-pattern")]
         host: String,
         #[command(flatten)]
         fields: SecretFields,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
     /// Change a secret; only what is given changes.
     Update {
-        id: String,
+        #[command(flatten)]
+        secret: Target,
         #[arg(long)]
         name: Option<String>,
-        #[arg(long)]
+        #[arg(long, visible_alias = "host-pattern")]
         host: Option<String>,
         #[command(flatten)]
         fields: SecretFields,
         /// Read the new value from stdin.
         #[arg(long)]
         value_stdin: bool,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
+    /// Delete a secret.
     Delete {
-        id: String,
+        #[command(flatten)]
+        secret: Target,
+        #[command(flatten)]
+        dry: DryRunArg,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct SecretFields {
     /// Path pattern (default *).
-    #[arg(long)]
+    #[arg(long, visible_alias = "path-pattern")]
     path: Option<String>,
     /// The value (prefer --value-file or stdin: shells keep history).
     #[arg(long, conflicts_with = "value_file")]
     value: Option<String>,
-    #[arg(long)]
+    /// Read the value from this file.
+    #[arg(long, visible_alias = "file")]
     value_file: Option<PathBuf>,
     /// generic: the header to set, with --format (default {value}).
-    #[arg(long, conflicts_with = "param")]
+    #[arg(long, visible_alias = "header-name", conflicts_with = "param")]
     header: Option<String>,
-    #[arg(long, requires = "header")]
+    /// The header's value, with {value} where the secret goes (e.g. "Bearer {value}").
+    #[arg(long, visible_alias = "value-format", requires = "header")]
     format: Option<String>,
     /// generic: the query parameter to set, with --param-format.
-    #[arg(long)]
+    #[arg(long, visible_alias = "param-name")]
     param: Option<String>,
+    /// The parameter's value, with {value} where the secret goes.
     #[arg(long, requires = "param")]
     param_format: Option<String>,
     /// Also inject into plain-HTTP requests (never on port 443). Off by
@@ -104,30 +118,39 @@ impl SecretFields {
     }
 }
 
-pub fn run(command: SecretsCommand, api: &ApiArgs, json: bool) -> Result<(), CliError> {
+const COLUMNS: Columns = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("TYPE", "type"),
+    ("HOST", "hostPattern"),
+    ("PATH", "pathPattern"),
+    ("PLAINTEXT", "allowPlaintext"),
+    ("PREVIEW", "preview"),
+];
+
+/// A request body as a dry run shows it: the value masked.
+fn masked(body: &Map<String, Value>) -> Value {
+    let mut shown = body.clone();
+    if shown.contains_key("value") {
+        shown.insert("value".into(), json!("***"));
+    }
+    Value::Object(shown)
+}
+
+pub fn run(command: SecretsCommand, api: &ApiArgs, out: Out) -> Result<(), CliError> {
     let api = api.client()?;
     match command {
-        SecretsCommand::List => {
+        SecretsCommand::List(list) => {
             let secrets = api.call("GET", "/v1/secrets", None)?;
-            print(
-                json,
-                &secrets,
-                &[
-                    ("ID", "id"),
-                    ("NAME", "name"),
-                    ("TYPE", "type"),
-                    ("HOST", "hostPattern"),
-                    ("PATH", "pathPattern"),
-                    ("PLAINTEXT", "allowPlaintext"),
-                    ("PREVIEW", "preview"),
-                ],
-            );
+            let hint = format!("Manage your secrets → {}/connections", api.host);
+            out.list(&secrets, COLUMNS, &list, &hint)?;
         }
         SecretsCommand::Create {
             name,
             kind,
             host,
             fields,
+            dry,
         } => {
             let value = fields
                 .value(true)?
@@ -139,23 +162,32 @@ pub fn run(command: SecretsCommand, api: &ApiArgs, json: bool) -> Result<(), Cli
             body.insert("value".into(), json!(value));
             body.insert("hostPattern".into(), json!(host));
             fields.apply(&mut body);
-            let created = api.call("POST", "/v1/secrets", Some(&Value::Object(body)))?;
-            done(
-                json,
-                &created,
-                &format!(
-                    "stored secret {name} ({}), shown as {}",
-                    created["id"].as_str().unwrap_or(""),
-                    created["preview"].as_str().unwrap_or("")
-                ),
-            );
+            let created = api.change(
+                dry.dry_run,
+                "POST",
+                "/v1/secrets",
+                Some(&Value::Object(body.clone())),
+            )?;
+            if dry.dry_run {
+                out.dry_run("Would create secret", masked(&body), created);
+            } else {
+                out.done(
+                    &created,
+                    &format!(
+                        "stored secret {name} ({}), shown as {}",
+                        created["id"].as_str().unwrap_or(""),
+                        created["preview"].as_str().unwrap_or("")
+                    ),
+                );
+            }
         }
         SecretsCommand::Update {
-            id,
+            secret,
             name,
             host,
             fields,
             value_stdin,
+            dry,
         } => {
             let mut body = Map::new();
             if let Some(v) = fields.value(value_stdin)? {
@@ -168,28 +200,42 @@ pub fn run(command: SecretsCommand, api: &ApiArgs, json: bool) -> Result<(), Cli
                 body.insert("hostPattern".into(), json!(h));
             }
             fields.apply(&mut body);
-            api.call(
+            let id = secret.get();
+            let result = api.change(
+                dry.dry_run,
                 "PATCH",
-                &format!("/v1/secrets/{}", crate::client::encode(&id)),
-                Some(&Value::Object(body)),
+                &format!("/v1/secrets/{}", encode(id)),
+                Some(&Value::Object(body.clone())),
             )?;
-            done(
-                json,
-                &json!({ "success": true }),
-                &format!("updated secret {id}"),
-            );
+            if dry.dry_run {
+                out.dry_run(
+                    "Would update secret",
+                    json!({ "id": id, "input": masked(&body) }),
+                    result,
+                );
+            } else {
+                out.done(
+                    &json!({ "status": "updated", "id": id }),
+                    &format!("updated secret {id}"),
+                );
+            }
         }
-        SecretsCommand::Delete { id } => {
-            api.call(
+        SecretsCommand::Delete { secret, dry } => {
+            let id = secret.get();
+            let result = api.change(
+                dry.dry_run,
                 "DELETE",
-                &format!("/v1/secrets/{}", crate::client::encode(&id)),
+                &format!("/v1/secrets/{}", encode(id)),
                 None,
             )?;
-            done(
-                json,
-                &json!({ "deleted": id }),
-                &format!("deleted secret {id}"),
-            );
+            if dry.dry_run {
+                out.dry_run("Would delete secret", json!({ "id": id }), result);
+            } else {
+                out.done(
+                    &json!({ "status": "deleted", "id": id }),
+                    &format!("deleted secret {id}"),
+                );
+            }
         }
     }
     Ok(())

@@ -25,6 +25,8 @@ use super::CliError;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
     /// Address of the gateway (the agents' HTTPS_PROXY).
     #[arg(long, default_value = "127.0.0.1:10255")]
     pub gateway_listen: SocketAddr,
@@ -35,6 +37,10 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    args.control.check()?;
+    if let Some(url) = &args.gateway.dashboard_url {
+        super::control::check_url("--dashboard-url", url)?;
+    }
     let data_dir = args.gateway.data_dir.clone();
     let listen = args.control.listen;
     let mut config = args
@@ -71,6 +77,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         .server
         .add_service(background_service("onecli-control-api", service));
     tracing::info!(api = %listen, gateway = %args.gateway_listen, data_dir = %data_dir.display(), "onecli serving");
+    args.control.warn_if_guessing();
     gateway.server.run_forever()
 }
 

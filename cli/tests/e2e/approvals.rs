@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use crate::harness::echoed;
 use crate::served::{raw_call, request_with_body, Served};
 
-const KEY: &str = "sk-ant-api03-APPROVAL-SECRET-key";
+pub const KEY: &str = "sk-ant-api03-APPROVAL-SECRET-key";
 
 /// An agent whose POSTs to api.test/v1/held wait for a human; returns its token.
-async fn held_agent(s: &Served) -> String {
+pub async fn held_agent(s: &Served) -> String {
     let (agent_id, token) = s.agent("held").await;
     let secret =
         json!({ "name": "A", "type": "anthropic", "value": KEY, "hostPattern": "api.test" });
@@ -25,7 +25,7 @@ async fn held_agent(s: &Served) -> String {
     token
 }
 
-struct Sdk(Child);
+pub struct Sdk(Child);
 
 impl Drop for Sdk {
     fn drop(&mut self) {
@@ -37,6 +37,11 @@ impl Drop for Sdk {
 /// The SDK answering every approval with `decision`; its stdout carries one
 /// JSON line per request it was shown.
 fn sdk(s: &Served, decision: &str) -> Sdk {
+    sdk_package(s, decision, "@onecli-sh/sdk")
+}
+
+/// The same with another SDK package (`sdk-0.5`: 0.5.0, NanoClaw's pin).
+pub fn sdk_package(s: &Served, decision: &str, package: &str) -> Sdk {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/approvals.mjs");
     let child = Command::new("node")
         .arg(script)
@@ -44,6 +49,7 @@ fn sdk(s: &Served, decision: &str) -> Sdk {
             &format!("http://127.0.0.1:{}", s.api_port),
             &s.api_key,
             decision,
+            package,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -53,7 +59,7 @@ fn sdk(s: &Served, decision: &str) -> Sdk {
     Sdk(child)
 }
 
-fn first_shown(sdk: &mut Sdk) -> Value {
+pub fn first_shown(sdk: &mut Sdk) -> Value {
     let stdout = sdk.0.stdout.take().expect("stdout");
     let line = BufReader::new(stdout)
         .lines()

@@ -2,6 +2,7 @@
 //! real clients (curl, Python `requests`, raw sockets).
 
 mod approvals;
+mod compat;
 mod control;
 mod dashboard;
 mod fleet;

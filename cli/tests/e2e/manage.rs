@@ -42,13 +42,13 @@ async fn agents_commands() {
     let run = |args: &[&str]| home.onecli(&s).args(args).output().expect("onecli");
     let created = json_of(&run(&["--json", "agents", "create", "Claude Code"]));
     assert_eq!(created["identifier"], "claude-code");
-    let table = ok(&run(&["agents", "list"]));
+    let table = ok(&run(&["agents", "list", "--table"]));
     assert!(
         table.starts_with("ID ") && table.contains("claude-code"),
         "{table}"
     );
     assert!(!table.contains("aoc_"), "tokens stay out of the table");
-    let list = json_of(&run(&["--json", "agents", "list"]));
+    let list = json_of(&run(&["--json", "agents", "list"]))["data"].clone();
     let token = list[0]["accessToken"].as_str().expect("token").to_owned();
     ok(&run(&["agents", "rename", "claude-code", "Claude"]));
     let secret = json_of(&run(&[
@@ -84,7 +84,7 @@ async fn agents_commands() {
         "claude-code",
     ]));
     assert_ne!(fresh["accessToken"].as_str(), Some(token.as_str()));
-    let list = json_of(&run(&["--json", "agents", "list"]));
+    let list = json_of(&run(&["--json", "agents", "list"]))["data"].clone();
     assert_eq!(
         (
             list[0]["name"].as_str(),
@@ -121,6 +121,7 @@ async fn secrets_commands_never_echo_the_value() {
     cmd.args([
         "secrets",
         "create",
+        "--table",
         "--name",
         "GitHub",
         "--type",
@@ -154,7 +155,8 @@ async fn secrets_commands_never_echo_the_value() {
             .args(["--json", "secrets", "list"])
             .output()
             .expect("list"),
-    );
+    )["data"]
+        .clone();
     let id = list[0]["id"].as_str().expect("id").to_owned();
     assert_eq!(
         list[0]["injectionConfig"],
@@ -174,7 +176,8 @@ async fn secrets_commands_never_echo_the_value() {
             .args(["--json", "secrets", "list"])
             .output()
             .expect("list"),
-    );
+    )["data"]
+        .clone();
     assert_eq!(list[0]["preview"], "••••••••lue2");
     ok(&home
         .onecli(&s)
@@ -188,7 +191,7 @@ async fn secrets_commands_never_echo_the_value() {
                 .args(["--json", "secrets", "list"])
                 .output()
                 .expect("list")
-        ),
+        )["data"],
         json!([])
     );
 }
@@ -261,7 +264,7 @@ async fn rules_commands() {
     assert!(ok(&run(&["rules", "list"])).contains("no writes"));
     ok(&run(&["rules", "delete", id]));
     assert_eq!(
-        json_of(&run(&["--json", "rules", "list"]))
+        json_of(&run(&["--json", "rules", "list"]))["data"]
             .as_array()
             .map(Vec::len),
         Some(1)
@@ -358,7 +361,7 @@ async fn logs_auth_config_doctor_and_the_rest() {
     let _ = crate::harness::request(&mut t, "GET", "/v1/x?q=1", "api.test", &[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let logs = json_of(&run(&["--json", "logs", "--agent", "logged"]));
+        let logs = json_of(&run(&["--json", "logs", "--agent", "logged"]))["data"].clone();
         if logs
             .as_array()
             .is_some_and(|l| l.iter().any(|r| r["path"] == "/v1/x"))
@@ -408,7 +411,7 @@ async fn logs_auth_config_doctor_and_the_rest() {
     fails(
         &home
             .onecli(&s)
-            .args(["--json", "--api-key", "oc_wrong", "auth", "login"])
+            .args(["--json", "auth", "login", "--api-key", "oc_wrong"])
             .output()
             .expect("login"),
         6,
@@ -416,7 +419,10 @@ async fn logs_auth_config_doctor_and_the_rest() {
     );
     // config
     ok(&run(&["config", "set", "agent", "logged"]));
-    assert_eq!(ok(&run(&["config", "get", "agent"])).trim(), "logged");
+    assert_eq!(
+        ok(&run(&["config", "get", "agent", "--table"])).trim(),
+        "logged"
+    );
     fails(
         &run(&["--json", "config", "get", "api-host"]),
         7,
@@ -462,7 +468,7 @@ async fn approvals_list_approve_and_deny() {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let id = loop {
             let listed = json_of(&run(&["--json", "approvals", "list"]));
-            if let Some(id) = listed[0]["id"].as_str() {
+            if let Some(id) = listed["data"][0]["id"].as_str() {
                 break id.to_owned();
             }
             assert!(std::time::Instant::now() < deadline, "never listed");
@@ -498,7 +504,7 @@ async fn the_local_serves_key_is_found_and_logs_follow_streams_new_records() {
         .args(["--json", "agents", "list"])
         .output()
         .expect("agents list");
-    assert!(json_of(&listed).is_array());
+    assert!(json_of(&listed)["data"].is_array());
 
     let (_, token) = s.agent("followed").await;
     let mut follow = home

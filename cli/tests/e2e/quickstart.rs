@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// A network namespace held open by a `sleep` (which ends by itself), and
 /// commands run inside it with `nsenter`.
-struct Netns {
+pub struct Netns {
     holder: Child,
     /// Not root: the namespace sits in a user namespace of its own.
     user: bool,
@@ -20,7 +20,7 @@ struct Netns {
 }
 
 impl Netns {
-    fn new() -> Netns {
+    pub fn new() -> Netns {
         let user = !Command::new("unshare")
             .args(["--net", "true"])
             .status()
@@ -56,7 +56,7 @@ impl Netns {
         ns
     }
 
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.args(["--target", &self.holder.id().to_string(), "--net"]);
         if self.user {
@@ -64,6 +64,13 @@ impl Netns {
         }
         cmd.arg("--").arg(program).stdin(Stdio::null());
         cmd
+    }
+}
+
+impl Netns {
+    /// Ends `child` with the namespace.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
     }
 }
 
@@ -202,7 +209,7 @@ fn a_new_user_serves_then_runs_an_agent_with_nothing_configured() {
     assert!(out.status.success(), "{}", text(&out));
 
     // doctor passes before the first run: the CA files are a note, not a fault.
-    let out = user.onecli(&ns, &["doctor"]);
+    let out = user.onecli(&ns, &["doctor", "--table"]);
     said.push_str(&text(&out));
     assert!(out.status.success(), "{}", text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
@@ -236,14 +243,14 @@ fn a_new_user_serves_then_runs_an_agent_with_nothing_configured() {
     said.push_str(&text(&out));
     let agents: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agents json");
     assert!(
-        agents
+        agents["data"]
             .as_array()
             .is_some_and(|a| a.iter().any(|a| a["identifier"] == "default")),
         "{agents}"
     );
 
     // After it, every check is a pass, the CA files included.
-    let out = user.onecli(&ns, &["doctor"]);
+    let out = user.onecli(&ns, &["doctor", "--table"]);
     said.push_str(&text(&out));
     assert!(out.status.success(), "{}", text(&out));
     let report = String::from_utf8_lossy(&out.stdout);

@@ -134,7 +134,9 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 })
                 .await?;
             // What it left waiting for a human can no longer be approved.
-            api.approvals.deny_agent(&agent_id);
+            if !call.dry_run {
+                api.approvals.deny_agent(&agent_id);
+            }
             no_content()
         }
         (&Method::POST, ["agents", id, "regenerate-token"]) => {
@@ -147,7 +149,9 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 })
                 .await?;
             // Requests sent with the old token are not approved either.
-            api.approvals.deny_agent(&agent_id);
+            if !call.dry_run {
+                api.approvals.deny_agent(&agent_id);
+            }
             ok(&json!({ "accessToken": token.as_str() }))
         }
         (&Method::PATCH, ["agents", id, "secret-mode"]) => {

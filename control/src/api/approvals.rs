@@ -53,7 +53,12 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 DecisionName::Approve => ApprovalDecision::Approve,
                 DecisionName::Deny => ApprovalDecision::Deny,
             };
-            match api.approvals.decide(id, decision) {
+            let decided = if call.dry_run {
+                api.approvals.check(id)
+            } else {
+                api.approvals.decide(id, decision)
+            };
+            match decided {
                 Ok(()) => success(),
                 Err(DecideError::NotFound) => Ok(json_response(
                     StatusCode::NOT_FOUND,

@@ -112,8 +112,8 @@ async fn container_config(api: &Api, agent: Option<String>) -> ApiResult {
     for key in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
         env.insert(key.into(), Value::String(proxy.clone()));
     }
-    let no_proxy = "localhost,127.0.0.1,::1";
-    env.insert("NO_PROXY".into(), no_proxy.into());
+    let no_proxy = no_proxy(&api.config.no_proxy);
+    env.insert("NO_PROXY".into(), no_proxy.clone().into());
     env.insert("no_proxy".into(), no_proxy.into());
     env.insert("NODE_EXTRA_CA_CERTS".into(), CONTAINER_CA_PATH.into());
     env.insert("NODE_USE_ENV_PROXY".into(), "1".into());
@@ -139,6 +139,17 @@ async fn container_config(api: &Api, agent: Option<String>) -> ApiResult {
     }))
 }
 
+/// Loopback, then the operator's hosts: what agents reach without the gateway.
+pub fn no_proxy(extra: &[String]) -> String {
+    let mut hosts = vec!["localhost", "127.0.0.1", "::1"];
+    for host in extra {
+        if !hosts.contains(&host.as_str()) {
+            hosts.push(host);
+        }
+    }
+    hosts.join(",")
+}
+
 /// The skill file that teaches an agent to work behind the gateway
 /// (COMPAT.md §skill), listing the services actually configured.
 pub fn skill(framework: &str, secrets: &[SecretRecord]) -> String {
@@ -158,7 +169,10 @@ Call the real API URLs directly and send no auth headers of your own: any placeh
 ## Services configured\n\n{services}\n\
 ## When a request fails\n\n\
 - `credential_not_found` or `app_not_connected`: show the user the link from the error (`secret_url`), with `&source=agent&agent_name=$ONECLI_AGENT_NAME` appended, \
-and ask them to connect the service. Then poll `onecli secrets list --json` every few seconds, for up to two minutes, and retry once the service appears.\n\
+and ask them to connect the service. If they cannot open the link (no browser on this machine), they can add the key from their own terminal, for example \
+`onecli secrets create --name Stripe --type generic --value 'sk_…' --host-pattern api.stripe.com --header-name Authorization --value-format 'Bearer {{value}}'`: \
+they type the key there, never into this conversation. \
+Then poll `onecli secrets list --fields hostPattern --quiet hostPattern` every five seconds, for up to two minutes, and retry once the host appears.\n\
 - `access_restricted`: credentials exist but this agent may not use them; show the user `manage_url`.\n\
 - `blocked_by_policy`, `blocked_by_default_policy`, `manual_approval_denied`: a policy said no. Respect it; do not retry or work around it.\n\
 - `rate_limited`: wait for `Retry-After` seconds before trying again.\n\n\
