@@ -130,6 +130,9 @@ impl Cli {
 
     /// Whether errors are printed as JSON.
     pub fn json_errors(&mut self) -> bool {
+        if self.json {
+            return true;
+        }
         if let Command::Dashboard(a) = &self.command {
             return a.json;
         }

@@ -56,8 +56,13 @@ pub fn run(args: LogsArgs) -> Result<(), CliError> {
     // Oldest first reads like a log.
     let mut records: Vec<Value> = records.as_array().cloned().unwrap_or_default();
     records.reverse();
-    let hint = format!("See the activity → {}/activity", api.host);
-    out.list(&Value::Array(records.clone()), &COLUMNS, &args.list, &hint)?;
+    if args.follow && json {
+        // A stream: the backlog on one line, then a record a line.
+        crate::output::line(Value::Array(records.clone()));
+    } else {
+        let hint = format!("See the activity → {}/activity", api.host);
+        out.list(&Value::Array(records.clone()), &COLUMNS, &args.list, &hint)?;
+    }
     if !args.follow {
         return Ok(());
     }
