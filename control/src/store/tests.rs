@@ -410,3 +410,31 @@ fn the_file_keeps_no_plaintext_fragment_of_a_secret() {
     assert!(!contains("••cdef".as_bytes()), "a preview");
     assert!(!contains(b"\"preview\""), "a preview field");
 }
+
+#[test]
+fn a_dry_run_checks_like_a_write_and_keeps_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    s.create_agent("Kept", "kept", false).expect("create");
+    let version = s.policy_version().expect("version");
+    let created = dry_run(|| s.create_agent("New", "new", false)).expect("would be created");
+    assert_eq!(created.identifier, "new");
+    assert!(matches!(
+        dry_run(|| s.create_agent("Dup", "kept", false)),
+        Err(StoreError::Conflict(_))
+    ));
+    dry_run(|| s.create_secret(secret("A", "sk-proj-0123456789abcdef", "api.test")))
+        .expect("would be stored");
+    let identifiers: Vec<String> = s
+        .agents()
+        .expect("agents")
+        .into_iter()
+        .map(|a| a.identifier)
+        .collect();
+    assert_eq!(identifiers, ["kept"]);
+    assert!(s.secrets().expect("secrets").is_empty());
+    assert_eq!(s.policy_version().expect("version"), version);
+    // After it, writes are made again.
+    s.create_agent("New", "new", false).expect("create");
+    assert_eq!(s.agents().expect("agents").len(), 2);
+}
