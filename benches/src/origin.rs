@@ -112,11 +112,21 @@ impl Origin {
         hosts: &[&str],
         protocols: Protocols,
     ) -> anyhow::Result<Origin> {
+        Self::start_tls_on(dir, hosts, protocols, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// The same on `addr` (inside a container of the tests' own).
+    pub async fn start_tls_on(
+        dir: &Path,
+        hosts: &[&str],
+        protocols: Protocols,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Origin> {
         let pki = TestPki::new(hosts)?;
         let ca_path = dir.join("origin-ca.pem");
         std::fs::write(&ca_path, &pki.ca_pem).context("writing the origin CA")?;
         let acceptor = Arc::new(acceptor(&pki, protocols)?);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {

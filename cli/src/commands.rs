@@ -7,6 +7,7 @@ pub(crate) mod control;
 mod dashboard;
 mod doctor;
 pub(crate) mod gateway;
+mod healthcheck;
 mod help;
 mod logs;
 mod rules;
@@ -70,6 +71,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Open the web dashboard with a one-time sign-in link.
     Dashboard(dashboard::DashboardArgs),
+    /// Exit 0 when the local control API and gateway are up and ready (a container's HEALTHCHECK).
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the version.
@@ -80,12 +83,22 @@ pub enum Command {
     /// Describe the commands (JSON when standard output is not a terminal).
     Help(help::HelpArgs),
     /// Run the control service and the gateway together (the embedded default).
+    #[command(after_help = SERVER_ENV)]
     Serve(serve::ServeArgs),
     /// Run the control service (API, store) alone, for gateways that subscribe to it.
+    #[command(after_help = SERVER_ENV)]
     Control(control::ControlArgs),
     /// Run the gateway (data plane) alone.
+    #[command(after_help = SERVER_ENV)]
     Gateway(gateway::GatewayArgs),
 }
+
+/// What the servers read from the environment beside their flags' variables.
+const SERVER_ENV: &str = "Environment:
+  ONECLI_SECRET_KEY       the key that seals secrets and policies (32 bytes, base64);
+                          default: <data-dir>/secret.key, generated on first start
+  ONECLI_SECRET_KEY_FILE  a file holding that key instead (a container secret)
+  ONECLI_LOG              the log filter (tracing syntax, e.g. debug)";
 
 impl Cli {
     /// The servers' logging flags; the defaults for every other command.
@@ -227,6 +240,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Config(args) => settings::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Dashboard(args) => dashboard::run(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

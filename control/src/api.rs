@@ -42,6 +42,9 @@ pub struct ApiConfig {
     pub public_url: String,
     /// The gateway CA certificate (PEM) handed to agents.
     pub ca_cert: PathBuf,
+    /// The gateway API is served on a listener of its own
+    /// (`--gateway-api-listen`), and not on the main one.
+    pub gateway_api_apart: bool,
     /// Hosts agents reach directly, not through the gateway (`NO_PROXY`),
     /// beside loopback: the operator's MCP and other local services.
     pub no_proxy: Vec<String>,
@@ -209,23 +212,47 @@ impl Call {
     }
 }
 
+/// What a listener of the control service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The API and the dashboard; the gateway API too, unless it has a
+    /// listener of its own.
+    Main,
+    /// Only what gateways call (`/v1/gateway/policy|approvals|audit`) and
+    /// `/v1/health`: a port a network policy can open to gateways alone.
+    Gateways,
+    /// Only `GET /metrics`.
+    Metrics,
+}
+
 impl Api {
-    /// Serves until `shutdown` resolves; connections in flight are finished.
+    /// Serves the API and the dashboard until `shutdown` resolves;
+    /// connections in flight are finished.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        self.serve_on(listener, shutdown, Surface::Main).await;
+    }
+
+    /// Serves one surface until `shutdown` resolves.
+    pub async fn serve_on(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+        surface: Surface,
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((tcp, peer)) = accepted else { continue };
+                    let Ok((tcp, _)) = accepted else { continue };
                     let api = self.clone();
                     let service = hyper::service::service_fn(move |req| {
                         let api = api.clone();
-                        async move { Ok::<_, Infallible>(api.handle(req, peer).await) }
+                        async move { Ok::<_, Infallible>(api.handle(req, surface).await) }
                     });
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     // A client has this long to send its request head (no slowloris).
@@ -242,15 +269,50 @@ impl Api {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-        match self.route(req).await {
-            Ok(r) | Err(r) => r,
+    pub async fn handle(&self, req: Request<Incoming>, surface: Surface) -> Response<Body> {
+        if surface == Surface::Metrics {
+            return if req.uri().path() == "/metrics" {
+                response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics_text(),
+                )
+            } else {
+                ApiError::NotFound("Only /metrics here.".into()).into_response()
+            };
         }
+        let started = std::time::Instant::now();
+        let route = crate::metrics::route_label(req.uri().path());
+        let answer = match self.route(req, surface).await {
+            Ok(r) | Err(r) => r,
+        };
+        crate::metrics::metrics().api_request(route, answer.status().as_u16(), started.elapsed());
+        answer
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, Response<Body>> {
+    /// The control metrics in Prometheus' text format, gauges read now.
+    pub fn metrics_text(&self) -> Vec<u8> {
+        crate::metrics::metrics().render(
+            self.subscriptions.listening(),
+            self.approvals.pending_count(),
+        )
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        surface: Surface,
+    ) -> Result<Response<Body>, Response<Body>> {
         let fail = |e: ApiError| e.into_response();
         let path = req.uri().path().to_owned();
+        if surface == Surface::Gateways
+            && !(path.starts_with("/v1/gateway/") || path.starts_with("/api/gateway/"))
+            && !matches!(path.as_str(), "/v1/health" | "/api/health")
+        {
+            return Err(fail(ApiError::NotFound(format!(
+                "No route for {path} on the gateway API's port."
+            ))));
+        }
         if crate::dashboard::owns(&path) {
             return Ok(crate::dashboard::route(self, req).await);
         }
@@ -273,6 +335,11 @@ impl Api {
             route.as_slice(),
             ["gateway", "policy" | "approvals" | "audit", ..]
         );
+        if for_gateways && surface == Surface::Main && self.config.gateway_api_apart {
+            return Err(fail(ApiError::NotFound(format!(
+                "The gateway API has a port of its own: no route for {path} here."
+            ))));
+        }
         if for_gateways {
             if !self
                 .authorized(req.headers(), Credential::GatewayToken)
@@ -399,6 +466,7 @@ impl Api {
     pub(super) async fn policy_for_gateway(&self, after: u64) -> Response<Body> {
         match self.subscriptions.next_after(after, POLICY_WAIT).await {
             Some(policy) => {
+                crate::metrics::metrics().pushed(policy.published_at.elapsed());
                 let Ok(sealed) = self.subscriptions.seal_policy(&policy) else {
                     return ApiError::Internal.into_response();
                 };

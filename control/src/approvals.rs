@@ -170,6 +170,10 @@ impl ApprovalsHub {
             }
         };
         self.bump();
+        crate::metrics::metrics().decided(match decision {
+            ApprovalDecision::Approve => "approve",
+            ApprovalDecision::Deny => "deny",
+        });
         if let Some(decided) = local {
             decided(ApprovalOutcome::Decided(decision));
         }
@@ -332,6 +336,8 @@ impl ApprovalBroker for ApprovalsHub {
         let removed = self.lock().finish(id).is_some();
         if removed {
             self.bump();
+            // Nobody decided in time, or the agent went away.
+            crate::metrics::metrics().decided("withdrawn");
         }
     }
 }

@@ -46,10 +46,13 @@ impl AuditWriter {
                 }
             }
             let store = self.store.clone();
+            let count = batch.len();
             let written =
                 tokio::task::spawn_blocking(move || store.append_audit(&batch, AUDIT_RETENTION))
                     .await;
-            if !matches!(written, Ok(Ok(()))) {
+            let ok = matches!(written, Ok(Ok(())));
+            crate::metrics::metrics().audit_written(count, ok);
+            if !ok {
                 tracing::error!("audit records could not be written; they are lost");
             }
         }

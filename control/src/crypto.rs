@@ -13,6 +13,8 @@ use onecli_policy::seal::NONCE_LEN;
 use zeroize::Zeroizing;
 
 pub const KEY_ENV: &str = "ONECLI_SECRET_KEY";
+/// A file holding the key, as container secrets are mounted.
+pub const KEY_FILE_ENV: &str = "ONECLI_SECRET_KEY_FILE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -25,10 +27,31 @@ pub enum CryptoError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read {KEY_FILE_ENV} {path}: {source}")]
+    EnvKeyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("set {KEY_ENV} or {KEY_FILE_ENV}, not both")]
+    TwoKeys,
     #[error("a stored value does not decrypt: wrong key, or the data was altered")]
     Decrypt,
     #[error("encryption failed")]
     Encrypt,
+}
+
+/// The key given by the environment: `ONECLI_SECRET_KEY`, or the contents
+/// of the file `ONECLI_SECRET_KEY_FILE` names. Empty variables count as unset.
+pub fn key_from_env() -> Result<Option<Zeroizing<String>>, CryptoError> {
+    let set = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match (set(KEY_ENV), set(KEY_FILE_ENV)) {
+        (Some(_), Some(_)) => Err(CryptoError::TwoKeys),
+        (Some(key), None) => Ok(Some(Zeroizing::new(key))),
+        (None, Some(path)) => fs::read_to_string(&path)
+            .map(|k| Some(Zeroizing::new(k)))
+            .map_err(|source| CryptoError::EnvKeyFile { path, source }),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Loads the key that seals secret values, agent tokens and the policy
@@ -36,7 +59,7 @@ pub enum CryptoError {
 /// up), else `<data-dir>/secret.key`, generated on first use when `create`.
 pub fn load_key(
     data_dir: &Path,
-    env: Option<String>,
+    env: Option<Zeroizing<String>>,
     create: bool,
 ) -> Result<SealingKey, CryptoError> {
     if let Some(encoded) = env {
@@ -143,12 +166,12 @@ mod tests {
     fn the_env_key_wins_and_is_validated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
-        let key = load_key(dir.path(), Some(env), true).expect("env key");
+        let key = load_key(dir.path(), Some(Zeroizing::new(env)), true).expect("env key");
         assert!(!dir.path().join("secret.key").exists());
         let sealed = seal(&key, b"c", b"v").expect("seal");
         assert!(SealingKey::from_bytes([1; 32]).open(b"c", &sealed).is_ok());
         assert!(matches!(
-            load_key(dir.path(), Some("short".into()), true),
+            load_key(dir.path(), Some(Zeroizing::new("short".into())), true),
             Err(CryptoError::BadEnvKey)
         ));
     }

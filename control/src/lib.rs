@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod crypto;
 pub mod dashboard;
 pub mod ids;
+pub mod metrics;
 pub mod publish;
 pub mod store;
 

@@ -35,6 +35,7 @@ impl Publisher {
     pub async fn publish(&self, store: &Arc<Store>) {
         let mut last = self.last.lock().await;
         let store = store.clone();
+        let started = std::time::Instant::now();
         let doc = match tokio::task::spawn_blocking(move || store.policy_doc()).await {
             Ok(Ok(doc)) => doc,
             Ok(Err(error)) => {
@@ -50,6 +51,7 @@ impl Publisher {
             return;
         }
         *last = Some(doc.version);
+        crate::metrics::metrics().published(doc.version, started.elapsed());
         for sink in &self.sinks {
             sink.install(doc.clone());
         }
@@ -60,6 +62,8 @@ impl Publisher {
 /// envelope, sealed afresh for each answer with the time it leaves.
 pub struct EncodedPolicy {
     pub version: u64,
+    /// When it was handed to the subscriptions (push latency).
+    pub published_at: std::time::Instant,
     envelope: zeroize::Zeroizing<Vec<u8>>,
 }
 
@@ -124,8 +128,11 @@ impl PolicySink for Subscriptions {
         match onecli_policy::wire::encode(&doc) {
             Ok(envelope) => {
                 let envelope = zeroize::Zeroizing::new(envelope);
-                self.latest
-                    .send_replace(Some(Arc::new(EncodedPolicy { version, envelope })));
+                self.latest.send_replace(Some(Arc::new(EncodedPolicy {
+                    version,
+                    published_at: std::time::Instant::now(),
+                    envelope,
+                })));
             }
             Err(error) => tracing::error!(%error, version, "cannot encode the policy for gateways"),
         }

@@ -604,6 +604,30 @@ impl Store {
         self.create_key(GATEWAY_TOKENS, "ogw_", name)
     }
 
+    /// Accepts a gateway token the operator made (a Kubernetes Secret, say)
+    /// beside the generated ones; true when it was new. At least 32
+    /// printable characters, no spaces.
+    pub fn accept_gateway_token(&self, name: &str, token: &str) -> Result<bool> {
+        if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(StoreError::Invalid(
+                "a gateway token is at least 32 printable characters, without spaces".into(),
+            ));
+        }
+        let hash = hex::encode(token_sha256(token));
+        self.write_unversioned(|w| {
+            if w.one::<KeyRecord>(GATEWAY_TOKENS, &hash)?.is_some() {
+                return Ok(false);
+            }
+            let record = KeyRecord {
+                id: ids::new_id(),
+                name: name.to_owned(),
+                created_at: ids::now_rfc3339(),
+            };
+            w.put(GATEWAY_TOKENS, &hash, &record)?;
+            Ok(true)
+        })
+    }
+
     pub fn verify_gateway_token(&self, presented: &str) -> Result<bool> {
         self.verify_key(GATEWAY_TOKENS, presented)
     }

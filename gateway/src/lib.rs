@@ -62,4 +62,7 @@ pub struct ControlHooks {
     pub approvals: Option<Arc<dyn onecli_policy::approval::ApprovalBroker>>,
     /// Where audit records go; `None`: the request log line only.
     pub audit: Option<Arc<dyn onecli_policy::audit::AuditSink>>,
+    /// More metrics for the gateway's `/metrics` (the control service's,
+    /// in `onecli serve`), in Prometheus' text format.
+    pub metrics: Option<Arc<dyn Fn() -> Vec<u8> + Send + Sync>>,
 }

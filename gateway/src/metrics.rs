@@ -1,15 +1,21 @@
 //! Prometheus metrics (SPEC §8), on their own listener. One registry per
 //! gateway, so tests can run several in one process.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+
+/// Upstream latencies, from half a millisecond to a minute.
+const UPSTREAM_SECONDS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 60.0,
+];
 
 pub struct GatewayMetrics {
     registry: Registry,
@@ -25,6 +31,11 @@ pub struct GatewayMetrics {
     pub approvals_pending: IntGauge,
     pub audit_dropped: IntCounter,
     pub request_seconds: Histogram,
+    pub upstream_connect: Histogram,
+    pub upstream_tls: Histogram,
+    pub upstream_ttfb: Histogram,
+    policy_age: Gauge,
+    policy_installed_at: Mutex<Option<Instant>>,
 }
 
 impl GatewayMetrics {
@@ -97,6 +108,30 @@ impl GatewayMetrics {
             "Requests refused by a rate_limit rule",
         )?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let upstream = |name: &str, help: &str| {
+            let h = Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(UPSTREAM_SECONDS.to_vec()),
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok::<_, prometheus::Error>(h)
+        };
+        let upstream_connect = upstream(
+            "onecli_gateway_upstream_connect_duration_seconds",
+            "TCP connect time of new upstream connections",
+        )?;
+        let upstream_tls = upstream(
+            "onecli_gateway_upstream_tls_duration_seconds",
+            "TLS handshake time of new upstream connections",
+        )?;
+        let upstream_ttfb = upstream(
+            "onecli_gateway_upstream_first_byte_duration_seconds",
+            "Time from sending a request upstream to its response head",
+        )?;
+        let policy_age = Gauge::new(
+            "onecli_gateway_policy_age_seconds",
+            "Seconds since the policy in force was installed (since the last change arrived)",
+        )?;
+        registry.register(Box::new(policy_age.clone()))?;
         Ok(GatewayMetrics {
             registry,
             requests,
@@ -111,12 +146,20 @@ impl GatewayMetrics {
             approvals_pending,
             audit_dropped,
             request_seconds,
+            upstream_connect,
+            upstream_tls,
+            upstream_ttfb,
+            policy_age,
+            policy_installed_at: Mutex::new(None),
         })
     }
 
     pub fn policy_installed(&self, version: u64) {
         self.policy_version
             .set(i64::try_from(version).unwrap_or(i64::MAX));
+        if let Ok(mut at) = self.policy_installed_at.lock() {
+            *at = Some(Instant::now());
+        }
     }
 
     pub fn policy_rejected(&self) {
@@ -124,6 +167,9 @@ impl GatewayMetrics {
     }
 
     pub fn render(&self) -> Vec<u8> {
+        if let Some(at) = self.policy_installed_at.lock().ok().and_then(|at| *at) {
+            self.policy_age.set(at.elapsed().as_secs_f64());
+        }
         let mut out = Vec::with_capacity(4096);
         // Encoding our own well-formed registry into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -135,6 +181,8 @@ impl GatewayMetrics {
 pub struct MetricsApp {
     pub metrics: Arc<GatewayMetrics>,
     pub leaf_count: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Appended: the control service's metrics in `onecli serve`.
+    pub extra: Option<Arc<dyn Fn() -> Vec<u8> + Send + Sync>>,
 }
 
 #[async_trait]
@@ -145,7 +193,11 @@ impl ServeHttp for MetricsApp {
             self.metrics
                 .leaf_cached
                 .set(i64::try_from((self.leaf_count)()).unwrap_or(i64::MAX));
-            (200, "text/plain; version=0.0.4", self.metrics.render())
+            let mut body = self.metrics.render();
+            if let Some(extra) = &self.extra {
+                body.extend(extra());
+            }
+            (200, "text/plain; version=0.0.4", body)
         } else {
             (404, "text/plain", b"not found\n".to_vec())
         };

@@ -77,6 +77,8 @@ pub struct RequestCtx {
     /// The request's canonical form, which every decision judges.
     canonical: Option<CanonicalRequest>,
     outcome: &'static str,
+    /// When the request head went upstream (time to first byte).
+    sent_upstream: Option<Instant>,
 }
 
 impl RequestCtx {
@@ -111,6 +113,7 @@ impl ProxyHttp for GatewayProxy {
             rule: None,
             canonical: None,
             outcome: "forwarded",
+            sent_upstream: None,
         }
     }
 
@@ -223,10 +226,60 @@ impl ProxyHttp for GatewayProxy {
                     .injections
                     .inc_by(injected.secret_ids.len() as u64);
                 ctx.injected = injected;
+                ctx.sent_upstream = Some(Instant::now());
                 Ok(())
             }
             Err(refusal) => Err(self.fail(ctx, refusal)),
         }
+    }
+
+    /// A new upstream connection: how long its TCP connect and its TLS
+    /// handshake took, as Pingora measured them.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora_core::protocols::Digest>,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if reused {
+            return Ok(());
+        }
+        let layers: Vec<std::time::Duration> = digest
+            .map(|d| {
+                d.timing_digest
+                    .iter()
+                    .map(|t| t.as_ref().and_then(|t| t.establishment_duration))
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let metrics = &self.shared.metrics;
+        if let Some(connect) = layers.first() {
+            metrics.upstream_connect.observe(connect.as_secs_f64());
+        }
+        if let (2.., Some(tls)) = (layers.len(), layers.last()) {
+            metrics.upstream_tls.observe(tls.as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(sent) = ctx.sent_upstream.take() {
+            self.shared
+                .metrics
+                .upstream_ttfb
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     async fn response_filter(

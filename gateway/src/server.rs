@@ -193,6 +193,7 @@ pub fn build_server(
             MetricsApp {
                 metrics,
                 leaf_count,
+                extra: shared.hooks.metrics.clone(),
             },
         );
         svc.add_tcp(&addr.to_string());

@@ -24,7 +24,10 @@ async fn main() -> anyhow::Result<()> {
     let origin = match (plain, listen) {
         (true, Some(addr)) => Origin::start_plain_on(addr.parse()?).await?,
         (true, None) => Origin::start_plain().await?,
-        (false, _) => Origin::start_tls(&dir, &hosts, Protocols::Both).await?,
+        (false, Some(addr)) => {
+            Origin::start_tls_on(&dir, &hosts, Protocols::Both, addr.parse()?).await?
+        }
+        (false, None) => Origin::start_tls(&dir, &hosts, Protocols::Both).await?,
     };
     println!("{}", origin.addr);
     if let Some(ca) = &origin.ca_path {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use onecli_control::api::{Api, ApiConfig};
+use onecli_control::api::{Api, ApiConfig, Surface};
 use onecli_control::approvals::ApprovalsHub;
 use onecli_control::audit::{AuditLog, AuditWriter};
 use onecli_control::publish::{PolicySink, Publisher, Subscriptions};
@@ -27,6 +27,16 @@ pub struct ControlArgs {
     pub ca_cert: Option<PathBuf>,
     #[command(flatten)]
     pub control: ControlOptions,
+    #[command(flatten)]
+    pub metrics: ControlMetricsArg,
+    /// Serve what gateways call (policy, approvals, audit) on this address
+    /// only, not on --listen: a port a network policy can open to gateways alone.
+    #[arg(long)]
+    pub gateway_api_listen: Option<SocketAddr>,
+    /// Also accept the gateway token in this file (made by the operator,
+    /// e.g. a Kubernetes Secret), beside <data-dir>/gateway-token.
+    #[arg(long, env = "ONECLI_GATEWAY_TOKEN_FILE")]
+    pub gateway_token_file: Option<PathBuf>,
 }
 
 /// What configures the control service, alone or inside `onecli serve`.
@@ -54,6 +64,14 @@ pub struct ControlOptions {
         value_name = "HOST,…"
     )]
     pub no_proxy: Vec<String>,
+}
+
+/// `onecli control` alone: where its Prometheus metrics are served.
+#[derive(Debug, Args)]
+pub struct ControlMetricsArg {
+    /// Serve the control service's Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ControlOptions {
@@ -170,7 +188,8 @@ pub struct ControlParts {
 impl ControlParts {
     /// Opens the store, creating the key and the first key files on first start.
     pub fn open(data_dir: &Path) -> Result<ControlParts, CliError> {
-        let key = crypto::load_key(data_dir, std::env::var(crypto::KEY_ENV).ok(), true)
+        let env_key = crypto::key_from_env().map_err(|e| CliError::config(e.to_string()))?;
+        let key = crypto::load_key(data_dir, env_key, true)
             .map_err(|e| CliError::config(e.to_string()))?;
         let subscriptions = Arc::new(Subscriptions::new(key.clone()));
         let store =
@@ -197,6 +216,7 @@ impl ControlParts {
         ca_cert: PathBuf,
         mut sinks: Vec<Arc<dyn PolicySink>>,
         approvals: Arc<ApprovalsHub>,
+        gateway_api_apart: bool,
     ) -> (Arc<Api>, AuditWriter) {
         sinks.push(self.subscriptions.clone());
         let api = Arc::new(Api {
@@ -210,6 +230,7 @@ impl ControlParts {
                 public_url: options.public_url(),
                 ca_cert,
                 no_proxy: options.no_proxy.clone(),
+                gateway_api_apart,
                 listen: Some(options.listen),
             },
             sessions: Default::default(),
@@ -235,8 +256,26 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| args.data_dir.join("gateway").join("ca.pem"));
     // Gateways run apart hold their approvals here (`/v1/gateway/approvals`).
     let approvals = Arc::new(ApprovalsHub::new(DEFAULT_APPROVAL_TIMEOUT_SECS));
-    let (api, audit_writer) =
-        ControlParts::open(&args.data_dir)?.into_api(&args.control, ca_cert, Vec::new(), approvals);
+    let parts = ControlParts::open(&args.data_dir)?;
+    if let Some(file) = &args.gateway_token_file {
+        let token = std::fs::read_to_string(file).map_err(|e| {
+            CliError::config(format!(
+                "cannot read the gateway token {}: {e}",
+                file.display()
+            ))
+        })?;
+        parts
+            .store
+            .accept_gateway_token("operator", token.trim())
+            .map_err(|e| CliError::config(format!("{}: {e}", file.display())))?;
+    }
+    let (api, audit_writer) = parts.into_api(
+        &args.control,
+        ca_cert,
+        Vec::new(),
+        approvals,
+        args.gateway_api_listen.is_some(),
+    );
     let listen = args.control.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -246,6 +285,21 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(startup_error(listen))?;
+        let apart = [
+            (args.metrics.metrics_listen, Surface::Metrics),
+            (args.gateway_api_listen, Surface::Gateways),
+        ];
+        for (addr, surface) in apart {
+            if let Some(addr) = addr {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(startup_error(addr))?;
+                tokio::spawn(
+                    api.clone()
+                        .serve_on(listener, std::future::pending(), surface),
+                );
+            }
+        }
         api.publisher.publish(&api.store).await;
         tokio::spawn(audit_writer.run());
         tracing::info!(%listen, "control service listening");

@@ -162,7 +162,7 @@ impl From<bool> for Check {
 }
 
 /// The status of one raw HTTP/1.1 exchange with `addr`.
-fn http_status(addr: &str, request: &str) -> Option<u16> {
+pub(super) fn http_status(addr: &str, request: &str) -> Option<u16> {
     let addr = addr.to_socket_addrs().ok()?.next()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -141,7 +141,8 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
                     token_file.display()
                 ))
             })?;
-            let env_key = std::env::var(onecli_control::crypto::KEY_ENV).ok();
+            let env_key = onecli_control::crypto::key_from_env()
+                .map_err(|e| CliError::config(e.to_string()))?;
             let key = onecli_control::crypto::load_key(&config.data_dir, env_key, false).map_err(
                 |e| {
                     CliError::config(format!(

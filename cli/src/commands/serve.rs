@@ -55,14 +55,23 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let approvals = Arc::new(ApprovalsHub::new(args.gateway.approval_timeout.as_secs()));
     let broker: Arc<dyn ApprovalBroker> = approvals.clone();
     let audit: Arc<dyn AuditSink> = parts.audit.clone();
+    let control_metrics = {
+        let (subscriptions, approvals) = (parts.subscriptions.clone(), approvals.clone());
+        Arc::new(move || {
+            onecli_control::metrics::metrics()
+                .render(subscriptions.listening(), approvals.pending_count())
+        })
+    };
     let hooks = ControlHooks {
         approvals: Some(broker),
         audit: Some(audit),
+        metrics: Some(control_metrics),
     };
     let mut gateway = build_server(config, PolicySource::External, hooks)
         .map_err(|e| CliError::config(e.to_string()))?;
     let in_process: Arc<dyn PolicySink> = Arc::new(InProcessGateway(gateway.policy.clone()));
-    let (api, audit_writer) = parts.into_api(&args.control, ca_cert, vec![in_process], approvals);
+    let (api, audit_writer) =
+        parts.into_api(&args.control, ca_cert, vec![in_process], approvals, false);
 
     // Bind now, so a taken port is a clear error before anything starts.
     let listener = std::net::TcpListener::bind(listen)

@@ -68,10 +68,16 @@ struct Fleet {
     api_port: u16,
     control: Option<Proc>,
     api_key: String,
+    /// More `onecli control` arguments.
+    control_extra: Vec<String>,
 }
 
 impl Fleet {
     async fn start() -> Fleet {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(control_extra: &[&str]) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let origin = Origin::start_tls(dir.path(), &HOSTS, Protocols::Both)
             .await
@@ -83,6 +89,7 @@ impl Fleet {
             api_port,
             control: None,
             api_key: String::new(),
+            control_extra: control_extra.iter().map(|s| s.to_string()).collect(),
         };
         fleet.start_control().await;
         fleet.api_key = std::fs::read_to_string(fleet.control_dir().join("api-key"))
@@ -97,13 +104,14 @@ impl Fleet {
     }
 
     async fn start_control(&mut self) {
-        let args = vec![
+        let mut args = vec![
             "control".to_owned(),
             "--listen".to_owned(),
             format!("127.0.0.1:{}", self.api_port),
             "--data-dir".to_owned(),
             self.control_dir().display().to_string(),
         ];
+        args.extend(self.control_extra.iter().cloned());
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -115,6 +123,10 @@ impl Fleet {
     /// A gateway subscribed to the control service; `data_dir` keeps its
     /// last policy. The first gateway generates the CA the others share.
     fn gateway(&self, name: &str, port: u16, token_file: &Path) -> Proc {
+        self.gateway_with(name, port, token_file, &[])
+    }
+
+    fn gateway_with(&self, name: &str, port: u16, token_file: &Path, extra: &[&str]) -> Proc {
         let ca = self.control_dir().join("gateway");
         let mut args: Vec<String> = vec![
             "gateway".into(),
@@ -144,6 +156,7 @@ impl Fleet {
                 format!("{host}:{}:127.0.0.1", self.origin.port()),
             ]);
         }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -449,4 +462,177 @@ async fn with_the_hub_unreachable_a_held_request_fails_closed() {
         crate::served::request_with_body(&mut t, "POST", "/v1/held", "api.test", b"{}").await;
     assert_eq!(resp.status, 503, "{}", resp.head);
     assert_eq!(resp.json()["error"], "approval_unavailable");
+}
+
+/// A Prometheus query's result, once it has one.
+async fn query(prometheus: u16, expr: &str) -> Option<Vec<Value>> {
+    let path = format!(
+        "/api/v1/query?query={}",
+        crate::harness::percent_encode(expr)
+    );
+    let (status, body) = raw_call(prometheus, "GET", &path, None, None).await;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    (status == 200 && v["status"] == "success")
+        .then(|| v["data"]["result"].as_array().cloned())
+        .flatten()
+        .filter(|r| !r.is_empty())
+}
+
+/// Debian's Prometheus scrapes a control service and a gateway run apart
+/// under a little traffic of every kind; every query of every panel of
+/// deploy/grafana/onecli.json then returns data. Run by scripts/test-deploy,
+/// which names the Prometheus binary.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Prometheus: scripts/test-deploy"]
+async fn every_grafana_panel_returns_data() {
+    let prometheus_bin = std::env::var("ONECLI_TEST_PROMETHEUS")
+        .expect("ONECLI_TEST_PROMETHEUS is not set: run scripts/test-deploy");
+    let (control_metrics, gateway_metrics) = (free_port(), free_port());
+    let fleet =
+        Fleet::start_with(&["--metrics-listen", &format!("127.0.0.1:{control_metrics}")]).await;
+    shared_ca(&fleet);
+    let token_file = fleet.control_dir().join("gateway-token");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{gateway_metrics}");
+    let gateway = fleet.gateway_with(
+        "gateway-m",
+        port,
+        &token_file,
+        &["--metrics-listen", &listen],
+    );
+    wait_for(port, "/readyz", 200, &gateway).await;
+    let ca = fleet.control_dir().join("gateway").join("ca.pem");
+
+    // Traffic of every kind: injected, rate-limited, blocked, approved.
+    let (_, agent) = fleet
+        .api(
+            "POST",
+            "/v1/agents",
+            Some(json!({ "name": "M", "identifier": "m" })),
+        )
+        .await;
+    let agent_id = agent["id"].as_str().expect("id").to_owned();
+    let secret =
+        json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+    assert_eq!(fleet.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+    for rule in [
+        json!({ "name": "one a minute", "hostPattern": "api.test", "pathPattern": "/limited", "action": "rate_limit",
+            "rateLimit": 1, "rateLimitWindow": "minute", "enabled": true }),
+        json!({ "name": "never", "hostPattern": "api.test", "pathPattern": "/blocked", "action": "block", "enabled": true }),
+        json!({ "name": "ask", "hostPattern": "api.test", "pathPattern": "/held", "methods": ["POST"],
+            "action": "manual_approval", "enabled": true }),
+    ] {
+        assert_eq!(fleet.api("POST", "/v1/rules", Some(rule)).await.0, 201);
+    }
+    let (_, agents) = fleet.api("GET", "/v1/agents", None).await;
+    let token = agents
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == agent_id.as_str()))
+        .and_then(|a| a["accessToken"].as_str())
+        .expect("token")
+        .to_owned();
+    // The gateway holds the rules once /blocked is refused.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut t = tls_tunnel_to(port, &ca, &token, "api.test", fleet.origin.port()).await;
+        if request(&mut t, "GET", "/blocked", "api.test", &[])
+            .await
+            .status
+            == 403
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rules never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut t = tls_tunnel_to(port, &ca, &token, "api.test", fleet.origin.port()).await;
+    for path in [
+        "/v1/messages",
+        "/v1/messages",
+        "/limited",
+        "/limited",
+        "/limited",
+    ] {
+        request(&mut t, "GET", path, "api.test", &[]).await;
+    }
+    let held = {
+        let mut t = tls_tunnel_to(port, &ca, &token, "api.test", fleet.origin.port()).await;
+        tokio::spawn(async move {
+            crate::served::request_with_body(&mut t, "POST", "/held", "api.test", b"{}").await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (_, pending) = fleet.api("GET", "/v1/approvals/pending?wait=0", None).await;
+        if let Some(id) = pending["requests"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let decision = Some(json!({ "decision": "approve" }));
+    let path = format!("/v1/approvals/{id}/decision");
+    assert_eq!(fleet.api("POST", &path, decision).await.0, 200);
+    assert_eq!(held.await.expect("held request").status, 200);
+
+    // Prometheus, scraping both every second.
+    let dir = fleet.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: onecli-control\n    static_configs:\n      - targets: ['127.0.0.1:{control_metrics}']\n  - job_name: onecli-gateway\n    static_configs:\n      - targets: ['127.0.0.1:{gateway_metrics}']\n"
+        ),
+    )
+    .expect("config");
+    let prometheus_port = free_port();
+    let log = dir.join("prometheus.log");
+    let _prometheus = Proc {
+        child: Command::new(&prometheus_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+            .spawn()
+            .expect("prometheus"),
+        log,
+    };
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../../deploy/grafana/onecli.json"))
+            .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| {
+            t["expr"]
+                .as_str()
+                .map(|e| e.replace("$__rate_interval", "1m"))
+        })
+        .collect();
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut missing = exprs.clone();
+    while !missing.is_empty() {
+        let mut still = Vec::new();
+        for expr in &missing {
+            if query(prometheus_port, expr).await.is_none() {
+                still.push(expr.clone());
+            }
+        }
+        missing = still;
+        assert!(
+            missing.is_empty() || Instant::now() < deadline,
+            "no data for: {missing:#?}\n{}",
+            _prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -668,16 +668,32 @@ async fn own_api_health_readiness_and_metrics() {
     assert_eq!(status, 400);
     assert_eq!(json(&body)["error"], "not_a_proxy_request");
     let _ = env.curl(TOKEN_ALL, &[], &env.url("api.test", "/"));
-    let metrics = env.gateway.metrics().await;
-    for name in [
+    let want = [
         "onecli_gateway_requests_total{outcome=\"forwarded\",status=\"2xx\"} 1",
         "onecli_gateway_injections_total 1",
         "onecli_gateway_tunnels_total{mode=\"intercept\"} 1",
         "onecli_gateway_leaf_certs_minted_total 1",
         "onecli_gateway_policy_version 1",
         "onecli_gateway_tunnels_open",
-    ] {
-        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+        "onecli_gateway_upstream_connect_duration_seconds_count 1",
+        "onecli_gateway_upstream_tls_duration_seconds_count 1",
+        "onecli_gateway_upstream_first_byte_duration_seconds_count 1",
+        "onecli_gateway_policy_age_seconds",
+    ];
+    // A request is counted once its log phase has run, just after curl
+    // has its answer: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = env.gateway.metrics().await;
+        let missing: Vec<&&str> = want.iter().filter(|n| !metrics.contains(**n)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {missing:?} in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

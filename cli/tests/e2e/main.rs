@@ -3,8 +3,10 @@
 
 mod approvals;
 mod compat;
+mod containers;
 mod control;
 mod dashboard;
+mod deploy;
 mod fleet;
 mod gateway;
 mod harness;
