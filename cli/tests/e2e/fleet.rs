@@ -603,6 +603,15 @@ async fn every_grafana_panel_returns_data() {
             .expect("prometheus"),
         log,
     };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(http_get(prometheus_port, "/-/ready").await, Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never got ready:\n{}",
+            _prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let dashboard: Value =
         serde_json::from_str(include_str!("../../../deploy/grafana/onecli.json"))
             .expect("the dashboard is JSON");
