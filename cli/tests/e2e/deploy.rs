@@ -167,6 +167,28 @@ fn image_uid() -> u64 {
         .expect("USER uid:gid")
 }
 
+/// Every file a kustomization lists exists, and every manifest is listed.
+#[test]
+fn kustomizations_list_their_files() {
+    for dir in ["kubernetes", "kubernetes/monitoring"] {
+        let dir = PathBuf::from(format!("{DEPLOY}/{dir}"));
+        let text = std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization");
+        let k: Value = serde_yaml::from_str(&text).expect("YAML");
+        let listed: BTreeSet<String> = k["resources"]
+            .as_sequence()
+            .expect("resources")
+            .iter()
+            .map(|r| s(r).to_owned())
+            .collect();
+        let present: BTreeSet<String> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect();
+        assert_eq!(listed, present, "{}", dir.display());
+    }
+}
+
 #[test]
 fn kubernetes_manifests_match_the_binary() {
     let docs = documents(Path::new(&format!("{DEPLOY}/kubernetes")));

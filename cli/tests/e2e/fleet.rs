@@ -578,14 +578,35 @@ async fn every_grafana_panel_returns_data() {
     // Prometheus, scraping both every second.
     let dir = fleet.dir.path().join("prometheus");
     std::fs::create_dir_all(&dir).expect("dir");
+    // And `onecli serve`, whose one metrics port carries both services'
+    // metrics (compose scrapes that): Prometheus must take the text whole.
+    let serve_metrics = free_port();
+    let serve_listen = format!("127.0.0.1:{serve_metrics}");
+    let served = crate::served::Served::start_with(&["--metrics-listen", &serve_listen]).await;
+    let (_, served_token) = served.agent("served").await;
+    let secret =
+        json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+    assert_eq!(served.api("POST", "/v1/secrets", Some(secret)).await.0, 201);
+    let mut t = served.tunnel(&served_token, "api.test").await;
+    assert_eq!(
+        request(&mut t, "GET", "/v1/messages", "api.test", &[])
+            .await
+            .status,
+        200
+    );
     let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: onecli-control\n    static_configs:\n      - targets: ['127.0.0.1:{control_metrics}']\n  - job_name: onecli-gateway\n    static_configs:\n      - targets: ['127.0.0.1:{gateway_metrics}']\n"
-        ),
-    )
-    .expect("config");
+    let jobs = [
+        ("onecli-control", control_metrics),
+        ("onecli-gateway", gateway_metrics),
+        ("onecli-serve", serve_metrics),
+    ];
+    let mut yaml = String::from("global:\n  scrape_interval: 1s\nscrape_configs:\n");
+    for (job, port) in jobs {
+        yaml.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ));
+    }
+    std::fs::write(&config, yaml).expect("config");
     let prometheus_port = free_port();
     let log = dir.join("prometheus.log");
     let _prometheus = Proc {
@@ -627,6 +648,19 @@ async fn every_grafana_panel_returns_data() {
         })
         .collect();
     assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    // Every target scraped whole, `serve`'s two families included.
+    let mut exprs = exprs;
+    exprs.extend(
+        [
+            "up{job=\"onecli-control\"} == 1",
+            "up{job=\"onecli-gateway\"} == 1",
+            "up{job=\"onecli-serve\"} == 1",
+            "onecli_control_policy_version{job=\"onecli-serve\"}",
+            "onecli_gateway_injections_total{job=\"onecli-serve\"} > 0",
+            "onecli_gateway_upstream_first_byte_duration_seconds_count{job=\"onecli-serve\"} > 0",
+        ]
+        .map(str::to_owned),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut missing = exprs.clone();
     while !missing.is_empty() {
