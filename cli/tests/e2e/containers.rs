@@ -335,6 +335,10 @@ async fn the_image_and_the_nanoclaw_topology() {
     podman_ok(&["start", &tag]);
     wait_ready(api_port, gw_port, &tag).await;
     assert_eq!(state(api_port, &key).await, before, "changed by a restart");
+    let size: u64 = podman_ok(&["exec", &tag, "stat", "-c", "%s", "/usr/local/bin/onecli"])
+        .parse()
+        .expect("size");
+    assert!(size < 60 << 20, "the binary in the image is {size} bytes");
     let data_mode = podman_ok(&["exec", &tag, "stat", "-c", "%a %u", "/app/data"]);
     assert_eq!(data_mode, "700 10001");
 }
