@@ -158,10 +158,19 @@ impl Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Its id (an agent also by identifier).
-    #[arg(value_name = "ID", required_unless_present = "id")]
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "id",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     target: Option<String>,
     /// The same, as a flag.
-    #[arg(long = "id", value_name = "ID", conflicts_with = "target")]
+    #[arg(
+        long = "id",
+        value_name = "ID",
+        conflicts_with = "target",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     id: Option<String>,
 }
 

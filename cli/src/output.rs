@@ -20,14 +20,6 @@ pub fn line(text: impl std::fmt::Display) {
     }
 }
 
-/// Writes without a newline (prompts).
-pub fn part(text: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    if write!(out, "{text}").and_then(|()| out.flush()).is_err() {
-        std::process::exit(0);
-    }
-}
-
 fn pretty(value: &Value) {
     line(serde_json::to_string_pretty(value).unwrap_or_default());
 }

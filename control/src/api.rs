@@ -464,9 +464,15 @@ impl Api {
     /// A gateway's long-poll: the sealed policy newer than `after`, or 204
     /// when none came within the wait.
     pub(super) async fn policy_for_gateway(&self, after: u64) -> Response<Body> {
+        let asked = std::time::Instant::now();
         match self.subscriptions.next_after(after, POLICY_WAIT).await {
             Some(policy) => {
-                crate::metrics::metrics().pushed(policy.published_at.elapsed());
+                // A push: published while this gateway waited. A gateway that
+                // starts behind gets the current policy at once, and its wait
+                // would say nothing about propagation.
+                if policy.published_at >= asked {
+                    crate::metrics::metrics().pushed(policy.published_at.elapsed());
+                }
                 let Ok(sealed) = self.subscriptions.seal_policy(&policy) else {
                     return ApiError::Internal.into_response();
                 };

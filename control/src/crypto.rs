@@ -47,9 +47,18 @@ pub fn key_from_env() -> Result<Option<Zeroizing<String>>, CryptoError> {
     match (set(KEY_ENV), set(KEY_FILE_ENV)) {
         (Some(_), Some(_)) => Err(CryptoError::TwoKeys),
         (Some(key), None) => Ok(Some(Zeroizing::new(key))),
-        (None, Some(path)) => fs::read_to_string(&path)
-            .map(|k| Some(Zeroizing::new(k)))
-            .map_err(|source| CryptoError::EnvKeyFile { path, source }),
+        (None, Some(path)) => {
+            let key = fs::read_to_string(&path)
+                .map(Zeroizing::new)
+                .map_err(|source| CryptoError::EnvKeyFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            if decode_key(key.trim()).is_none() {
+                return Err(CryptoError::BadKeyFile { path });
+            }
+            Ok(Some(key))
+        }
         (None, None) => Ok(None),
     }
 }

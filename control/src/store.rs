@@ -604,9 +604,10 @@ impl Store {
         self.create_key(GATEWAY_TOKENS, "ogw_", name)
     }
 
-    /// Accepts a gateway token the operator made (a Kubernetes Secret, say)
-    /// beside the generated ones; true when it was new. At least 32
-    /// printable characters, no spaces.
+    /// Makes `token` the one gateway token named `name` (the operator's,
+    /// from a Kubernetes Secret, say), beside the generated ones: an earlier
+    /// token of that name stops working, so rotating the Secret revokes the
+    /// old one. True when it was new. At least 32 printable characters.
     pub fn accept_gateway_token(&self, name: &str, token: &str) -> Result<bool> {
         if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(StoreError::Invalid(
@@ -615,7 +616,22 @@ impl Store {
         }
         let hash = hex::encode(token_sha256(token));
         self.write_unversioned(|w| {
-            if w.one::<KeyRecord>(GATEWAY_TOKENS, &hash)?.is_some() {
+            let mut table = w.txn.open_table(GATEWAY_TOKENS).map_err(db_err)?;
+            let mut replaced = Vec::new();
+            let mut present = false;
+            for entry in table.iter().map_err(db_err)? {
+                let (key, value) = entry.map_err(db_err)?;
+                let record: KeyRecord = serde_json::from_slice(value.value()).map_err(db_err)?;
+                if key.value() == hash {
+                    present = true;
+                } else if record.name == name {
+                    replaced.push(key.value().to_owned());
+                }
+            }
+            for key in replaced {
+                table.remove(key.as_str()).map_err(db_err)?;
+            }
+            if present {
                 return Ok(false);
             }
             let record = KeyRecord {
@@ -623,7 +639,10 @@ impl Store {
                 name: name.to_owned(),
                 created_at: ids::now_rfc3339(),
             };
-            w.put(GATEWAY_TOKENS, &hash, &record)?;
+            let bytes = serde_json::to_vec(&record).map_err(db_err)?;
+            table
+                .insert(hash.as_str(), bytes.as_slice())
+                .map_err(db_err)?;
             Ok(true)
         })
     }

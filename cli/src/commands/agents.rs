@@ -113,6 +113,10 @@ pub struct SetSecrets {
         conflicts_with = "secret_ids"
     )]
     secret_ids_flag: Option<Vec<String>>,
+    /// Give it no secrets at all (an empty list is refused otherwise: an
+    /// empty variable would cut the agent off).
+    #[arg(long, conflicts_with_all = ["secret_ids", "secret_ids_flag"])]
+    none: bool,
     #[command(flatten)]
     dry: DryRunArg,
 }
@@ -299,6 +303,12 @@ fn set_secrets(api: &Api, args: SetSecrets, out: Out) -> Result<(), CliError> {
         .map(|id| id.trim().to_owned())
         .filter(|id| !id.is_empty())
         .collect();
+    if ids.is_empty() && !args.none {
+        return Err(CliError::new(
+            crate::commands::exit::REFUSED,
+            "no secret ids given: name them, or pass --none to give the agent no secrets",
+        ));
+    }
     let id = args.agent.get();
     let at = format!("/v1/agents/{}", encode(id));
     let dry = args.dry.dry_run;

@@ -107,8 +107,9 @@ fn watch(api: &Api, out: Out) -> Result<(), CliError> {
             seen.insert(id.clone());
             show(request, out.json);
             let answer = loop {
-                crate::output::part(format_args!("approve? [y]es / [n]o / [s]kip: "));
-                let _ = std::io::stdout().flush();
+                // On stderr: stdout may be JSON lines for a script.
+                eprint!("approve? [y]es / [n]o / [s]kip: ");
+                let _ = std::io::stderr().flush();
                 match lines.next() {
                     Some(Ok(line)) => match line.trim().to_ascii_lowercase().as_str() {
                         "y" | "yes" => break Some("approve"),

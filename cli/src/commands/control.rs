@@ -79,7 +79,12 @@ impl ControlOptions {
     /// configured, else the address it listens on (`localhost` for loopback
     /// and wildcard binds, which are never handed out).
     pub fn public_url(&self) -> String {
-        match &self.public_url {
+        match self
+            .public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => local_url(self.listen),
         }
@@ -87,7 +92,7 @@ impl ControlOptions {
 
     /// Refuses what would hand agents an address they cannot use.
     pub fn check(&self) -> Result<(), CliError> {
-        if let Some(url) = &self.public_url {
+        if let Some(url) = self.public_url.as_deref().filter(|u| !u.trim().is_empty()) {
             check_url("--public-url", url)?;
         }
         let host = self
@@ -107,20 +112,43 @@ impl ControlOptions {
                 self.container_gateway
             )));
         }
-        for host in &self.no_proxy {
+        for host in self.no_proxy_hosts() {
             let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_:[]/".contains(c);
-            if host.is_empty() || !host.chars().all(allowed) || host.trim_matches('.').is_empty() {
+            let bad = !host.chars().all(allowed)
+                || host.trim_matches('.').is_empty()
+                // `.com`: a whole top-level domain.
+                || (host.starts_with('.') && !host[1..].contains('.'))
+                // `0.0.0.0/0`, `::/0`, `10.0.0.0/4`: most of the Internet.
+                || host
+                    .rsplit_once('/')
+                    .and_then(|(_, bits)| bits.parse::<u8>().ok())
+                    .is_some_and(|bits| bits < 8);
+            if bad {
                 return Err(CliError::config(format!(
-                    "--no-proxy {host:?}: give host names, .domain suffixes or IP addresses, comma-separated (no \"*\": agents would bypass the gateway entirely)"
+                    "--no-proxy {host:?}: give host names, .domain suffixes, IP addresses or networks of /8 or narrower, comma-separated (not \"*\", a whole top-level domain or /0: agents would bypass the gateway)"
                 )));
             }
         }
         Ok(())
     }
 
+    /// The `--no-proxy` hosts, trimmed, empty entries dropped (an empty
+    /// variable, a trailing comma).
+    pub fn no_proxy_hosts(&self) -> Vec<String> {
+        self.no_proxy
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+
     /// Says at start when the links handed out are a guess.
     pub fn warn_if_guessing(&self) {
-        if self.public_url.is_none() && self.listen.ip().is_unspecified() {
+        let configured = self
+            .public_url
+            .as_deref()
+            .is_some_and(|u| !u.trim().is_empty());
+        if !configured && self.listen.ip().is_unspecified() {
             tracing::warn!(
                 listen = %self.listen,
                 advertised = %self.public_url(),
@@ -229,7 +257,7 @@ impl ControlParts {
                 container_gateway: options.container_gateway.clone(),
                 public_url: options.public_url(),
                 ca_cert,
-                no_proxy: options.no_proxy.clone(),
+                no_proxy: options.no_proxy_hosts(),
                 gateway_api_apart,
                 listen: Some(options.listen),
             },
@@ -257,7 +285,11 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
     // Gateways run apart hold their approvals here (`/v1/gateway/approvals`).
     let approvals = Arc::new(ApprovalsHub::new(DEFAULT_APPROVAL_TIMEOUT_SECS));
     let parts = ControlParts::open(&args.data_dir)?;
-    if let Some(file) = &args.gateway_token_file {
+    if let Some(file) = args
+        .gateway_token_file
+        .as_ref()
+        .filter(|f| !f.as_os_str().is_empty())
+    {
         let token = std::fs::read_to_string(file).map_err(|e| {
             CliError::config(format!(
                 "cannot read the gateway token {}: {e}",

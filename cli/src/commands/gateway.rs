@@ -111,6 +111,7 @@ impl GatewayOptions {
         config.dashboard_url = self
             .dashboard_url
             .clone()
+            .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| default_dashboard.to_owned());
         config.threads = self.threads;
         config.shutdown_timeout = self.shutdown_timeout;
@@ -121,7 +122,12 @@ impl GatewayOptions {
 }
 
 pub fn run(args: GatewayArgs) -> Result<(), CliError> {
-    match &args.options.dashboard_url {
+    match args
+        .options
+        .dashboard_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
         Some(url) => super::control::check_url("--dashboard-url", url)?,
         None if args.listen.ip().is_unspecified() => tracing::warn!(
             listen = %args.listen,

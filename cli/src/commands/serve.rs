@@ -38,7 +38,12 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     args.control.check()?;
-    if let Some(url) = &args.gateway.dashboard_url {
+    if let Some(url) = args
+        .gateway
+        .dashboard_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
         super::control::check_url("--dashboard-url", url)?;
     }
     let data_dir = args.gateway.data_dir.clone();

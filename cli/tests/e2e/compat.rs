@@ -181,6 +181,10 @@ async fn oneclis_flags_and_json_output_work_unchanged() {
         &format!("{anthropic_id}, {github_id}"),
     ]));
     assert_eq!(set["secret_mode"], "selective");
+    // No ids (an empty variable) is refused, not a silent cut-off.
+    let empty = run(&["agents", "set-secrets", "--id", "bot", "--secret-ids", ""]);
+    assert_eq!(code(&empty), Some(8));
+    assert_eq!(code(&run(&["agents", "get", "--id", ""])), Some(2));
     let shown = json_of(&run(&[
         "agents",
         "get",
@@ -791,7 +795,7 @@ async fn agents_reach_listed_hosts_and_loopback_directly() {
     );
 
     // Hosts that would turn the gateway off are refused at start.
-    for bad in ["*", "a b", ""] {
+    for bad in ["*", "a b", "0.0.0.0/0", "::/0", ".com", "."] {
         let out = Command::new(env!("CARGO_BIN_EXE_onecli"))
             .args(["control", "--data-dir"])
             .arg(home.path().join("unused"))
@@ -801,6 +805,16 @@ async fn agents_reach_listed_hosts_and_loopback_directly() {
             .expect("onecli control");
         assert_eq!(code(&out), Some(3), "--no-proxy {bad:?}");
     }
+    // An empty variable or a trailing comma is no host, not an error.
+    let (status, config) = {
+        let s = Served::start_with(&["--no-proxy", "mcp.internal, ,"]).await;
+        s.api("GET", "/v1/container-config", None).await
+    };
+    assert_eq!(status, 200);
+    assert_eq!(
+        config["env"]["NO_PROXY"],
+        "localhost,127.0.0.1,::1,mcp.internal"
+    );
 }
 
 #[test]

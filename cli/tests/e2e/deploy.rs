@@ -494,6 +494,16 @@ async fn the_manifests_arguments_start_both_services_and_answer_their_probes() {
     let gateway_api = ports[&("onecli-control".to_owned(), 10257)];
     let (status, _) = http_get(gateway_api, "/v1/agents").await.expect("get");
     assert_eq!(status, 404, "the admin API on the gateway API's port");
+    // And what gateways call is not on the main port any more.
+    let main = ports[&("onecli-control".to_owned(), 10254)];
+    for path in [
+        "/v1/gateway/policy",
+        "/api/gateway/audit",
+        "/v1//gateway/approvals/x",
+    ] {
+        let (status, _) = http_get(main, path).await.expect("get");
+        assert_eq!(status, 404, "{path} on the main port");
+    }
 }
 
 struct Child(std::process::Child, PathBuf);

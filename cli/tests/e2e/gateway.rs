@@ -674,11 +674,11 @@ async fn own_api_health_readiness_and_metrics() {
         "onecli_gateway_tunnels_total{mode=\"intercept\"} 1",
         "onecli_gateway_leaf_certs_minted_total 1",
         "onecli_gateway_policy_version 1",
-        "onecli_gateway_tunnels_open",
+        "\nonecli_gateway_tunnels_open ",
         "onecli_gateway_upstream_connect_duration_seconds_count 1",
         "onecli_gateway_upstream_tls_duration_seconds_count 1",
         "onecli_gateway_upstream_first_byte_duration_seconds_count 1",
-        "onecli_gateway_policy_age_seconds",
+        "\nonecli_gateway_policy_age_seconds ",
     ];
     // A request is counted once its log phase has run, just after curl
     // has its answer: poll.

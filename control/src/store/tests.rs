@@ -438,3 +438,21 @@ fn a_dry_run_checks_like_a_write_and_keeps_nothing() {
     s.create_agent("New", "new", false).expect("create");
     assert_eq!(s.agents().expect("agents").len(), 2);
 }
+
+#[test]
+fn the_operators_gateway_token_replaces_its_predecessor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let generated = s.create_gateway_token("gateway").expect("generated");
+    let first = "ogw_operator_first_token_0123456789abcdef";
+    let second = "ogw_operator_second_token_0123456789abcdef";
+    assert!(s.accept_gateway_token("operator", first).expect("accept"));
+    assert!(!s.accept_gateway_token("operator", first).expect("again"));
+    assert!(s.verify_gateway_token(first).expect("verify"));
+    // The Secret rotated: the old token stops working, the generated one stays.
+    assert!(s.accept_gateway_token("operator", second).expect("rotate"));
+    assert!(!s.verify_gateway_token(first).expect("verify"));
+    assert!(s.verify_gateway_token(second).expect("verify"));
+    assert!(s.verify_gateway_token(&generated).expect("verify"));
+    assert!(s.accept_gateway_token("operator", "short").is_err());
+}
