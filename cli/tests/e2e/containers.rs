@@ -144,6 +144,22 @@ async fn the_image_and_the_nanoclaw_topology() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The gateway is pinned to the origin's address: name resolution on a
+    // fresh Podman network was seen to lag, and it is not what is tested.
+    let ip_of = |name: &str| {
+        podman_ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{tag}\").IPAddress}}}}"),
+            name,
+        ])
+    };
+    let origin_ip = ip_of(&origin);
+    let pins: Vec<String> = ["api.anthropic.com", "api.test"]
+        .iter()
+        .map(|h| format!("{h}:8443:{origin_ip}"))
+        .collect();
+
     // The image as users run it: published ports, a named volume.
     let (api_port, gw_port) = (free_port(), free_port());
     let volume = format!("{tag}-data");
@@ -167,14 +183,12 @@ async fn the_image_and_the_nanoclaw_topology() {
     ]);
     args.extend(["-e", &public, &image]);
     // Appended to the entrypoint's `onecli serve`: trust the test origin,
-    // which lives at a private address.
+    // and reach it at its private address (pinned addresses pass the
+    // egress guard).
     args.extend(["--upstream-ca", "/origin-ca.pem"]);
-    args.extend([
-        "--allow-egress",
-        "api.anthropic.com",
-        "--allow-egress",
-        "api.test",
-    ]);
+    for pin in &pins {
+        args.extend(["--resolve", pin]);
+    }
     podman_ok(&args);
     made.containers.push(tag.clone());
     wait_ready(api_port, gw_port, &tag).await;
@@ -226,12 +240,7 @@ async fn the_image_and_the_nanoclaw_topology() {
         !joined.contains(&key) && !joined.contains(ANTHROPIC),
         "a credential in the agent's arguments"
     );
-    let gateway_ip = podman_ok(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{tag}\").IPAddress}}}}"),
-        &tag,
-    ]);
+    let gateway_ip = ip_of(&tag);
     let host_mapping = format!("host.docker.internal:{gateway_ip}");
     let sdk_args: Vec<String> = sdk_args
         .into_iter()
@@ -282,8 +291,9 @@ async fn the_image_and_the_nanoclaw_topology() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{text}{}\nthe gateway's log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&podman(&["logs", &tag]).stderr)
     );
     let section = |name: &str| -> &str {
         let start = text.find(&format!("== {name}\n")).expect(name) + name.len() + 4;
