@@ -265,29 +265,36 @@ pub fn run(command: AgentsCommand, api: &ApiArgs, out: Out) -> Result<(), CliErr
         }
         AgentsCommand::SetSecrets(args) => set_secrets(&api, args, out)?,
         AgentsCommand::SetSecretMode { agent, mode, dry } => {
-            let mode = mode.get();
-            let path = format!("{}/secret-mode", at(&agent));
-            let result = api.change(dry.dry_run, "PATCH", &path, Some(&json!({ "mode": mode })))?;
-            let id = agent.get();
-            let value = json!({ "status": "updated", "id": id, "mode": mode });
-            if dry.dry_run {
-                out.dry_run("Would set agent secret mode", value, result);
-            } else {
-                out.done(&value, &format!("{id} now sees {mode} secrets"));
-            }
+            let (id, mode) = (agent.get(), mode.get());
+            let sentence = format!("{id} now sees {mode} secrets");
+            set_mode(&api, out, id, "secret", mode, dry, &sentence)?;
         }
         AgentsCommand::SetPolicyMode { agent, mode, dry } => {
-            let mode = mode.get();
-            let path = format!("{}/policy-mode", at(&agent));
-            let result = api.change(dry.dry_run, "PATCH", &path, Some(&json!({ "mode": mode })))?;
-            let id = agent.get();
-            let value = json!({ "status": "updated", "id": id, "mode": mode });
-            if dry.dry_run {
-                out.dry_run("Would set agent policy mode", value, result);
-            } else {
-                out.done(&value, &format!("{id} is now in {mode} mode"));
-            }
+            let (id, mode) = (agent.get(), mode.get());
+            let sentence = format!("{id} is now in {mode} mode");
+            set_mode(&api, out, id, "policy", mode, dry, &sentence)?;
         }
+    }
+    Ok(())
+}
+
+/// `PATCH /v1/agents/ID/{kind}-mode`, or its dry run.
+fn set_mode(
+    api: &Api,
+    out: Out,
+    id: &str,
+    kind: &str,
+    mode: &str,
+    dry: DryRunArg,
+    sentence: &str,
+) -> Result<(), CliError> {
+    let path = format!("/v1/agents/{}/{kind}-mode", encode(id));
+    let result = api.change(dry.dry_run, "PATCH", &path, Some(&json!({ "mode": mode })))?;
+    let value = json!({ "status": "updated", "id": id, "mode": mode });
+    if dry.dry_run {
+        out.dry_run(&format!("Would set agent {kind} mode"), value, result);
+    } else {
+        out.done(&value, sentence);
     }
     Ok(())
 }
