@@ -73,6 +73,10 @@ pub struct ApiArgs {
     /// The API key (default: ONECLI_API_KEY, ~/.onecli/credentials/api-key, else the local serve's).
     #[arg(long, global = true, env = "ONECLI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The project to work in (id or identifier), for an admin key; a
+    /// project's own key works in its project (sent as X-Project-Id).
+    #[arg(long, global = true, env = "ONECLI_PROJECT")]
+    pub project: Option<String>,
 }
 
 impl ApiArgs {
@@ -112,12 +116,22 @@ impl ApiArgs {
                 ),
             )
         })?;
-        let client = ControlClient::new(&host, key).map_err(|e| {
+        let mut client = ControlClient::new(&host, key).map_err(|e| {
             CliError::new(
                 exit::CONFIG,
                 format!("{e} (set it with `onecli config set api-host URL`)"),
             )
         })?;
+        if let Some(project) = self
+            .project
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            client = client
+                .with_project(project)
+                .map_err(|e| CliError::config(e.to_string()))?;
+        }
         Ok(Api {
             client: Arc::new(client),
             host,

@@ -10,6 +10,7 @@ pub(crate) mod gateway;
 mod healthcheck;
 mod help;
 mod logs;
+mod projects;
 mod rules;
 pub(crate) mod run;
 mod secrets;
@@ -63,6 +64,10 @@ pub enum Command {
     Approvals(Managed<approvals::ApprovalsCommand>),
     /// The audit log.
     Logs(logs::LogsArgs),
+    /// Projects: a scope each for teams sharing one gateway.
+    Projects(Managed<projects::ProjectsCommand>),
+    /// API keys: admin keys, and keys for one project.
+    ApiKeys(Managed<projects::ApiKeysCommand>),
     /// The API key this command line uses.
     Auth(Managed<auth::AuthCommand>),
     /// Settings in ~/.onecli/config.json.
@@ -118,6 +123,8 @@ impl Cli {
             Command::Secrets(m) => Some(&mut m.output),
             Command::Rules(m) => Some(&mut m.output),
             Command::Approvals(m) => Some(&mut m.output),
+            Command::Projects(m) => Some(&mut m.output),
+            Command::ApiKeys(m) => Some(&mut m.output),
             Command::Auth(m) => Some(&mut m.output),
             Command::Logs(a) => Some(&mut a.output),
             Command::Config(a) => Some(&mut a.output),
@@ -245,6 +252,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rules(m) => rules::run(m.command, &m.api, m.output.out()),
         Command::Approvals(m) => approvals::run(m.command, &m.api, m.output.out()),
         Command::Logs(args) => logs::run(args),
+        Command::Projects(m) => projects::run_projects(m.command, &m.api, m.output.out()),
+        Command::ApiKeys(m) => projects::run_api_keys(m.command, &m.api, m.output.out()),
         Command::Auth(m) => auth::run(m.command, &m.api, m.output.out()),
         Command::Config(args) => settings::run(args),
         Command::Doctor(args) => doctor::run(args),

@@ -8,6 +8,7 @@ mod approvals;
 mod config;
 mod gateways;
 mod logs;
+mod projects;
 mod rules;
 mod secrets;
 
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 
 use crate::approvals::ApprovalsHub;
 use crate::publish::{Publisher, Subscriptions};
-use crate::store::{Store, StoreError};
+use crate::store::{KeyRecord, Scoped, Store, StoreError};
 
 const MAX_BODY: usize = 1024 * 1024;
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -74,6 +75,7 @@ pub type Body = Full<Bytes>;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
+    Forbidden(String),
     BadRequest(String),
     NotFound(String),
     Conflict(String),
@@ -110,6 +112,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "Invalid API key or token.".to_owned(),
             ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Unavailable(m) => m.clone(),
@@ -125,6 +128,7 @@ impl ApiError {
                 "Invalid API key or token.".to_owned(),
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "permission_error", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found_error", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_request_error", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", m),
@@ -178,14 +182,40 @@ pub fn no_content() -> ApiResult {
     ))
 }
 
-#[derive(Clone, Copy)]
-enum Credential {
-    ApiKey,
-    GatewayToken,
+/// Whose objects a request sees and changes: its API key's project, or
+/// for an admin key the one `X-Project-Id` names (the default project when
+/// it names none).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The project's id.
+    pub project: String,
+    /// An admin key: may manage projects and API keys.
+    pub admin: bool,
+}
+
+impl Scope {
+    /// The single-user scope: the default project, as an admin.
+    pub fn default_admin() -> Scope {
+        Scope {
+            project: onecli_policy::model::DEFAULT_PROJECT.to_owned(),
+            admin: true,
+        }
+    }
+
+    pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "This API key belongs to one project: only an admin key can {what}."
+            )))
+        }
+    }
 }
 
 /// A parsed request: method, path segments after `/v1` (or `/api`), query.
 pub struct Call {
+    pub scope: Scope,
     pub method: Method,
     pub segments: Vec<String>,
     pub query: Vec<(String, String)>,
@@ -341,10 +371,7 @@ impl Api {
             ))));
         }
         if for_gateways {
-            if !self
-                .authorized(req.headers(), Credential::GatewayToken)
-                .await
-            {
+            if !self.gateway_authorized(req.headers()).await {
                 return Err(fail(ApiError::Unauthorized));
             }
             let body = Limited::new(req.into_body(), MAX_BODY)
@@ -357,6 +384,7 @@ impl Api {
                 })?
                 .to_bytes();
             let call = Call {
+                scope: Scope::default_admin(),
                 method,
                 segments,
                 query,
@@ -365,9 +393,21 @@ impl Api {
             };
             return gateways::dispatch(self, &call).await.map_err(fail);
         }
-        if !public && !self.authorized(req.headers(), Credential::ApiKey).await {
-            return Err(fail(ApiError::Unauthorized));
-        }
+        let scope = if public {
+            Scope::default_admin()
+        } else {
+            let Some(key) = self.api_key(req.headers()).await else {
+                return Err(fail(ApiError::Unauthorized));
+            };
+            let asked = req
+                .headers()
+                .get("x-project-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned);
+            self.scope(key, asked).await.map_err(fail)?
+        };
         let body = Limited::new(req.into_body(), MAX_BODY)
             .collect()
             .await
@@ -392,6 +432,7 @@ impl Api {
             }
         }
         let call = Call {
+            scope,
             method,
             segments,
             query,
@@ -425,10 +466,12 @@ impl Api {
             Some("secrets") => secrets::dispatch(self, call, &segments).await,
             Some("rules") => rules::dispatch(self, call, &segments).await,
             Some("logs") => logs::dispatch(self, call, &segments).await,
+            Some("projects") | Some("api-keys") => projects::dispatch(self, call, &segments).await,
             Some("dashboard") => match (&call.method, segments.as_slice()) {
                 // A one-time sign-in link, for `onecli dashboard`.
                 (&Method::POST, ["dashboard", "links"]) => {
-                    let (url, expires_in) = crate::dashboard::sign_in_link(self);
+                    let (url, expires_in) =
+                        crate::dashboard::sign_in_link(self, call.scope.clone());
                     Ok(json_response(
                         StatusCode::CREATED,
                         &json!({ "url": url, "expiresInSeconds": expires_in }),
@@ -440,25 +483,67 @@ impl Api {
         }
     }
 
-    async fn authorized(&self, headers: &hyper::HeaderMap, credential: Credential) -> bool {
-        let Some(token) = headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+    /// The valid API key the request presents, if any.
+    async fn api_key(&self, headers: &hyper::HeaderMap) -> Option<KeyRecord> {
+        let token = bearer(headers)?;
+        let store = self.store.clone();
+        blocking(move || store.verify_api_key(&token))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// What a request with `key` may see: its project, or for an admin key
+    /// the project it asks for (by id or identifier). Asking a project key
+    /// for another project answers 404, as for any object it cannot see.
+    pub async fn scope(&self, key: KeyRecord, asked: Option<String>) -> Result<Scope, ApiError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let project = match (&key.project, asked) {
+                (Some(own), None) => {
+                    return Ok(Scope {
+                        project: own.clone(),
+                        admin: false,
+                    })
+                }
+                (Some(own), Some(asked)) => {
+                    let project = store.project(&asked)?;
+                    if &project.id != own {
+                        return Err(StoreError::NotFound("project"));
+                    }
+                    project
+                }
+                (None, Some(asked)) => match store.project(&asked) {
+                    Ok(project) => project,
+                    // A single-user installation has only the default
+                    // project: SDKs configured with a OneCLI project id
+                    // keep working, as before projects. Once there are
+                    // more, an unknown project is an error, never a guess.
+                    Err(StoreError::NotFound(_)) if store.projects()?.len() == 1 => {
+                        return Ok(Scope::default_admin())
+                    }
+                    Err(e) => return Err(e),
+                },
+                (None, None) => return Ok(Scope::default_admin()),
+            };
+            Ok(Scope {
+                project: project.id,
+                admin: key.project.is_none(),
             })
-            .map(|t| t.trim().to_owned())
-        else {
+        })
+        .await
+        .map_err(ApiError::from)
+    }
+
+    /// Whether the request presents a valid gateway token.
+    async fn gateway_authorized(&self, headers: &hyper::HeaderMap) -> bool {
+        let Some(token) = bearer(headers) else {
             return false;
         };
         let store = self.store.clone();
-        blocking(move || match credential {
-            Credential::ApiKey => store.verify_api_key(&token),
-            Credential::GatewayToken => store.verify_gateway_token(&token),
-        })
-        .await
-        .unwrap_or(false)
+        blocking(move || store.verify_gateway_token(&token))
+            .await
+            .unwrap_or(false)
     }
 
     /// A gateway's long-poll: the sealed policy newer than `after`, or 204
@@ -491,10 +576,21 @@ impl Api {
         }
     }
 
-    /// Runs a store call off the async workers and publishes the new policy
-    /// if it wrote. In a dry run the writes are rolled back and nothing is
-    /// published.
+    /// Runs a store call for `scope`'s project off the async workers and
+    /// publishes the new policy if it wrote. In a dry run the writes are
+    /// rolled back and nothing is published.
     pub async fn write<T: Send + 'static>(
+        &self,
+        scope: &Scope,
+        f: impl FnOnce(&Scoped<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let project = scope.project.clone();
+        self.write_store(move |store| f(&store.scoped(&project)))
+            .await
+    }
+
+    /// [`Api::write`] across projects (projects and API keys themselves).
+    pub async fn write_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -508,6 +604,16 @@ impl Api {
     }
 
     pub async fn read<T: Send + 'static>(
+        &self,
+        scope: &Scope,
+        f: impl FnOnce(&Scoped<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let project = scope.project.clone();
+        self.read_store(move |store| f(&store.scoped(&project)))
+            .await
+    }
+
+    pub async fn read_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -527,8 +633,21 @@ tokio::task_local! {
 fn dry_runs(segments: &[&str]) -> bool {
     matches!(
         segments,
-        ["agents" | "secrets" | "rules", ..] | ["approvals", _, "decision"]
+        ["agents" | "secrets" | "rules" | "projects" | "api-keys", ..]
+            | ["approvals", _, "decision"]
     )
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned())
 }
 
 async fn blocking<T: Send + 'static>(

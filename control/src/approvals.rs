@@ -29,6 +29,8 @@ enum Holder {
 }
 
 struct Pending {
+    /// The agent's project: only its keys list and decide the request.
+    project: String,
     view: Value,
     holder: Holder,
     /// Past this, the holder has given up: the entry is swept.
@@ -122,9 +124,9 @@ impl ApprovalsHub {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Pending requests not in `exclude`, oldest first; waits up to `wait`
-    /// for one when there are none.
-    pub async fn pending(&self, exclude: &HashSet<String>, wait: Duration) -> Value {
+    /// `project`'s pending requests not in `exclude`, oldest first; waits
+    /// up to `wait` for one when there are none.
+    pub async fn pending(&self, project: &str, exclude: &HashSet<String>, wait: Duration) -> Value {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -136,7 +138,9 @@ impl ApprovalsHub {
                     .order
                     .iter()
                     .filter(|id| !exclude.contains(*id))
-                    .filter_map(|id| state.pending.get(id).map(|p| p.view.clone()))
+                    .filter_map(|id| state.pending.get(id))
+                    .filter(|p| p.project == project)
+                    .map(|p| p.view.clone())
                     .collect()
             };
             if !requests.is_empty() {
@@ -151,7 +155,19 @@ impl ApprovalsHub {
         }
     }
 
-    pub fn decide(&self, id: &str, decision: ApprovalDecision) -> Result<(), DecideError> {
+    /// Decides `project`'s request `id`; another project's request is as
+    /// unknown as a missing one.
+    pub fn decide(
+        &self,
+        project: &str,
+        id: &str,
+        decision: ApprovalDecision,
+    ) -> Result<(), DecideError> {
+        self.check(project, id)?;
+        self.decide_any(id, decision)
+    }
+
+    fn decide_any(&self, id: &str, decision: ApprovalDecision) -> Result<(), DecideError> {
         let local = {
             let mut state = self.lock();
             let pending = match state.finish(id) {
@@ -182,15 +198,28 @@ impl ApprovalsHub {
 
     /// Whether `id` waits for a decision now, as [`decide`](Self::decide)
     /// would find it, deciding nothing.
-    pub fn check(&self, id: &str) -> Result<(), DecideError> {
+    pub fn check(&self, project: &str, id: &str) -> Result<(), DecideError> {
         let state = self.lock();
-        if state.pending.contains_key(id) {
-            Ok(())
+        if let Some(pending) = state.pending.get(id) {
+            if pending.project == project {
+                Ok(())
+            } else {
+                Err(DecideError::NotFound)
+            }
         } else if state.finished.contains(id) {
             Err(DecideError::Expired)
         } else {
             Err(DecideError::NotFound)
         }
+    }
+
+    /// How many of `project`'s requests wait for a human now.
+    pub fn pending_in(&self, project: &str) -> usize {
+        self.lock()
+            .pending
+            .values()
+            .filter(|p| p.project == project)
+            .count()
     }
 
     /// How many requests wait for a human now.
@@ -217,7 +246,7 @@ impl ApprovalsHub {
                 .collect()
         };
         ids.iter()
-            .filter(|id| self.decide(id, ApprovalDecision::Deny).is_ok())
+            .filter(|id| self.decide_any(id, ApprovalDecision::Deny).is_ok())
             .count()
     }
 
@@ -264,6 +293,7 @@ impl ApprovalsHub {
         holder: Holder,
     ) -> Result<(), RegisterError> {
         let timeout_secs = request.timeout_secs.min(MAX_TIMEOUT_SECS);
+        let project = request.project;
         let now = time::OffsetDateTime::now_utc();
         let fmt = |t: time::OffsetDateTime| {
             t.format(&time::format_description::well_known::Rfc3339)
@@ -301,6 +331,7 @@ impl ApprovalsHub {
             state.pending.insert(
                 id.clone(),
                 Pending {
+                    project,
                     view,
                     holder,
                     expires,
@@ -349,6 +380,7 @@ mod tests {
 
     fn request(path: &str) -> ApprovalRequest {
         ApprovalRequest {
+            project: onecli_policy::model::default_project(),
             method: "POST".into(),
             url: format!("https://api.test{path}"),
             host: "api.test".into(),
@@ -373,22 +405,25 @@ mod tests {
             }),
         );
         let listed = hub
-            .pending(&HashSet::new(), Duration::from_millis(10))
+            .pending("default", &HashSet::new(), Duration::from_millis(10))
             .await;
         assert_eq!(listed["requests"][0]["id"], id.as_str());
         assert_eq!(listed["requests"][0]["agent"]["externalId"], "agent");
         assert_eq!(listed["timeoutSeconds"], 180);
-        assert_eq!(hub.decide(&id, ApprovalDecision::Approve), Ok(()));
+        assert_eq!(
+            hub.decide("default", &id, ApprovalDecision::Approve),
+            Ok(())
+        );
         assert_eq!(
             rx.await.expect("decided"),
             ApprovalOutcome::Decided(ApprovalDecision::Approve)
         );
         assert_eq!(
-            hub.decide(&id, ApprovalDecision::Deny),
+            hub.decide("default", &id, ApprovalDecision::Deny),
             Err(DecideError::Expired)
         );
         assert_eq!(
-            hub.decide("unknown", ApprovalDecision::Deny),
+            hub.decide("default", "unknown", ApprovalDecision::Deny),
             Err(DecideError::NotFound)
         );
     }
@@ -402,11 +437,11 @@ mod tests {
         );
         hub.withdraw(&id);
         let listed = hub
-            .pending(&HashSet::new(), Duration::from_millis(10))
+            .pending("default", &HashSet::new(), Duration::from_millis(10))
             .await;
         assert_eq!(listed["requests"], json!([]));
         assert_eq!(
-            hub.decide(&id, ApprovalDecision::Approve),
+            hub.decide("default", &id, ApprovalDecision::Approve),
             Err(DecideError::Expired)
         );
     }
@@ -418,7 +453,10 @@ mod tests {
         let exclude: HashSet<String> = [first.clone()].into();
         let waiter = {
             let hub = hub.clone();
-            tokio::spawn(async move { hub.pending(&exclude, Duration::from_secs(10)).await })
+            tokio::spawn(async move {
+                hub.pending("default", &exclude, Duration::from_secs(10))
+                    .await
+            })
         };
         tokio::task::yield_now().await;
         let second = hub.submit(request("/second"), Box::new(|_| {}));
@@ -448,7 +486,8 @@ mod tests {
             hub.remote_decision("r1", Duration::from_millis(10)).await,
             RemoteStatus::Pending
         );
-        hub.decide("r1", ApprovalDecision::Approve).expect("decide");
+        hub.decide("default", "r1", ApprovalDecision::Approve)
+            .expect("decide");
         for _ in 0..2 {
             assert_eq!(
                 hub.remote_decision("r1", Duration::from_millis(10)).await,
@@ -469,10 +508,37 @@ mod tests {
         r.timeout_secs = u64::MAX;
         hub.register_remote("big", r).expect("registered");
         let listed = hub
-            .pending(&HashSet::new(), Duration::from_millis(10))
+            .pending("default", &HashSet::new(), Duration::from_millis(10))
             .await;
         assert!(listed["requests"][0]["expiresAt"]
             .as_str()
             .is_some_and(|t| !t.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn projects_see_and_decide_only_their_own_requests() {
+        let hub = Arc::new(ApprovalsHub::new(300));
+        let mut theirs = request("/theirs");
+        theirs.project = "p2".into();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let id = hub.submit(theirs, Box::new(move |o| tx.send(o).expect("send")));
+        let mine = hub
+            .pending("default", &HashSet::new(), Duration::from_millis(10))
+            .await;
+        assert_eq!(mine["requests"].as_array().map(Vec::len), Some(0));
+        assert_eq!(
+            hub.decide("default", &id, ApprovalDecision::Deny),
+            Err(DecideError::NotFound)
+        );
+        assert_eq!(hub.check("default", &id), Err(DecideError::NotFound));
+        let listed = hub
+            .pending("p2", &HashSet::new(), Duration::from_millis(10))
+            .await;
+        assert_eq!(listed["requests"][0]["id"], id.as_str());
+        assert_eq!(hub.decide("p2", &id, ApprovalDecision::Approve), Ok(()));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).expect("decided"),
+            ApprovalOutcome::Decided(ApprovalDecision::Approve)
+        );
     }
 }

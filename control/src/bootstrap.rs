@@ -15,7 +15,7 @@ pub fn ensure_key_files(store: &Store, data_dir: &Path) -> Result<Vec<PathBuf>, 
     // key's hash and writing the file, which would otherwise lock the admin out.
     let key_file = data_dir.join("api-key");
     if store.api_key_count()? == 0 || !key_file.exists() {
-        let key = store.create_api_key("admin")?;
+        let (_, key) = store.create_api_key("admin", None)?;
         written.push(write_private(&key_file, &key)?);
     }
     let token_file = data_dir.join("gateway-token");

@@ -24,8 +24,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use maud::{html, Markup};
 use zeroize::Zeroizing;
 
-use crate::api::{parse_query, Api, Body};
-use crate::store::SecretInput;
+use crate::api::{parse_query, Api, Body, Scope};
+use crate::store::{Scoped, SecretInput};
 pub use session::Sessions;
 
 const COOKIE_NAME: &str = "onecli_session";
@@ -42,8 +42,8 @@ pub fn owns(path: &str) -> bool {
 }
 
 /// A one-time sign-in link for `onecli dashboard`.
-pub fn sign_in_link(api: &Api) -> (String, u64) {
-    let token = api.sessions.new_link();
+pub fn sign_in_link(api: &Api, scope: Scope) -> (String, u64) {
+    let token = api.sessions.new_link(scope);
     let url = format!(
         "{}/sign-in/link?token={}",
         api.config.public_url.trim_end_matches('/'),
@@ -112,20 +112,29 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             }
             let key = Zeroizing::new(form.get("key").trim().to_owned());
             let store = api.store.clone();
-            let valid = !key.is_empty()
-                && tokio::task::spawn_blocking(move || store.verify_api_key(&key))
+            let found = match key.is_empty() {
+                true => None,
+                false => tokio::task::spawn_blocking(move || store.verify_api_key(&key))
                     .await
                     .ok()
                     .and_then(Result::ok)
-                    .unwrap_or(false);
-            if !valid {
+                    .flatten(),
+            };
+            let Some(found) = found else {
                 api.sessions.failed();
                 return html_response(
                     StatusCode::UNAUTHORIZED,
                     pages::sign_in(Some("That API key is not valid."), &next),
                 );
-            }
-            return signed_in(api, &next, secure);
+            };
+            let scope = match found.project {
+                Some(project) => Scope {
+                    project,
+                    admin: false,
+                },
+                None => Scope::default_admin(),
+            };
+            return signed_in(api, &next, secure, scope);
         }
         (&Method::GET, "/sign-in/link") => {
             let token = Form(query).get("token").to_owned();
@@ -138,7 +147,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                     ),
                 );
             }
-            if !api.sessions.redeem_link(&token) {
+            let Some(scope) = api.sessions.redeem_link(&token) else {
                 api.sessions.failed();
                 return html_response(
                     StatusCode::UNAUTHORIZED,
@@ -147,8 +156,8 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                         "Sign-in links work once and for five minutes. Run `onecli dashboard` for a new one.",
                     ),
                 );
-            }
-            return signed_in(api, "/", secure);
+            };
+            return signed_in(api, "/", secure, scope);
         }
         _ => {}
     }
@@ -166,7 +175,65 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             pages::message("Signed out", "Sign in again to continue."),
         );
     };
+    // Everything a session does, it does in its project.
+    SCOPE
+        .scope(
+            session.scope.clone(),
+            in_session(api, req, method, path, query, cookie, session, secure),
+        )
+        .await
+}
 
+tokio::task_local! {
+    /// The project of the session being served: [`read`] and [`write`]
+    /// work in it, and only in it.
+    static SCOPE: Scope;
+}
+
+/// The session's scope; outside one, a scope that matches no project, so
+/// that a call that escaped [`SCOPE`] finds nothing and writes nothing.
+fn scope() -> Scope {
+    SCOPE.try_with(Scope::clone).unwrap_or(Scope {
+        project: String::new(),
+        admin: false,
+    })
+}
+
+async fn read<T: Send + 'static>(
+    api: &Api,
+    f: impl FnOnce(&Scoped<'_>) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::api::ApiError> {
+    api.read(&scope(), f).await
+}
+
+async fn write<T: Send + 'static>(
+    api: &Api,
+    f: impl FnOnce(&Scoped<'_>) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::api::ApiError> {
+    api.write(&scope(), f).await
+}
+
+/// A call across projects (keys, the policy version), for admins only.
+async fn admin<T: Send + 'static>(
+    api: &Api,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::api::ApiError> {
+    scope().require_admin("manage keys")?;
+    // Keys do not change what gateways enforce: nothing to publish.
+    api.read_store(f).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn in_session(
+    api: &Api,
+    req: Request<Incoming>,
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    cookie: String,
+    session: session::Session,
+    secure: bool,
+) -> Response<Body> {
     if method == Method::POST {
         let Ok(form) = read_form(req).await else {
             return bad_form();
@@ -181,6 +248,18 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             );
         }
         return match path.as_str() {
+            "/project" => {
+                let wanted = form.get("project").to_owned();
+                let store = api.store.clone();
+                let found = tokio::task::spawn_blocking(move || store.project(&wanted))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                if let Some(project) = found {
+                    api.sessions.switch_project(&cookie, &project.id);
+                }
+                redirect("/")
+            }
             "/sign-out" => {
                 api.sessions.end(&cookie);
                 let mut r = redirect("/sign-in");
@@ -214,7 +293,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                 match decision {
                     // Decided already, or gone: the list shows what is left.
                     Some((id, decision)) => {
-                        let _ = api.approvals.decide(id, decision);
+                        let _ = api.approvals.decide(&session.scope.project, id, decision);
                         redirect("/approvals")
                     }
                     None => framed(
@@ -272,12 +351,11 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
         p if p.starts_with("/agents/") && p.ends_with("/token") => {
             // The proxy token, fetched by the Reveal button: never in a page.
             let id = p["/agents/".len()..p.len() - "/token".len()].to_owned();
-            let token = api
-                .read(move |s| {
-                    let agent = s.agent(&id)?;
-                    s.agent_token(&agent).map(|t| t.to_string())
-                })
-                .await;
+            let token = read(api, move |s| {
+                let agent = s.agent(&id)?;
+                s.agent_token(&agent).map(|t| t.to_string())
+            })
+            .await;
             let mut r = match token {
                 Ok(token) => crate::api::json_response(
                     StatusCode::OK,
@@ -295,9 +373,10 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
         }
         p if p.starts_with("/rules/") && p.ends_with("/edit") => {
             let id = p["/rules/".len()..p.len() - "/edit".len()].to_owned();
-            let found = api
-                .read(move |s| Ok((s.rules()?.into_iter().find(|r| r.id == id), s.agents()?)))
-                .await;
+            let found = read(api, move |s| {
+                Ok((s.rules()?.into_iter().find(|r| r.id == id), s.agents()?))
+            })
+            .await;
             match found {
                 Ok((Some(rule), agents)) => {
                     let content = html! {
@@ -348,8 +427,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             r
         }
         "/agents" => {
-            let (agents, secrets) = api
-                .read(|s| Ok((s.agents()?, s.secrets()?)))
+            let (agents, secrets) = read(api, |s| Ok((s.agents()?, s.secrets()?)))
                 .await
                 .unwrap_or_default();
             let manage = query.get("manage");
@@ -371,7 +449,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             )
         }
         "/connections" => {
-            let secrets = api.read(|s| s.secrets()).await.unwrap_or_default();
+            let secrets = read(api, |s| s.secrets()).await.unwrap_or_default();
             let notice = match query.get("saved") {
                 "" => None,
                 name => Some(match query.get("agent_name") {
@@ -399,7 +477,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
         }
         p if p.starts_with("/connections/") && p.ends_with("/edit") => {
             let id = p["/connections/".len()..p.len() - "/edit".len()].to_owned();
-            match api.read(move |s| s.secret(&id)).await {
+            match read(api, move |s| s.secret(&id)).await {
                 Ok(secret) => {
                     let form = edit_form(&secret);
                     framed(
@@ -433,8 +511,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             )
         }
         "/rules" => {
-            let (rules, agents) = api
-                .read(|s| Ok((s.rules()?, s.agents()?)))
+            let (rules, agents) = read(api, |s| Ok((s.rules()?, s.agents()?)))
                 .await
                 .unwrap_or_default();
             framed(
@@ -476,8 +553,7 @@ async fn activity_records(
     filter: &pages::ActivityFilter,
 ) -> Vec<onecli_policy::audit::AuditRecord> {
     let agent = (!filter.agent.is_empty()).then(|| filter.agent.clone());
-    let records = api
-        .read(move |s| s.audit(agent.as_deref(), None, 1_000))
+    let records = read(api, move |s| s.audit(agent.as_deref(), None, 1_000))
         .await
         .unwrap_or_default();
     records
@@ -501,13 +577,15 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
             let (name, identifier) = (field("name"), field("identifier"));
             (
                 "/agents",
-                api.write(move |s| s.create_agent(&name, &identifier, false).map(|_| ()))
-                    .await,
+                write(api, move |s| {
+                    s.create_agent(&name, &identifier, false).map(|_| ())
+                })
+                .await,
             )
         }
         ["agents", _, "delete"] => {
             let agent_id = id.clone();
-            let done = api.write(move |s| s.delete_agent(&agent_id)).await;
+            let done = write(api, move |s| s.delete_agent(&agent_id)).await;
             if done.is_ok() {
                 api.approvals.deny_agent(&id);
             }
@@ -515,9 +593,7 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
         }
         ["agents", _, "regenerate"] if form.get("confirm") == "yes" => {
             let agent_id = id.clone();
-            let done = api
-                .write(move |s| s.regenerate_token(&agent_id).map(|_| ()))
-                .await;
+            let done = write(api, move |s| s.regenerate_token(&agent_id).map(|_| ())).await;
             if done.is_ok() {
                 api.approvals.deny_agent(&id);
             }
@@ -565,17 +641,14 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
         }
         ["rules"] => {
             let done = match rule_input(form) {
-                Ok(input) => api.write(move |s| s.create_rule(input).map(|_| ())).await,
+                Ok(input) => write(api, move |s| s.create_rule(input).map(|_| ())).await,
                 Err(e) => Err(e),
             };
             ("/rules", done)
         }
         ["rules", _] => {
             let done = match rule_input(form) {
-                Ok(input) => {
-                    api.write(move |s| s.update_rule(&id, input).map(|_| ()))
-                        .await
-                }
+                Ok(input) => write(api, move |s| s.update_rule(&id, input).map(|_| ())).await,
                 Err(e) => Err(e),
             };
             ("/rules", done)
@@ -588,14 +661,13 @@ async fn manage(api: &Api, path: &str, form: &Form, csrf: &str) -> Response<Body
             };
             (
                 "/rules",
-                api.write(move |s| s.update_rule(&id, input).map(|_| ()))
-                    .await,
+                write(api, move |s| s.update_rule(&id, input).map(|_| ())).await,
             )
         }
-        ["rules", _, "delete"] => ("/rules", api.write(move |s| s.delete_rule(&id)).await),
+        ["rules", _, "delete"] => ("/rules", write(api, move |s| s.delete_rule(&id)).await),
         ["connections", _, "delete"] => (
             "/connections",
-            api.write(move |s| s.delete_secret(&id)).await,
+            write(api, move |s| s.delete_secret(&id)).await,
         ),
         _ => {
             return framed(
@@ -620,8 +692,8 @@ async fn settings_page(
     created: Option<(&str, &str)>,
     error: Option<&str>,
 ) -> Response<Body> {
-    let (api_keys, gateway_tokens) = api
-        .read(|s| Ok((s.api_keys()?, s.gateway_tokens()?)))
+    // Keys are an admin's business: a project's session lists none.
+    let (api_keys, gateway_tokens) = admin(api, |s| Ok((s.api_keys()?, s.gateway_tokens()?)))
         .await
         .unwrap_or_default();
     let fingerprint = std::fs::read_to_string(&api.config.ca_cert)
@@ -661,15 +733,14 @@ async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Resp
                 return settings_page(api, csrf, None, Some("Give it a name.")).await;
             }
             let api_key = *kind == "api-keys";
-            let key = api
-                .read(move |s| {
-                    if api_key {
-                        s.create_api_key(&name)
-                    } else {
-                        s.create_gateway_token(&name)
-                    }
-                })
-                .await;
+            let key = admin(api, move |s| {
+                if api_key {
+                    s.create_api_key(&name, None).map(|(_, key)| key)
+                } else {
+                    s.create_gateway_token(&name)
+                }
+            })
+            .await;
             match key {
                 Ok(key) => {
                     let what = if api_key { "API key" } else { "gateway token" };
@@ -680,15 +751,14 @@ async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Resp
         }
         ["settings", kind @ ("api-keys" | "gateway-tokens"), id, "revoke"] => {
             let (api_key, id) = (*kind == "api-keys", id.to_string());
-            let done = api
-                .read(move |s| {
-                    if api_key {
-                        s.revoke_api_key(&id)
-                    } else {
-                        s.revoke_gateway_token(&id)
-                    }
-                })
-                .await;
+            let done = admin(api, move |s| {
+                if api_key {
+                    s.revoke_api_key(&id)
+                } else {
+                    s.revoke_gateway_token(&id)
+                }
+            })
+            .await;
             match done {
                 Ok(()) if api_key => {
                     api.sessions.end_all();
@@ -715,7 +785,7 @@ async fn edit_agent(
     id: String,
     change: impl FnOnce(&mut crate::store::AgentRecord) + Send + 'static,
 ) -> Result<(), crate::api::ApiError> {
-    api.write(move |s| {
+    write(api, move |s| {
         s.update_agent(&id, |a| {
             change(a);
             Ok(())
@@ -771,7 +841,11 @@ fn rule_input(form: &Form) -> Result<crate::store::RuleInput, crate::api::ApiErr
 async fn pending_requests(api: &Api) -> Vec<serde_json::Value> {
     let listed = api
         .approvals
-        .pending(&Default::default(), std::time::Duration::ZERO)
+        .pending(
+            &scope().project,
+            &Default::default(),
+            std::time::Duration::ZERO,
+        )
         .await;
     listed["requests"].as_array().cloned().unwrap_or_default()
 }
@@ -898,12 +972,11 @@ async fn save_connection(
         allow_plaintext: None,
     };
     let target = editing.clone();
-    let saved = api
-        .write(move |s| match target {
-            Some(id) => s.update_secret(&id, input),
-            None => s.create_secret(input),
-        })
-        .await;
+    let saved = write(api, move |s| match target {
+        Some(id) => s.update_secret(&id, input),
+        None => s.create_secret(input),
+    })
+    .await;
     match saved {
         Ok(_) => {
             let mut to = format!("/connections?saved={}", encode(&name));
@@ -941,24 +1014,22 @@ async fn save_connection(
 }
 
 async fn overview(api: &Api, csrf: &str) -> Response<Body> {
-    let counts = api
-        .read(|s| {
-            Ok((
-                s.policy_version()?,
-                s.agents()?.len(),
-                s.secrets()?.len(),
-                s.rules()?.len(),
-            ))
-        })
-        .await
-        .unwrap_or_default();
+    let counts = read(api, |s| {
+        Ok((
+            s.policy_version()?,
+            s.agents()?.len(),
+            s.secrets()?.len(),
+            s.rules()?.len(),
+        ))
+    })
+    .await
+    .unwrap_or_default();
     let fingerprint = std::fs::read_to_string(&api.config.ca_cert)
         .ok()
         .and_then(|pem| ca_fingerprint(&pem))
         .unwrap_or_else(|| "unavailable".to_owned());
     let since = crate::ids::now_unix_ms().saturating_sub(3_600_000);
-    let records = api
-        .read(move |s| s.audit(None, Some(since), 100_000))
+    let records = read(api, move |s| s.audit(None, Some(since), 100_000))
         .await
         .unwrap_or_default();
     let mut by_outcome: std::collections::BTreeMap<String, usize> = Default::default();
@@ -974,7 +1045,7 @@ async fn overview(api: &Api, csrf: &str) -> Response<Body> {
         agents: counts.1,
         connections: counts.2,
         rules: counts.3,
-        pending_approvals: api.approvals.pending_count(),
+        pending_approvals: api.approvals.pending_in(&scope().project),
         api_url: api.config.public_url.trim_end_matches('/'),
         ca_fingerprint: &fingerprint,
     });
@@ -1009,17 +1080,29 @@ fn framed(
     status: StatusCode,
     content: Markup,
 ) -> Response<Body> {
+    let scope = scope();
+    // The project switcher: every project for an admin, its own otherwise.
+    let projects = api
+        .store
+        .projects()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| scope.admin || p.id == scope.project)
+        .map(|p| (p.id, p.name))
+        .collect::<Vec<_>>();
     let frame = pages::Frame {
         section,
         title,
         csrf,
-        pending_approvals: api.approvals.pending_count(),
+        pending_approvals: api.approvals.pending_in(&scope.project),
+        projects: &projects,
+        project: &scope.project,
     };
     html_response(status, pages::page(&frame, content))
 }
 
-fn signed_in(api: &Api, next: &str, secure: bool) -> Response<Body> {
-    let cookie = api.sessions.start();
+fn signed_in(api: &Api, next: &str, secure: bool, scope: Scope) -> Response<Body> {
+    let cookie = api.sessions.start(scope);
     let mut r = redirect(next);
     set_cookie(&mut r, &cookie, session::SESSION_TTL.as_secs(), secure);
     r

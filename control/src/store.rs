@@ -10,8 +10,8 @@ use std::path::Path;
 
 use onecli_policy::audit::AuditRecord;
 use onecli_policy::model::{
-    AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretDoc,
-    SecretKind, SecretMode,
+    default_project, AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction,
+    RuleDoc, SecretDoc, SecretKind, SecretMode, DEFAULT_PROJECT,
 };
 use onecli_policy::{is_valid_identifier, token_sha256, HostPattern, PathPattern, SecretValue};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -23,12 +23,15 @@ use crate::crypto::{self, CryptoError, SealingKey};
 use crate::ids;
 
 /// Bump when a table or record changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: projects; agents, secrets, rules and API keys belong to one (records
+/// written before are the default project's, API keys before are admin keys).
+pub const SCHEMA_VERSION: u64 = 2;
 const MAX_NAME: usize = 100;
 const MAX_SECRET: usize = 64 * 1024;
 const ANTHROPIC_OAUTH_PREFIX: &str = "sk-ant-oat";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules");
@@ -70,6 +73,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub id: String,
+    #[serde(default = "default_project")]
+    pub project: String,
     pub name: String,
     pub identifier: String,
     token_sealed: Vec<u8>,
@@ -88,6 +93,8 @@ pub struct AgentRecord {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SecretRecord {
     pub id: String,
+    #[serde(default = "default_project")]
+    pub project: String,
     pub name: String,
     pub kind: SecretKind,
     value_sealed: Vec<u8>,
@@ -123,6 +130,8 @@ impl std::fmt::Debug for SecretRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleRecord {
     pub id: String,
+    #[serde(default = "default_project")]
+    pub project: String,
     pub name: String,
     pub host_pattern: String,
     pub path_pattern: String,
@@ -141,7 +150,44 @@ pub struct RuleRecord {
 pub struct KeyRecord {
     pub id: String,
     pub name: String,
+    /// An API key's project (its id); `None`: an admin key, for every
+    /// project. Gateway tokens have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     pub created_at: String,
+}
+
+/// A project: a scope of its own for agents, secrets, rules, API keys,
+/// approvals and audit records, so that teams can share one gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    pub id: String,
+    pub name: String,
+    pub identifier: String,
+    pub created_at: String,
+}
+
+/// Records that belong to a project.
+pub trait InProject {
+    fn project(&self) -> &str;
+}
+
+impl InProject for AgentRecord {
+    fn project(&self) -> &str {
+        &self.project
+    }
+}
+
+impl InProject for SecretRecord {
+    fn project(&self) -> &str {
+        &self.project
+    }
+}
+
+impl InProject for RuleRecord {
+    fn project(&self) -> &str {
+        &self.project
+    }
 }
 
 /// What a new secret or an update says. `None` fields are left as they are.
@@ -194,6 +240,13 @@ impl Store {
                 .map(|v| v.value());
             match found {
                 Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+                // Older records read as the default project's (serde
+                // defaults); marking the file keeps older binaries, which
+                // would mix projects, out of it.
+                Some(v) if v < SCHEMA_VERSION => {
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(db_err)?;
+                }
                 Some(_) => {}
                 None => {
                     meta.insert("schema_version", SCHEMA_VERSION)
@@ -205,6 +258,19 @@ impl Store {
             }
             for table in [AGENTS, SECRETS, RULES, API_KEYS, GATEWAY_TOKENS] {
                 txn.open_table(table).map_err(db_err)?;
+            }
+            let mut projects = txn.open_table(PROJECTS).map_err(db_err)?;
+            if projects.get(DEFAULT_PROJECT).map_err(db_err)?.is_none() {
+                let record = ProjectRecord {
+                    id: DEFAULT_PROJECT.to_owned(),
+                    name: "Default".to_owned(),
+                    identifier: DEFAULT_PROJECT.to_owned(),
+                    created_at: ids::now_rfc3339(),
+                };
+                let bytes = serde_json::to_vec(&record).map_err(db_err)?;
+                projects
+                    .insert(DEFAULT_PROJECT, bytes.as_slice())
+                    .map_err(db_err)?;
             }
             txn.open_table(AUDIT).map_err(db_err)?;
             let mut check = txn.open_table(KEY_CHECK).map_err(db_err)?;
@@ -272,336 +338,125 @@ impl Store {
             .map_or(0, |v| v.value()))
     }
 
-    // ---- agents ---------------------------------------------------------
+    // ---- projects -------------------------------------------------------
 
-    pub fn agents(&self) -> Result<Vec<AgentRecord>> {
-        let mut agents: Vec<AgentRecord> = self.all(AGENTS)?;
-        agents.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        Ok(agents)
+    /// The store as `project` (an id) sees it.
+    pub fn scoped(&self, project: &str) -> Scoped<'_> {
+        Scoped {
+            store: self,
+            project: project.to_owned(),
+        }
     }
 
-    pub fn agent(&self, id: &str) -> Result<AgentRecord> {
-        self.one(AGENTS, id)?.ok_or(StoreError::NotFound("agent"))
+    pub fn projects(&self) -> Result<Vec<ProjectRecord>> {
+        let mut projects: Vec<ProjectRecord> = self.all(PROJECTS)?;
+        projects.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(projects)
     }
 
-    pub fn agent_by_identifier(&self, identifier: &str) -> Result<Option<AgentRecord>> {
-        Ok(self
-            .agents()?
+    /// A project by id, or by identifier.
+    pub fn project(&self, key: &str) -> Result<ProjectRecord> {
+        if let Some(project) = self.one(PROJECTS, key)? {
+            return Ok(project);
+        }
+        self.projects()?
             .into_iter()
-            .find(|a| a.identifier == identifier))
+            .find(|p| p.identifier == key)
+            .ok_or(StoreError::NotFound("project"))
     }
 
-    /// The agent's proxy token, for the API's `accessToken` and container config.
-    pub fn agent_token(&self, agent: &AgentRecord) -> Result<Zeroizing<String>> {
-        Ok(crypto::open_string(
-            &self.key,
-            agent.id.as_bytes(),
-            &agent.token_sealed,
-        )?)
-    }
-
-    pub fn create_agent(
-        &self,
-        name: &str,
-        identifier: &str,
-        is_default: bool,
-    ) -> Result<AgentRecord> {
+    pub fn create_project(&self, name: &str, identifier: &str) -> Result<ProjectRecord> {
         validate_name(name)?;
         if !is_valid_identifier(identifier) {
             return Err(StoreError::Invalid(format!(
                 "identifier {identifier:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$"
             )));
         }
-        let id = ids::new_id();
-        let token = ids::agent_token();
-        let record = AgentRecord {
-            token_sealed: crypto::seal(&self.key, id.as_bytes(), token.as_bytes())?,
-            token_sha256: token_sha256(&token),
-            id,
+        let record = ProjectRecord {
+            id: ids::new_id(),
             name: name.to_owned(),
             identifier: identifier.to_owned(),
-            is_default,
-            secret_mode: SecretMode::All,
-            secret_ids: Vec::new(),
-            policy_mode: PolicyMode::Allow,
             created_at: ids::now_rfc3339(),
         };
-        self.write(|w| {
-            if w.all::<AgentRecord>(AGENTS)?
+        self.write_unversioned(|w| {
+            if w.all::<ProjectRecord>(PROJECTS)?
                 .iter()
-                .any(|a| a.identifier == record.identifier)
+                .any(|p| p.identifier == record.identifier)
             {
                 return Err(StoreError::Conflict(format!(
-                    "An agent with identifier \"{identifier}\" already exists."
+                    "A project with identifier \"{identifier}\" already exists."
                 )));
             }
-            w.put(AGENTS, &record.id, &record)
+            w.put(PROJECTS, &record.id, &record)
         })?;
         Ok(record)
     }
 
-    /// The default agent, created as `Default Agent` / `default` when none exists.
-    pub fn default_agent(&self) -> Result<AgentRecord> {
-        if let Some(agent) = self.agents()?.into_iter().find(|a| a.is_default) {
-            return Ok(agent);
-        }
-        match self.create_agent("Default Agent", "default", true) {
-            Ok(agent) => Ok(agent),
-            // Raced with another request that created it, or an agent named
-            // "default" exists that is not marked default: use that one.
-            Err(StoreError::Conflict(_)) => self
-                .agent_by_identifier("default")?
-                .ok_or(StoreError::NotFound("agent")),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub fn update_agent(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut AgentRecord) -> Result<()>,
-    ) -> Result<AgentRecord> {
-        self.write(|w| {
-            let mut agent: AgentRecord = w.one(AGENTS, id)?.ok_or(StoreError::NotFound("agent"))?;
-            change(&mut agent)?;
-            validate_name(&agent.name)?;
-            for secret_id in &agent.secret_ids {
-                if w.one::<SecretRecord>(SECRETS, secret_id)?.is_none() {
-                    return Err(StoreError::Invalid(format!(
-                        "unknown secret id {secret_id:?}"
-                    )));
-                }
-            }
-            w.put(AGENTS, id, &agent)?;
-            Ok(agent)
-        })
-    }
-
-    pub fn regenerate_token(&self, id: &str) -> Result<Zeroizing<String>> {
-        let token = ids::agent_token();
-        let sealed = crypto::seal(&self.key, id.as_bytes(), token.as_bytes())?;
-        let hash = token_sha256(&token);
-        self.update_agent(id, |a| {
-            a.token_sealed = sealed;
-            a.token_sha256 = hash;
-            Ok(())
-        })?;
-        Ok(token)
-    }
-
-    pub fn delete_agent(&self, id: &str) -> Result<()> {
-        self.write(|w| {
-            if !w.remove(AGENTS, id)? {
-                return Err(StoreError::NotFound("agent"));
-            }
-            // Rules scoped to the agent go with it.
-            for rule in w.all::<RuleRecord>(RULES)? {
-                if rule.agent_id.as_deref() == Some(id) {
-                    w.remove(RULES, &rule.id)?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    // ---- secrets --------------------------------------------------------
-
-    pub fn secrets(&self) -> Result<Vec<SecretRecord>> {
-        let mut secrets: Vec<SecretRecord> = self.all(SECRETS)?;
-        secrets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        for s in &mut secrets {
-            self.fill_preview(s)?;
-        }
-        Ok(secrets)
-    }
-
-    pub fn secret(&self, id: &str) -> Result<SecretRecord> {
-        let mut s = self
-            .one(SECRETS, id)?
-            .ok_or(StoreError::NotFound("secret"))?;
-        self.fill_preview(&mut s)?;
-        Ok(s)
-    }
-
-    fn fill_preview(&self, s: &mut SecretRecord) -> Result<()> {
-        let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
-        s.preview = SecretValue::new(value.to_string()).preview();
-        Ok(())
-    }
-
-    pub fn create_secret(&self, input: SecretInput) -> Result<SecretRecord> {
-        let (Some(name), Some(kind), Some(value), Some(host_pattern)) =
-            (input.name, input.kind, input.value, input.host_pattern)
-        else {
+    /// Deletes an empty project (no agents, secrets or rules) and revokes
+    /// its API keys. The default project stays.
+    pub fn delete_project(&self, id: &str) -> Result<()> {
+        if id == DEFAULT_PROJECT {
             return Err(StoreError::Invalid(
-                "name, type, value and hostPattern are required".into(),
+                "The default project cannot be deleted.".into(),
             ));
-        };
-        let id = ids::new_id();
-        let record = SecretRecord {
-            value_sealed: crypto::seal(&self.key, id.as_bytes(), value.as_bytes())?,
-            preview: SecretValue::new(value.to_string()).preview(),
-            anthropic_oauth: value.starts_with(ANTHROPIC_OAUTH_PREFIX),
-            id,
-            name,
-            kind,
-            host_pattern,
-            path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
-            injection: input.injection.flatten(),
-            allow_plaintext: input.allow_plaintext.unwrap_or(false),
-            created_at: ids::now_rfc3339(),
-        };
-        validate_secret(&record, &value)?;
-        self.write(|w| w.put(SECRETS, &record.id, &record))?;
-        Ok(record)
-    }
-
-    pub fn update_secret(&self, id: &str, input: SecretInput) -> Result<SecretRecord> {
-        self.write(|w| {
-            let mut s: SecretRecord = w.one(SECRETS, id)?.ok_or(StoreError::NotFound("secret"))?;
-            let value = match input.value {
-                Some(v) => v,
-                None => crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?,
+        }
+        self.write_unversioned(|w| {
+            if w.one::<ProjectRecord>(PROJECTS, id)?.is_none() {
+                return Err(StoreError::NotFound("project"));
+            }
+            let agents = w.count_in::<AgentRecord>(AGENTS, id)?;
+            let secrets = w.count_in::<SecretRecord>(SECRETS, id)?;
+            let rules = w.count_in::<RuleRecord>(RULES, id)?;
+            if agents + secrets + rules > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "The project still has {agents} agents, {secrets} secrets and {rules} rules: delete them first."
+                )));
+            }
+            let revoked: Vec<String> = {
+                let table = w.txn.open_table(API_KEYS).map_err(db_err)?;
+                let mut hashes = Vec::new();
+                for entry in table.iter().map_err(db_err)? {
+                    let (hash, raw) = entry.map_err(db_err)?;
+                    let record: KeyRecord = serde_json::from_slice(raw.value()).map_err(db_err)?;
+                    if record.project.as_deref() == Some(id) {
+                        hashes.push(hash.value().to_owned());
+                    }
+                }
+                hashes
             };
-            if let Some(name) = input.name {
-                s.name = name;
+            for hash in revoked {
+                w.remove(API_KEYS, &hash)?;
             }
-            if let Some(kind) = input.kind {
-                s.kind = kind;
-            }
-            if let Some(host) = input.host_pattern {
-                s.host_pattern = host;
-            }
-            if let Some(path) = input.path_pattern {
-                s.path_pattern = path;
-            }
-            if let Some(injection) = input.injection {
-                s.injection = injection;
-            }
-            if let Some(allow) = input.allow_plaintext {
-                s.allow_plaintext = allow;
-            }
-            s.value_sealed = crypto::seal(&self.key, s.id.as_bytes(), value.as_bytes())?;
-            s.preview = SecretValue::new(value.to_string()).preview();
-            s.anthropic_oauth = value.starts_with(ANTHROPIC_OAUTH_PREFIX);
-            validate_secret(&s, &value)?;
-            w.put(SECRETS, id, &s)?;
-            Ok(s)
-        })
-    }
-
-    pub fn delete_secret(&self, id: &str) -> Result<()> {
-        self.write(|w| {
-            if !w.remove(SECRETS, id)? {
-                return Err(StoreError::NotFound("secret"));
-            }
-            // Selective agents lose the assignment.
-            for mut agent in w.all::<AgentRecord>(AGENTS)? {
-                if agent.secret_ids.iter().any(|s| s == id) {
-                    agent.secret_ids.retain(|s| s != id);
-                    w.put(AGENTS, &agent.id.clone(), &agent)?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    // ---- rules ----------------------------------------------------------
-
-    pub fn rules(&self) -> Result<Vec<RuleRecord>> {
-        let mut rules: Vec<RuleRecord> = self.all(RULES)?;
-        rules.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        Ok(rules)
-    }
-
-    pub fn rule(&self, id: &str) -> Result<RuleRecord> {
-        self.one(RULES, id)?.ok_or(StoreError::NotFound("rule"))
-    }
-
-    pub fn create_rule(&self, input: RuleInput) -> Result<RuleRecord> {
-        let (Some(name), Some(host_pattern), Some(action)) =
-            (input.name, input.host_pattern, input.action)
-        else {
-            return Err(StoreError::Invalid(
-                "name, hostPattern and action are required".into(),
-            ));
-        };
-        let record = RuleRecord {
-            id: ids::new_id(),
-            name,
-            host_pattern,
-            path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
-            methods: input.methods.unwrap_or_default(),
-            agent_id: input.agent_id.flatten(),
-            action,
-            enabled: input.enabled.unwrap_or(true),
-            created_at: ids::now_rfc3339(),
-        };
-        self.write(|w| {
-            w.validate_rule(&record)?;
-            w.put(RULES, &record.id, &record)
-        })?;
-        Ok(record)
-    }
-
-    pub fn update_rule(&self, id: &str, input: RuleInput) -> Result<RuleRecord> {
-        self.write(|w| {
-            let mut r: RuleRecord = w.one(RULES, id)?.ok_or(StoreError::NotFound("rule"))?;
-            if let Some(v) = input.name {
-                r.name = v;
-            }
-            if let Some(v) = input.host_pattern {
-                r.host_pattern = v;
-            }
-            if let Some(v) = input.path_pattern {
-                r.path_pattern = v;
-            }
-            if let Some(v) = input.methods {
-                r.methods = v;
-            }
-            if let Some(v) = input.agent_id {
-                r.agent_id = v;
-            }
-            if let Some(v) = input.action {
-                r.action = v;
-            }
-            if let Some(v) = input.enabled {
-                r.enabled = v;
-            }
-            w.validate_rule(&r)?;
-            w.put(RULES, id, &r)?;
-            Ok(r)
-        })
-    }
-
-    pub fn delete_rule(&self, id: &str) -> Result<()> {
-        self.write(|w| {
-            if w.remove(RULES, id)? {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound("rule"))
-            }
+            w.remove(PROJECTS, id).map(|_| ())
         })
     }
 
     // ---- API keys and gateway tokens ------------------------------------
 
-    /// A new admin API key (`oc_` + 64 hex); only its hash is stored.
-    pub fn create_api_key(&self, name: &str) -> Result<Zeroizing<String>> {
-        self.create_key(API_KEYS, "oc_", name)
+    /// A new API key (`oc_` + 64 hex) for `project` (an id), or an admin
+    /// key for every project; only its hash is stored.
+    pub fn create_api_key(
+        &self,
+        name: &str,
+        project: Option<&str>,
+    ) -> Result<(KeyRecord, Zeroizing<String>)> {
+        validate_name(name)?;
+        self.create_key(API_KEYS, "oc_", name, project)
     }
 
     pub fn api_key_count(&self) -> Result<usize> {
         Ok(self.all::<KeyRecord>(API_KEYS)?.len())
     }
 
-    pub fn verify_api_key(&self, presented: &str) -> Result<bool> {
-        self.verify_key(API_KEYS, presented)
+    /// The key's record when `presented` is a valid API key.
+    pub fn verify_api_key(&self, presented: &str) -> Result<Option<KeyRecord>> {
+        let hash = hex::encode(token_sha256(presented));
+        self.one::<KeyRecord>(API_KEYS, &hash)
     }
 
     /// A token a gateway presents to subscribe to snapshots.
     pub fn create_gateway_token(&self, name: &str) -> Result<Zeroizing<String>> {
-        self.create_key(GATEWAY_TOKENS, "ogw_", name)
+        Ok(self.create_key(GATEWAY_TOKENS, "ogw_", name, None)?.1)
     }
 
     /// Makes `token` the one gateway token named `name` (the operator's,
@@ -637,6 +492,7 @@ impl Store {
             let record = KeyRecord {
                 id: ids::new_id(),
                 name: name.to_owned(),
+                project: None,
                 created_at: ids::now_rfc3339(),
             };
             let bytes = serde_json::to_vec(&record).map_err(db_err)?;
@@ -656,16 +512,23 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         prefix: &str,
         name: &str,
-    ) -> Result<Zeroizing<String>> {
+        project: Option<&str>,
+    ) -> Result<(KeyRecord, Zeroizing<String>)> {
         let key = ids::random_token(prefix);
         let hash = hex::encode(token_sha256(&key));
         let record = KeyRecord {
             id: ids::new_id(),
             name: name.to_owned(),
+            project: project.map(str::to_owned),
             created_at: ids::now_rfc3339(),
         };
-        self.write_unversioned(|w| w.put(table, &hash, &record))?;
-        Ok(key)
+        self.write_unversioned(|w| {
+            if let Some(project) = project {
+                w.project_exists(project)?;
+            }
+            w.put(table, &hash, &record)
+        })?;
+        Ok((record, key))
     }
 
     pub fn api_keys(&self) -> Result<Vec<KeyRecord>> {
@@ -676,12 +539,14 @@ impl Store {
         self.keys(GATEWAY_TOKENS)
     }
 
-    /// Revokes an API key; the last one stays, so that someone can still
-    /// sign in.
+    /// Revokes an API key; the last admin key stays, so that someone can
+    /// still manage every project.
     pub fn revoke_api_key(&self, id: &str) -> Result<()> {
-        if self.api_keys()?.len() <= 1 {
+        let keys = self.api_keys()?;
+        let admins = keys.iter().filter(|k| k.project.is_none()).count();
+        if admins <= 1 && keys.iter().any(|k| k.id == id && k.project.is_none()) {
             return Err(StoreError::Invalid(
-                "The last API key cannot be revoked: create another first.".into(),
+                "The last admin API key cannot be revoked: create another first.".into(),
             ));
         }
         self.revoke_key(API_KEYS, id)
@@ -749,34 +614,6 @@ impl Store {
         txn.commit().map_err(db_err)
     }
 
-    /// Newest first: at most `limit` records, of `agent` (id or identifier)
-    /// when given, at or after `since_ms` when given.
-    pub fn audit(
-        &self,
-        agent: Option<&str>,
-        since_ms: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(AUDIT).map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db_err)?.rev() {
-            let (_, v) = entry.map_err(db_err)?;
-            let record: AuditRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
-            if since_ms.is_some_and(|since| record.unix_ms < since) {
-                break;
-            }
-            if agent.is_some_and(|a| a != record.agent && a != record.agent_id) {
-                continue;
-            }
-            out.push(record);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     // ---- the policy document --------------------------------------------
 
     /// Everything the gateways enforce, at the current version, with secret
@@ -794,6 +631,7 @@ impl Store {
             .all::<AgentRecord>(AGENTS)?
             .into_iter()
             .map(|a| AgentDoc {
+                project: a.project,
                 id: a.id,
                 name: a.name,
                 identifier: a.identifier,
@@ -808,6 +646,7 @@ impl Store {
         for s in read.all::<SecretRecord>(SECRETS)? {
             let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
             secrets.push(SecretDoc {
+                project: s.project,
                 id: s.id,
                 name: s.name,
                 kind: s.kind,
@@ -822,6 +661,7 @@ impl Store {
             .all::<RuleRecord>(RULES)?
             .into_iter()
             .map(|r| RuleDoc {
+                project: r.project,
                 id: r.id,
                 name: r.name,
                 host_pattern: r.host_pattern,
@@ -882,6 +722,410 @@ impl Store {
         let txn = self.db.begin_write().map_err(db_err)?;
         let out = f(&mut Writer { txn: &txn })?;
         finish(txn)?;
+        Ok(out)
+    }
+}
+
+/// The store as one project sees it: its agents, secrets, rules and audit
+/// records, and no other project's. Records of another project answer
+/// `NotFound`, as ones that do not exist.
+pub struct Scoped<'s> {
+    store: &'s Store,
+    project: String,
+}
+
+impl Scoped<'_> {
+    /// The project's id.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn policy_version(&self) -> Result<u64> {
+        self.store.policy_version()
+    }
+
+    /// Every record of `table` in this project.
+    fn all<T: DeserializeOwned + InProject>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>> {
+        let mut records: Vec<T> = self.store.all(table)?;
+        records.retain(|r| r.project() == self.project);
+        Ok(records)
+    }
+
+    /// The record `id` of `table` if it is this project's.
+    fn one<T: DeserializeOwned + InProject>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+    ) -> Result<Option<T>> {
+        Ok(self
+            .store
+            .one::<T>(table, id)?
+            .filter(|r| r.project() == self.project))
+    }
+
+    // ---- agents ---------------------------------------------------------
+
+    pub fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let mut agents: Vec<AgentRecord> = self.all(AGENTS)?;
+        agents.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(agents)
+    }
+
+    pub fn agent(&self, id: &str) -> Result<AgentRecord> {
+        self.one(AGENTS, id)?.ok_or(StoreError::NotFound("agent"))
+    }
+
+    pub fn agent_by_identifier(&self, identifier: &str) -> Result<Option<AgentRecord>> {
+        Ok(self
+            .agents()?
+            .into_iter()
+            .find(|a| a.identifier == identifier))
+    }
+
+    /// The agent's proxy token, for the API's `accessToken` and container config.
+    pub fn agent_token(&self, agent: &AgentRecord) -> Result<Zeroizing<String>> {
+        Ok(crypto::open_string(
+            &self.store.key,
+            agent.id.as_bytes(),
+            &agent.token_sealed,
+        )?)
+    }
+
+    pub fn create_agent(
+        &self,
+        name: &str,
+        identifier: &str,
+        is_default: bool,
+    ) -> Result<AgentRecord> {
+        validate_name(name)?;
+        if !is_valid_identifier(identifier) {
+            return Err(StoreError::Invalid(format!(
+                "identifier {identifier:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$"
+            )));
+        }
+        let id = ids::new_id();
+        let token = ids::agent_token();
+        let record = AgentRecord {
+            token_sealed: crypto::seal(&self.store.key, id.as_bytes(), token.as_bytes())?,
+            token_sha256: token_sha256(&token),
+            id,
+            project: self.project.clone(),
+            name: name.to_owned(),
+            identifier: identifier.to_owned(),
+            is_default,
+            secret_mode: SecretMode::All,
+            secret_ids: Vec::new(),
+            policy_mode: PolicyMode::Allow,
+            created_at: ids::now_rfc3339(),
+        };
+        self.store.write(|w| {
+            w.project_exists(&self.project)?;
+            if w.all::<AgentRecord>(AGENTS)?
+                .iter()
+                .any(|a| a.project == self.project && a.identifier == record.identifier)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "An agent with identifier \"{identifier}\" already exists."
+                )));
+            }
+            w.put(AGENTS, &record.id, &record)
+        })?;
+        Ok(record)
+    }
+
+    /// The default agent, created as `Default Agent` / `default` when none exists.
+    pub fn default_agent(&self) -> Result<AgentRecord> {
+        if let Some(agent) = self.agents()?.into_iter().find(|a| a.is_default) {
+            return Ok(agent);
+        }
+        match self.create_agent("Default Agent", "default", true) {
+            Ok(agent) => Ok(agent),
+            // Raced with another request that created it, or an agent named
+            // "default" exists that is not marked default: use that one.
+            Err(StoreError::Conflict(_)) => self
+                .agent_by_identifier("default")?
+                .ok_or(StoreError::NotFound("agent")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn update_agent(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut AgentRecord) -> Result<()>,
+    ) -> Result<AgentRecord> {
+        self.store.write(|w| {
+            let mut agent: AgentRecord = w
+                .mine(AGENTS, id, &self.project)?
+                .ok_or(StoreError::NotFound("agent"))?;
+            change(&mut agent)?;
+            validate_name(&agent.name)?;
+            for secret_id in &agent.secret_ids {
+                // Another project's secret is as unknown as a missing one.
+                if w.mine::<SecretRecord>(SECRETS, secret_id, &self.project)?
+                    .is_none()
+                {
+                    return Err(StoreError::Invalid(format!(
+                        "unknown secret id {secret_id:?}"
+                    )));
+                }
+            }
+            w.put(AGENTS, id, &agent)?;
+            Ok(agent)
+        })
+    }
+
+    pub fn regenerate_token(&self, id: &str) -> Result<Zeroizing<String>> {
+        let token = ids::agent_token();
+        let sealed = crypto::seal(&self.store.key, id.as_bytes(), token.as_bytes())?;
+        let hash = token_sha256(&token);
+        self.update_agent(id, |a| {
+            a.token_sealed = sealed;
+            a.token_sha256 = hash;
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    pub fn delete_agent(&self, id: &str) -> Result<()> {
+        self.store.write(|w| {
+            if w.mine::<AgentRecord>(AGENTS, id, &self.project)?.is_none() {
+                return Err(StoreError::NotFound("agent"));
+            }
+            w.remove(AGENTS, id)?;
+            // Rules scoped to the agent go with it.
+            for rule in w.all::<RuleRecord>(RULES)? {
+                if rule.agent_id.as_deref() == Some(id) {
+                    w.remove(RULES, &rule.id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    // ---- secrets --------------------------------------------------------
+
+    pub fn secrets(&self) -> Result<Vec<SecretRecord>> {
+        let mut secrets: Vec<SecretRecord> = self.all(SECRETS)?;
+        secrets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        for s in &mut secrets {
+            self.fill_preview(s)?;
+        }
+        Ok(secrets)
+    }
+
+    pub fn secret(&self, id: &str) -> Result<SecretRecord> {
+        let mut s = self
+            .one(SECRETS, id)?
+            .ok_or(StoreError::NotFound("secret"))?;
+        self.fill_preview(&mut s)?;
+        Ok(s)
+    }
+
+    fn fill_preview(&self, s: &mut SecretRecord) -> Result<()> {
+        let value = crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?;
+        s.preview = SecretValue::new(value.to_string()).preview();
+        Ok(())
+    }
+
+    pub fn create_secret(&self, input: SecretInput) -> Result<SecretRecord> {
+        let (Some(name), Some(kind), Some(value), Some(host_pattern)) =
+            (input.name, input.kind, input.value, input.host_pattern)
+        else {
+            return Err(StoreError::Invalid(
+                "name, type, value and hostPattern are required".into(),
+            ));
+        };
+        let id = ids::new_id();
+        let record = SecretRecord {
+            value_sealed: crypto::seal(&self.store.key, id.as_bytes(), value.as_bytes())?,
+            preview: SecretValue::new(value.to_string()).preview(),
+            anthropic_oauth: value.starts_with(ANTHROPIC_OAUTH_PREFIX),
+            id,
+            project: self.project.clone(),
+            name,
+            kind,
+            host_pattern,
+            path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
+            injection: input.injection.flatten(),
+            allow_plaintext: input.allow_plaintext.unwrap_or(false),
+            created_at: ids::now_rfc3339(),
+        };
+        validate_secret(&record, &value)?;
+        self.store.write(|w| {
+            w.project_exists(&self.project)?;
+            w.put(SECRETS, &record.id, &record)
+        })?;
+        Ok(record)
+    }
+
+    pub fn update_secret(&self, id: &str, input: SecretInput) -> Result<SecretRecord> {
+        self.store.write(|w| {
+            let mut s: SecretRecord = w
+                .mine(SECRETS, id, &self.project)?
+                .ok_or(StoreError::NotFound("secret"))?;
+            let value = match input.value {
+                Some(v) => v,
+                None => crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?,
+            };
+            if let Some(name) = input.name {
+                s.name = name;
+            }
+            if let Some(kind) = input.kind {
+                s.kind = kind;
+            }
+            if let Some(host) = input.host_pattern {
+                s.host_pattern = host;
+            }
+            if let Some(path) = input.path_pattern {
+                s.path_pattern = path;
+            }
+            if let Some(injection) = input.injection {
+                s.injection = injection;
+            }
+            if let Some(allow) = input.allow_plaintext {
+                s.allow_plaintext = allow;
+            }
+            s.value_sealed = crypto::seal(&self.store.key, s.id.as_bytes(), value.as_bytes())?;
+            s.preview = SecretValue::new(value.to_string()).preview();
+            s.anthropic_oauth = value.starts_with(ANTHROPIC_OAUTH_PREFIX);
+            validate_secret(&s, &value)?;
+            w.put(SECRETS, id, &s)?;
+            Ok(s)
+        })
+    }
+
+    pub fn delete_secret(&self, id: &str) -> Result<()> {
+        self.store.write(|w| {
+            if w.mine::<SecretRecord>(SECRETS, id, &self.project)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound("secret"));
+            }
+            w.remove(SECRETS, id)?;
+            // Selective agents lose the assignment.
+            for mut agent in w.all::<AgentRecord>(AGENTS)? {
+                if agent.secret_ids.iter().any(|s| s == id) {
+                    agent.secret_ids.retain(|s| s != id);
+                    w.put(AGENTS, &agent.id.clone(), &agent)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    // ---- rules ----------------------------------------------------------
+
+    pub fn rules(&self) -> Result<Vec<RuleRecord>> {
+        let mut rules: Vec<RuleRecord> = self.all(RULES)?;
+        rules.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(rules)
+    }
+
+    pub fn rule(&self, id: &str) -> Result<RuleRecord> {
+        self.one(RULES, id)?.ok_or(StoreError::NotFound("rule"))
+    }
+
+    pub fn create_rule(&self, input: RuleInput) -> Result<RuleRecord> {
+        let (Some(name), Some(host_pattern), Some(action)) =
+            (input.name, input.host_pattern, input.action)
+        else {
+            return Err(StoreError::Invalid(
+                "name, hostPattern and action are required".into(),
+            ));
+        };
+        let record = RuleRecord {
+            id: ids::new_id(),
+            project: self.project.clone(),
+            name,
+            host_pattern,
+            path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
+            methods: input.methods.unwrap_or_default(),
+            agent_id: input.agent_id.flatten(),
+            action,
+            enabled: input.enabled.unwrap_or(true),
+            created_at: ids::now_rfc3339(),
+        };
+        self.store.write(|w| {
+            w.project_exists(&self.project)?;
+            w.validate_rule(&record)?;
+            w.put(RULES, &record.id, &record)
+        })?;
+        Ok(record)
+    }
+
+    pub fn update_rule(&self, id: &str, input: RuleInput) -> Result<RuleRecord> {
+        self.store.write(|w| {
+            let mut r: RuleRecord = w
+                .mine(RULES, id, &self.project)?
+                .ok_or(StoreError::NotFound("rule"))?;
+            if let Some(v) = input.name {
+                r.name = v;
+            }
+            if let Some(v) = input.host_pattern {
+                r.host_pattern = v;
+            }
+            if let Some(v) = input.path_pattern {
+                r.path_pattern = v;
+            }
+            if let Some(v) = input.methods {
+                r.methods = v;
+            }
+            if let Some(v) = input.agent_id {
+                r.agent_id = v;
+            }
+            if let Some(v) = input.action {
+                r.action = v;
+            }
+            if let Some(v) = input.enabled {
+                r.enabled = v;
+            }
+            w.validate_rule(&r)?;
+            w.put(RULES, id, &r)?;
+            Ok(r)
+        })
+    }
+
+    pub fn delete_rule(&self, id: &str) -> Result<()> {
+        self.store.write(|w| {
+            if w.mine::<RuleRecord>(RULES, id, &self.project)?.is_none() {
+                return Err(StoreError::NotFound("rule"));
+            }
+            w.remove(RULES, id).map(|_| ())
+        })
+    }
+
+    /// Newest first: at most `limit` records, of `agent` (id or identifier)
+    /// when given, at or after `since_ms` when given.
+    pub fn audit(
+        &self,
+        agent: Option<&str>,
+        since_ms: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let txn = self.store.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(AUDIT).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)?.rev() {
+            let (_, v) = entry.map_err(db_err)?;
+            let record: AuditRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+            if since_ms.is_some_and(|since| record.unix_ms < since) {
+                break;
+            }
+            if record.project != self.project {
+                continue;
+            }
+            if agent.is_some_and(|a| a != record.agent && a != record.agent_id) {
+                continue;
+            }
+            out.push(record);
+            if out.len() >= limit {
+                break;
+            }
+        }
         Ok(out)
     }
 }
@@ -956,6 +1200,37 @@ impl Writer<'_> {
             .transpose()
     }
 
+    /// The record `id` of `table` if it belongs to `project`.
+    fn mine<T: DeserializeOwned + InProject>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+        project: &str,
+    ) -> Result<Option<T>> {
+        Ok(self.one::<T>(table, id)?.filter(|r| r.project() == project))
+    }
+
+    /// How many records of `table` belong to `project`.
+    fn count_in<T: DeserializeOwned + InProject>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        project: &str,
+    ) -> Result<usize> {
+        Ok(self
+            .all::<T>(table)?
+            .iter()
+            .filter(|r| r.project() == project)
+            .count())
+    }
+
+    /// Refuses a write into a project deleted meanwhile.
+    fn project_exists(&self, project: &str) -> Result<()> {
+        match self.one::<ProjectRecord>(PROJECTS, project)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound("project")),
+        }
+    }
+
     fn put<T: Serialize>(
         &mut self,
         table: TableDefinition<&str, &[u8]>,
@@ -991,7 +1266,10 @@ impl Writer<'_> {
             return Err(StoreError::Invalid("rateLimit must be at least 1".into()));
         }
         if let Some(agent) = &r.agent_id {
-            if self.one::<AgentRecord>(AGENTS, agent)?.is_none() {
+            if self
+                .mine::<AgentRecord>(AGENTS, agent, &r.project)?
+                .is_none()
+            {
                 return Err(StoreError::Invalid(format!("unknown agentId {agent:?}")));
             }
         }
@@ -1019,6 +1297,7 @@ fn validate_secret(s: &SecretRecord, value: &str) -> Result<()> {
     // The gateway compiles the same way: what is stored always compiles.
     let doc = PolicyDoc {
         secrets: vec![SecretDoc {
+            project: s.project.clone(),
             id: s.id.clone(),
             name: s.name.clone(),
             kind: s.kind,

@@ -142,6 +142,7 @@ pub fn review(
     let preview = (!body.is_empty())
         .then(|| String::from_utf8_lossy(&body[..body.len().min(BODY_PREVIEW)]).into_owned());
     ApprovalRequest {
+        project: onecli_policy::model::default_project(),
         method: original.method.as_str().to_owned(),
         url,
         host: host.to_owned(),

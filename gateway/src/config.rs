@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
@@ -30,6 +32,9 @@ pub struct GatewayConfig {
     /// How long the body of a request to be held may take to arrive: a body
     /// dribbled a byte at a time does not keep an approval slot.
     pub held_body_timeout: Duration,
+    /// `--rate-limit-store`: rate limits counted in this Redis, shared by
+    /// every gateway that uses it. `None`: each gateway counts alone.
+    pub rate_limit_store: Option<RedisUrl>,
 }
 
 impl GatewayConfig {
@@ -50,6 +55,7 @@ impl GatewayConfig {
             protected: Vec::new(),
             approval_timeout: Duration::from_secs(180),
             held_body_timeout: Duration::from_secs(60),
+            rate_limit_store: None,
         }
     }
 }
@@ -154,6 +160,160 @@ impl std::str::FromStr for EgressAllow {
     }
 }
 
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`: where shared rate limits
+/// are counted. The password never leaves this type except to the server:
+/// `Display` and `Debug` show `***` in its place, and no parse error
+/// repeats the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub db: u32,
+    pub username: Option<String>,
+    pub password: Option<Zeroizing<String>>,
+}
+
+const REDIS_PORT: u16 = 6379;
+
+impl std::str::FromStr for RedisUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = match s.split_once("://") {
+            Some(("redis", rest)) => rest,
+            Some(("rediss", _)) => {
+                return Err(
+                    "rediss:// (TLS) is not supported: use redis:// on a private network".into(),
+                )
+            }
+            _ => return Err("the URL must start with redis://".into()),
+        };
+        if rest.contains(['?', '#']) {
+            return Err("a redis:// URL takes no query or fragment".into());
+        }
+        let (authority, db) = match rest.split_once('/') {
+            Some((authority, "")) => (authority, 0),
+            Some((authority, db)) => (
+                authority,
+                db.parse()
+                    .ok()
+                    .filter(|_| db.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or("the path must be a database number (/0, /1, …)")?,
+            ),
+            None => (rest, 0),
+        };
+        let (credentials, hostport) = match authority.rsplit_once('@') {
+            Some((credentials, hostport)) => (Some(credentials), hostport),
+            None => (None, authority),
+        };
+        let (host, port) = split_host_port(hostport)?;
+        let (username, password) = match credentials {
+            None => (None, None),
+            Some(credentials) => {
+                let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+                let user =
+                    percent_decode(user).ok_or("the user name is not valid percent-encoding")?;
+                let password = Zeroizing::new(
+                    percent_decode(password).ok_or("the password is not valid percent-encoding")?,
+                );
+                if password.is_empty() {
+                    return Err("a user name without a password: give redis://:PASSWORD@HOST or redis://USER:PASSWORD@HOST".into());
+                }
+                ((!user.is_empty()).then_some(user), Some(password))
+            }
+        };
+        Ok(RedisUrl {
+            host,
+            port,
+            db,
+            username,
+            password,
+        })
+    }
+}
+
+fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host needs its closing ]")?;
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("[{host}] is not an IPv6 address"))?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("a port follows the host after :")?,
+                ),
+            ),
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    let name_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    };
+    if !name_ok(host) {
+        return Err("the URL names no valid host".into());
+    }
+    let port = match port {
+        None => REDIS_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n != 0 && n.to_string() == p)
+            .ok_or_else(|| format!("bad port {p:?}"))?,
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// `%XX` escapes decoded; `None` for a broken escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("redis://")?;
+        if self.password.is_some() {
+            write!(f, "{}:***@", self.username.as_deref().unwrap_or(""))?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        write!(f, ":{}/{}", self.port, self.db)
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +357,49 @@ mod tests {
             Ok(EgressAllow::Host("intranet.corp".into()))
         );
         assert!("10.0.0.0/33".parse::<EgressAllow>().is_err());
+    }
+
+    #[test]
+    fn redis_urls_parse_and_never_show_the_password() {
+        let url: RedisUrl = "redis://:s3cr%40t@Redis.internal:6380/2"
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            (url.host.as_str(), url.port, url.db, url.username.as_deref()),
+            ("redis.internal", 6380, 2, None)
+        );
+        assert_eq!(url.password.as_deref().map(String::as_str), Some("s3cr@t"));
+        assert_eq!(url.to_string(), "redis://:***@redis.internal:6380/2");
+        assert!(!format!("{url:?}").contains("s3cr"));
+        let url: RedisUrl = "redis://ops:pw@10.0.0.5".parse().expect("valid");
+        assert_eq!((url.port, url.db), (6379, 0));
+        assert_eq!(url.to_string(), "redis://ops:***@10.0.0.5:6379/0");
+        let url: RedisUrl = "redis://[::1]:7000/".parse().expect("valid");
+        assert_eq!((url.host.as_str(), url.port), ("::1", 7000));
+        assert_eq!(url.to_string(), "redis://[::1]:7000/0");
+    }
+
+    #[test]
+    fn bad_redis_urls_are_refused_without_repeating_them() {
+        for bad in [
+            "http://h:6379",
+            "rediss://:hunter2@h:6379",
+            "redis://",
+            "redis://:hunter2@",
+            "redis://h:0",
+            "redis://h:65536",
+            "redis://h:+1",
+            "redis://h:6379/x",
+            "redis://h:6379/1/2",
+            "redis://h:6379/-1",
+            "redis://h/0?password=hunter2",
+            "redis://hunter2@h",
+            "redis://:hunter2%zz@h",
+            "redis://h o/0",
+            "redis://[::1:6379",
+        ] {
+            let error = bad.parse::<RedisUrl>().expect_err(bad);
+            assert!(!error.contains("hunter2"), "{bad}: {error}");
+        }
     }
 }

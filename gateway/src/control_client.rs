@@ -18,6 +18,8 @@ pub enum ClientError {
     Unreachable(String),
     #[error("the control service's answer is malformed: {0}")]
     Malformed(&'static str),
+    #[error("project {0:?} is not a project id or identifier (letters, digits, - and _)")]
+    BadProject(String),
 }
 
 pub struct ControlClient {
@@ -25,6 +27,8 @@ pub struct ControlClient {
     port: u16,
     base_path: String,
     token: Zeroizing<String>,
+    /// Sent as `X-Project-Id`: the project an admin key works in.
+    project: Option<String>,
 }
 
 /// An answer: status and body.
@@ -57,7 +61,23 @@ impl ControlClient {
             port,
             base_path,
             token,
+            project: None,
         })
+    }
+
+    /// Works in `project` (an id or identifier): sent as `X-Project-Id`.
+    /// Only identifier characters are taken, so that no value can add a
+    /// header of its own.
+    pub fn with_project(mut self, project: &str) -> Result<Self, ClientError> {
+        if project.is_empty()
+            || !project
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ClientError::BadProject(project.to_owned()));
+        }
+        self.project = Some(project.to_owned());
+        Ok(self)
     }
 
     /// `path` starts with `/v1/`; `max_body` bounds what is read back.
@@ -90,8 +110,13 @@ impl ControlClient {
             .await
             .map_err(unreachable)?;
         let body = body.unwrap_or_default();
+        let project = self
+            .project
+            .as_deref()
+            .map(|p| format!("X-Project-Id: {p}\r\n"))
+            .unwrap_or_default();
         let head = Zeroizing::new(format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {}{path} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\n{project}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.base_path,
             self.host,
             self.port,

@@ -92,7 +92,9 @@ impl FrontDoor {
                 &target,
                 &connect,
                 &mut None,
-            ) {
+            )
+            .await
+            {
                 Verdict::Proceed => {}
                 Verdict::Refuse(refusal) => return refuse(&mut l4, refusal).await,
                 // Nothing in a pass-through tunnel can be shown to a reviewer.

@@ -204,6 +204,7 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, (kind, value, injection))| SecretDoc {
+                project: onecli_policy::model::default_project(),
                 id: format!("s{i}"),
                 name: format!("s{i}"),
                 kind,

@@ -25,6 +25,7 @@ pub mod policy_source;
 pub mod proxy;
 pub mod rate_limit;
 pub mod remote;
+pub mod retire;
 pub mod server;
 pub mod subscriber;
 pub mod tunnel;
@@ -49,7 +50,7 @@ pub struct Shared {
     pub upstream_tls: SslConnector,
     pub egress: egress::EgressGuard,
     pub metrics: Arc<metrics::GatewayMetrics>,
-    pub rate_limiter: rate_limit::RateLimiter,
+    pub rate_limiter: rate_limit::RateLimits,
     pub hooks: ControlHooks,
     /// Slots for requests held for approval, in total and per agent.
     pub held: approval::HeldSlots,

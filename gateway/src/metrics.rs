@@ -28,6 +28,9 @@ pub struct GatewayMetrics {
     pub policy_version: IntGauge,
     pub policy_rejected: IntCounter,
     pub rate_limited: IntCounter,
+    pub rate_limit_fallback: IntCounter,
+    pub rate_limit_store_in_use: IntGauge,
+    pub rate_limit_gateways: IntGauge,
     pub approvals_pending: IntGauge,
     pub audit_dropped: IntCounter,
     pub request_seconds: Histogram,
@@ -108,6 +111,21 @@ impl GatewayMetrics {
             "Requests refused by a rate_limit rule",
         )?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let rate_limit_fallback = IntCounter::new(
+            "onecli_gateway_rate_limit_fallback_total",
+            "Requests counted locally, with this gateway's share of each limit, because the rate-limit store was unavailable",
+        )?;
+        registry.register(Box::new(rate_limit_fallback.clone()))?;
+        let rate_limit_store_in_use = IntGauge::new(
+            "onecli_gateway_rate_limit_store_in_use",
+            "1 while rate limits are counted in the shared store (--rate-limit-store), 0 otherwise",
+        )?;
+        registry.register(Box::new(rate_limit_store_in_use.clone()))?;
+        let rate_limit_gateways = IntGauge::new(
+            "onecli_gateway_rate_limit_gateways",
+            "Live gateways sharing the rate-limit store, as last heard from it",
+        )?;
+        registry.register(Box::new(rate_limit_gateways.clone()))?;
         let upstream = |name: &str, help: &str| {
             let h = Histogram::with_opts(
                 HistogramOpts::new(name, help).buckets(UPSTREAM_SECONDS.to_vec()),
@@ -143,6 +161,9 @@ impl GatewayMetrics {
             policy_version,
             policy_rejected,
             rate_limited,
+            rate_limit_fallback,
+            rate_limit_store_in_use,
+            rate_limit_gateways,
             approvals_pending,
             audit_dropped,
             request_seconds,

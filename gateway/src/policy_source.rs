@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use onecli_policy::config::{compile_policy_file, ConfigError};
 use onecli_policy::{PolicyDoc, Snapshot};
@@ -15,18 +14,20 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
 use crate::metrics::GatewayMetrics;
+use crate::retire::RetiringSwap;
 
 /// The current snapshot. `None` until the first one arrives: the gateway is
-/// not ready and refuses agent traffic until then.
+/// not ready and refuses agent traffic until then. A replaced snapshot is
+/// freed by the retirement thread, never by a request that still held it.
 pub struct PolicyHandle {
-    current: ArcSwapOption<Snapshot>,
+    current: RetiringSwap<Snapshot>,
     metrics: Arc<GatewayMetrics>,
 }
 
 impl PolicyHandle {
     pub fn new(metrics: Arc<GatewayMetrics>) -> Self {
         PolicyHandle {
-            current: ArcSwapOption::empty(),
+            current: RetiringSwap::new("onecli-retire"),
             metrics,
         }
     }
@@ -37,7 +38,7 @@ impl PolicyHandle {
 
     pub fn install(&self, snapshot: Snapshot) {
         self.metrics.policy_installed(snapshot.version());
-        self.current.store(Some(Arc::new(snapshot)));
+        self.current.store(Arc::new(snapshot));
     }
 
     /// Counts a policy update that never got as far as compiling (it did not

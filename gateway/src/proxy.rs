@@ -161,7 +161,8 @@ impl ProxyHttp for GatewayProxy {
             &target,
             &canonical,
             &mut ctx.rule,
-        );
+        )
+        .await;
         ctx.snapshot = Some(snapshot);
         ctx.token = Some(token);
         ctx.target = Some(target);
@@ -389,6 +390,7 @@ impl ProxyHttp for GatewayProxy {
         };
         let now = time::OffsetDateTime::now_utc();
         let record = AuditRecord {
+            project: agent.project.clone(),
             time: now
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
@@ -497,6 +499,7 @@ impl GatewayProxy {
         review.agent_id = agent.id.clone();
         review.agent_name = agent.name.clone();
         review.agent_identifier = agent.identifier.clone();
+        review.project = agent.project.clone();
         let timeout = self.shared.config.approval_timeout;
         review.timeout_secs = timeout.as_secs();
 
@@ -790,8 +793,9 @@ pub(crate) fn canonical_request(
 }
 
 /// SPEC §6 for one request: `None` to go on, or the refusal. Counts the
-/// request against the rate limits it falls under.
-pub(crate) fn enforce_rules(
+/// request against the rate limits it falls under (which waits only with a
+/// shared rate-limit store, and then boundedly).
+pub(crate) async fn enforce_rules(
     shared: &Shared,
     snapshot: &Snapshot,
     token: &TokenHash,
@@ -822,7 +826,7 @@ pub(crate) fn enforce_rules(
     };
     // Rate limits count before a human is asked: nobody reviews a request
     // that would be refused anyway.
-    if let Err(limited) = shared.rate_limiter.check(&agent.id, &rate_limits) {
+    if let Err(limited) = shared.rate_limiter.check(&agent.id, &rate_limits).await {
         shared.metrics.rate_limited.inc();
         *decided_by = Some((limited.rule.id.clone(), limited.rule.name.clone()));
         if let RuleAction::RateLimit { limit, window } = limited.rule.action {

@@ -3,10 +3,19 @@
 //! window edges), memory is one number per active key, and a refused
 //! request consumes nothing. Time comes from a [`Clock`] so tests do not
 //! sleep.
+//!
+//! [`RateLimits`] is what requests call: this gateway's own counters, or
+//! with `--rate-limit-store` the counters in Redis that every gateway using
+//! it shares ([`shared`]), with the own ones as the fallback.
+
+pub mod resp;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub use shared::RedisLimiter;
 
 use onecli_policy::model::RuleAction;
 use onecli_policy::Rule;
@@ -57,6 +66,17 @@ impl RateLimiter {
     /// Counts one request by `agent_id` against every rule in `rules`, or
     /// against none if any of them refuses it.
     pub fn check<'a>(&self, agent_id: &str, rules: &[&'a Rule]) -> Result<(), Limited<'a>> {
+        self.check_share(agent_id, rules, 1)
+    }
+
+    /// The same, with each limit divided among `gateways` (at least 1 each):
+    /// this gateway's share while the shared store is away.
+    pub fn check_share<'a>(
+        &self,
+        agent_id: &str,
+        rules: &[&'a Rule],
+        gateways: u32,
+    ) -> Result<(), Limited<'a>> {
         let now = self.clock.now().as_nanos();
         let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
         let mut updates = Vec::with_capacity(rules.len());
@@ -66,7 +86,8 @@ impl RateLimiter {
                 continue;
             };
             let window = u128::from(window.seconds()) * 1_000_000_000;
-            let interval = window / u128::from(limit.max(1));
+            let limit = (limit / gateways.max(1)).max(1);
+            let interval = window / u128::from(limit);
             let tolerance = window - interval;
             let key = (rule.id.clone(), agent_id.to_owned());
             let tat = tats.get(&key).copied().unwrap_or(now).max(now);
@@ -111,6 +132,33 @@ impl RateLimiter {
     }
 }
 
+/// What requests count against: the gateway's own counters, or the shared
+/// store with the own ones as its fallback.
+pub struct RateLimits {
+    local: RateLimiter,
+    shared: Option<Arc<RedisLimiter>>,
+}
+
+impl RateLimits {
+    pub fn new(local: RateLimiter, shared: Option<Arc<RedisLimiter>>) -> Self {
+        RateLimits { local, shared }
+    }
+
+    /// Counts one request by `agent_id` against every rule in `rules`, or
+    /// against none if any of them refuses it. Without a shared store this
+    /// never waits; with one, at most [`shared::BUDGET`].
+    pub async fn check<'a>(&self, agent_id: &str, rules: &[&'a Rule]) -> Result<(), Limited<'a>> {
+        match &self.shared {
+            None => self.local.check(agent_id, rules),
+            Some(shared) => shared.check(agent_id, rules, &self.local).await,
+        }
+    }
+
+    pub fn shared(&self) -> Option<&Arc<RedisLimiter>> {
+        self.shared.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +183,7 @@ mod tests {
 
     fn snapshot(rules: &[(&str, u32, RateWindow)]) -> Snapshot {
         let agent = AgentDoc {
+            project: onecli_policy::model::default_project(),
             id: "a".into(),
             name: "a".into(),
             identifier: "a".into(),
@@ -147,6 +196,7 @@ mod tests {
         let rules = rules
             .iter()
             .map(|(name, limit, window)| RuleDoc {
+                project: onecli_policy::model::default_project(),
                 id: (*name).into(),
                 name: (*name).into(),
                 host_pattern: "*".into(),
@@ -291,5 +341,18 @@ mod tests {
         clock.advance(Duration::from_secs(60));
         assert!(limiter.check("d", &rules).is_ok(), "expired keys make room");
         assert!(limiter.len() <= 3);
+    }
+
+    #[test]
+    fn a_share_divides_the_limit_and_never_reaches_zero() {
+        let snap = snapshot(&[("ten-a-minute", 10, RateWindow::Minute)]);
+        let rules: Vec<&Rule> = snap.rules().iter().collect();
+        let (limiter, _) = limiter(100);
+        for (agent, gateways, passes) in [("a", 3, 3), ("b", 2, 5), ("c", 40, 1), ("d", 0, 10)] {
+            let passed = (0..20)
+                .filter(|_| limiter.check_share(agent, &rules, gateways).is_ok())
+                .count();
+            assert_eq!(passed, passes, "{gateways} gateways");
+        }
     }
 }

@@ -22,7 +22,8 @@ use crate::leaf::LeafCertCache;
 use crate::metrics::{GatewayMetrics, MetricsApp};
 use crate::policy_source::{PolicyFile, PolicyHandle};
 use crate::proxy::GatewayProxy;
-use crate::rate_limit::{MonotonicClock, RateLimiter};
+use crate::rate_limit::shared::PresenceKeeper;
+use crate::rate_limit::{MonotonicClock, RateLimiter, RateLimits, RedisLimiter};
 use crate::remote::{remote_audit, RemoteApprovals};
 use crate::subscriber::ControlSubscriber;
 use crate::{ControlHooks, GatewayConfig, Shared};
@@ -149,6 +150,10 @@ pub fn build_server(
     };
     conf.ca_file = roots.as_ref().map(|p| p.display().to_string());
 
+    let shared_limits = config.rate_limit_store.clone().map(|url| {
+        tracing::info!(store = %url, "rate limits counted in the shared store");
+        Arc::new(RedisLimiter::new(url, metrics.clone()))
+    });
     let mut own = vec![config.listen];
     own.extend(config.metrics_listen);
     own.extend(config.protected.iter().copied());
@@ -162,7 +167,10 @@ pub fn build_server(
         metrics: metrics.clone(),
         hooks,
         held: crate::approval::HeldSlots::new(),
-        rate_limiter: RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
+        rate_limiter: RateLimits::new(
+            RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
+            shared_limits.clone(),
+        ),
     });
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -204,6 +212,12 @@ pub fn build_server(
     }
     if let Some(control) = subscriber {
         server.add_service(background_service("onecli-policy-subscriber", control));
+    }
+    if let Some(limits) = shared_limits {
+        server.add_service(background_service(
+            "onecli-rate-limit-presence",
+            PresenceKeeper(limits),
+        ));
     }
     if let Some(sender) = audit_sender {
         server.add_service(background_service("onecli-audit-sender", sender));

@@ -15,6 +15,9 @@ pub struct ApprovalRequest {
     pub agent_id: String,
     pub agent_name: String,
     pub agent_identifier: String,
+    /// The agent's project: only its keys see and decide the request.
+    #[serde(default = "crate::model::default_project")]
+    pub project: String,
     /// How long the gateway holds the request before it gives up.
     pub timeout_secs: u64,
 }

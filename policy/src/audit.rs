@@ -12,6 +12,9 @@ pub struct AuditRecord {
     /// The same instant, for filtering.
     pub unix_ms: u64,
     pub agent_id: String,
+    /// The agent's project: whose log the record is in.
+    #[serde(default = "crate::model::default_project")]
+    pub project: String,
     /// The agent's identifier.
     pub agent: String,
     pub method: String,

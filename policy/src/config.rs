@@ -231,6 +231,7 @@ pub fn parse_policy_file(
             }
         };
         secrets.push(SecretDoc {
+            project: crate::model::default_project(),
             id: s.id.unwrap_or_else(|| s.name.clone()),
             name: s.name,
             kind: s.kind,
@@ -275,6 +276,7 @@ pub fn parse_policy_file(
             continue;
         }
         agents.push(AgentDoc {
+            project: crate::model::default_project(),
             id: a.identifier.clone(),
             name: a.name,
             identifier: a.identifier,
@@ -317,6 +319,7 @@ pub fn parse_policy_file(
             (RawAction::ManualApproval, None, None) => RuleAction::ManualApproval,
         };
         rules.push(RuleDoc {
+            project: crate::model::default_project(),
             id: r.id.unwrap_or_else(|| r.name.clone()),
             name: r.name,
             host_pattern: r.host_pattern,

@@ -7,6 +7,15 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+/// The project everything belongs to unless it says otherwise: single-user
+/// installations, policy files and data written before projects existed.
+pub const DEFAULT_PROJECT: &str = "default";
+
+/// [`DEFAULT_PROJECT`], for `#[serde(default = …)]`.
+pub fn default_project() -> String {
+    DEFAULT_PROJECT.to_owned()
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDoc {
     /// Monotonic version; a gateway never swaps in an older one.
@@ -22,6 +31,9 @@ pub struct PolicyDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentDoc {
     pub id: String,
+    /// The project (its id) the agent belongs to: it sees that project's
+    /// secrets and obeys its rules, and no other's.
+    pub project: String,
     pub name: String,
     pub identifier: String,
     /// SHA-256 of the access token (`aoc_…`): the token itself never travels.
@@ -52,6 +64,8 @@ pub enum PolicyMode {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretDoc {
     pub id: String,
+    /// Injected only for agents of this project.
+    pub project: String,
     pub name: String,
     pub kind: SecretKind,
     /// The plaintext, zeroized when the document is dropped.
@@ -69,6 +83,7 @@ impl std::fmt::Debug for SecretDoc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretDoc")
             .field("id", &self.id)
+            .field("project", &self.project)
             .field("name", &self.name)
             .field("kind", &self.kind)
             .field("value", &"<redacted>")
@@ -99,12 +114,14 @@ pub enum InjectionDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleDoc {
     pub id: String,
+    /// Applies only to agents of this project.
+    pub project: String,
     pub name: String,
     pub host_pattern: String,
     pub path_pattern: String,
     /// Upper-case methods; empty means every method.
     pub methods: Vec<String>,
-    /// `None`: the rule applies to every agent.
+    /// `None`: the rule applies to every agent of its project.
     pub agent_id: Option<String>,
     pub action: RuleAction,
     pub enabled: bool,

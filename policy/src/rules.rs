@@ -41,7 +41,8 @@ pub struct RequestFacts<'a> {
 
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
-    global: HostIndex,
+    /// Rules for every agent of a project, by project number.
+    global: HashMap<u32, HostIndex>,
     per_agent: HashMap<usize, AgentRules>,
 }
 
@@ -54,16 +55,22 @@ struct AgentRules {
 }
 
 /// Rules with the same key shadow each other across scopes.
-fn shadow_key(rule: &Rule) -> (String, String, Vec<String>) {
+fn shadow_key(rule: &Rule) -> (u32, String, String, Vec<String>) {
     let mut methods = rule.methods.clone();
     methods.sort();
-    (rule.host.to_string(), rule.path.to_string(), methods)
+    (
+        rule.project,
+        rule.host.to_string(),
+        rule.path.to_string(),
+        methods,
+    )
 }
 
 impl RuleIndex {
     pub(crate) fn build(rules: &[Rule]) -> RuleIndex {
         let mut index = RuleIndex::default();
-        let mut global_by_key: HashMap<(String, String, Vec<String>), Vec<usize>> = HashMap::new();
+        let mut global_by_key: HashMap<(u32, String, String, Vec<String>), Vec<usize>> =
+            HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
             match rule.agent {
                 Some(agent) => index
@@ -73,7 +80,11 @@ impl RuleIndex {
                     .group
                     .insert(i, &rule.host),
                 None => {
-                    index.global.insert(i, &rule.host);
+                    index
+                        .global
+                        .entry(rule.project)
+                        .or_default()
+                        .insert(i, &rule.host);
                     global_by_key.entry(shadow_key(rule)).or_default().push(i);
                 }
             }
@@ -101,7 +112,9 @@ impl RuleIndex {
         let own_candidates = own.into_iter().flat_map(|a| a.group.candidates(req.host));
         let global_candidates = self
             .global
-            .candidates(req.host)
+            .get(&agent.project_index)
+            .into_iter()
+            .flat_map(|g| g.candidates(req.host))
             .filter(|i| own.is_none_or(|a| !a.shadowed.contains(i)));
         let mut approval = None;
         let mut rate_limits = Vec::new();

@@ -57,6 +57,11 @@ pub struct Agent {
     /// Position in the snapshot: rules refer to agents by it.
     index: usize,
     pub id: String,
+    /// The project's id: whose secrets and rules apply, whose log and
+    /// approvals feed its requests go to.
+    pub project: String,
+    /// The project's number in this snapshot: what secrets and rules compare.
+    pub(crate) project_index: u32,
     pub name: String,
     pub identifier: String,
     pub is_default: bool,
@@ -68,6 +73,8 @@ pub struct Agent {
 #[derive(Debug)]
 pub struct Secret {
     pub id: String,
+    /// Only agents of this project (its number in the snapshot) get it.
+    project: u32,
     pub name: String,
     pub kind: SecretKind,
     pub host: HostPattern,
@@ -170,6 +177,8 @@ pub struct Rule {
     pub broad_path: PathPattern,
     pub methods: Vec<String>,
     pub agent: Option<usize>,
+    /// Only agents of this project (its number in the snapshot) obey it.
+    pub(crate) project: u32,
     pub action: RuleAction,
 }
 
@@ -189,9 +198,19 @@ impl Snapshot {
             })
         };
 
+        // Projects are compared by number: interned as they come.
+        let mut projects: HashMap<String, u32> = HashMap::new();
+        let mut project_of = |name: &str| -> u32 {
+            let next = projects.len() as u32;
+            *projects.entry(name.to_owned()).or_insert(next)
+        };
+
         let mut secrets = Vec::with_capacity(doc.secrets.len());
         let mut secret_index = HashMap::new();
+        // By position in the document, as `secret_index` counts.
+        let mut secret_projects = Vec::with_capacity(doc.secrets.len());
         for (i, s) in doc.secrets.into_iter().enumerate() {
+            secret_projects.push(s.project.clone());
             let item = format!("secrets[{i}]");
             if secret_index.insert(s.id.clone(), i).is_some() {
                 err(
@@ -217,6 +236,7 @@ impl Snapshot {
                 .map_err(|e| err(item.clone(), Some("injection"), e));
             if let (Ok(host), Ok(path), Ok(ops)) = (host, path, ops) {
                 secrets.push(Secret {
+                    project: project_of(&s.project),
                     id: s.id,
                     name: s.name,
                     kind: s.kind,
@@ -242,7 +262,8 @@ impl Snapshot {
                     format!("{:?} must match ^[a-z0-9][a-z0-9-]{{0,49}}$", a.identifier),
                 );
             }
-            if !identifiers.insert(a.identifier.clone()) {
+            // Identifiers are unique within a project.
+            if !identifiers.insert((a.project.clone(), a.identifier.clone())) {
                 err(
                     item.clone(),
                     Some("identifier"),
@@ -263,15 +284,21 @@ impl Snapshot {
                     "two agents share one token".into(),
                 );
             }
+            let project_index = project_of(&a.project);
             let visible_secrets = match a.secret_mode {
                 SecretMode::All => None,
                 SecretMode::Selective => {
                     let mut set = HashSet::new();
                     for id in &a.secret_ids {
                         match secret_index.get(id) {
-                            Some(&idx) => {
+                            Some(&idx) if secret_projects.get(idx) == Some(&a.project) => {
                                 set.insert(idx);
                             }
+                            Some(_) => err(
+                                item.clone(),
+                                Some("secrets"),
+                                format!("secret {id:?} belongs to another project"),
+                            ),
                             None => err(
                                 item.clone(),
                                 Some("secrets"),
@@ -284,6 +311,8 @@ impl Snapshot {
             };
             agents.push(Agent {
                 index: i,
+                project_index,
+                project: a.project,
                 id: a.id,
                 name: a.name,
                 identifier: a.identifier,
@@ -307,11 +336,24 @@ impl Snapshot {
                         .and_then(|e| Ok((e, broad?)))
                         .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()))
                 });
+            let project = project_of(&r.project);
             let agent = match &r.agent_id {
                 None => Ok(None),
-                Some(id) => agent_index.get(id).map(|&i| Some(i)).ok_or_else(|| {
-                    err(item.clone(), Some("agent"), format!("unknown agent {id:?}"))
-                }),
+                Some(id) => match agent_index.get(id) {
+                    Some(&i) if agents[i].project_index == project => Ok(Some(i)),
+                    Some(_) => {
+                        err(
+                            item.clone(),
+                            Some("agent"),
+                            format!("agent {id:?} belongs to another project"),
+                        );
+                        Err(())
+                    }
+                    None => {
+                        err(item.clone(), Some("agent"), format!("unknown agent {id:?}"));
+                        Err(())
+                    }
+                },
             };
             for m in &r.methods {
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -339,6 +381,7 @@ impl Snapshot {
                         broad_path,
                         methods: r.methods,
                         agent,
+                        project,
                         action: r.action,
                     });
                 }
@@ -442,7 +485,8 @@ impl Snapshot {
             .candidates(host)
             .filter(move |&i| {
                 let s = &self.secrets[i];
-                s.host.matches(host, port)
+                s.project == agent.project_index
+                    && s.host.matches(host, port)
                     && (tls || (s.allow_plaintext && port != 443))
                     && s.path.matches(path)
                     && agent
@@ -460,7 +504,9 @@ impl Snapshot {
     pub fn secret_presence(&self, agent: &Agent, host: &str, port: u16) -> SecretPresence {
         let mut presence = SecretPresence::None;
         for i in self.secret_hosts.candidates(host) {
-            if !self.secrets[i].host.matches(host, port) {
+            // Another project's secrets do not exist for this agent.
+            let secret = &self.secrets[i];
+            if secret.project != agent.project_index || !secret.host.matches(host, port) {
                 continue;
             }
             if agent

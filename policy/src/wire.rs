@@ -8,7 +8,8 @@ pub const MAGIC: [u8; 4] = *b"OCPS";
 /// Bump on any change to the shape of [`PolicyDoc`]; the golden-bytes test
 /// fails first to remind you.
 /// 2: secrets carry `allow_plaintext`.
-pub const SCHEMA_VERSION: u16 = 2;
+/// 3: agents, secrets and rules carry their project.
+pub const SCHEMA_VERSION: u16 = 3;
 /// Generous for 100k rules and 10k secrets, small enough to refuse garbage.
 pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 const HEADER_LEN: usize = 4 + 2 + 4;

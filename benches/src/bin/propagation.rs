@@ -3,6 +3,9 @@
 //! it, a block rule created per round, and each gateway probed through an
 //! open keep-alive tunnel until it answers 403.
 //!
+//! Also the CPU time the control service and the gateways spend per change
+//! (from `/proc/PID/stat`, so Linux only), for capacity planning.
+//!
 //! `propagation [--onecli PATH] [--gateways N] [--changes N]`
 //! (defaults: target/release/onecli, 3 gateways, 200 changes). Loopback only.
 
@@ -27,6 +30,30 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// User + system CPU time of a process so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32, ticks_per_second: f64) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields count from after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat format")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(Duration::from_secs_f64(ticks / ticks_per_second))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 if unknown.
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -244,6 +271,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let ticks = ticks_per_second();
+    let control_pid = _control.0.id();
+    let gateway_pids: Vec<u32> = procs.iter().map(|p| p.0.id()).collect();
+    let control_before = cpu_time(control_pid, ticks)?;
+    let mut gateways_before = Duration::ZERO;
+    for &pid in &gateway_pids {
+        gateways_before += cpu_time(pid, ticks)?;
+    }
     let mut samples: Vec<Duration> = Vec::with_capacity(changes * gateways);
     for round in 0..changes {
         let path = format!("/probe-{round}");
@@ -267,6 +302,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let control_cpu = cpu_time(control_pid, ticks)? - control_before;
+    let mut gateways_cpu = Duration::ZERO;
+    for &pid in &gateway_pids {
+        gateways_cpu += cpu_time(pid, ticks)?;
+    }
+    let gateways_cpu = gateways_cpu - gateways_before;
     samples.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -274,6 +315,11 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99)),
         ms(*samples.last().context("samples")?)
+    );
+    println!(
+        "CPU per change: control service {:.2} ms, each gateway {:.2} ms on average (user + system, clock ticks of 1/{ticks} s)",
+        ms(control_cpu) / changes as f64,
+        ms(gateways_cpu) / (changes * gateways) as f64,
     );
     Ok(())
 }

@@ -50,6 +50,7 @@ pub fn run(command: AuthCommand, api: &ApiArgs, out: Out) -> Result<(), CliError
             let checked = ApiArgs {
                 api_host: api.api_host.clone(),
                 api_key: Some(key.clone()),
+                project: api.project.clone(),
             };
             checked.client()?.call("GET", "/v1/agents", None)?;
             let path = credentials_path();

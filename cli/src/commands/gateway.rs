@@ -91,10 +91,43 @@ pub struct GatewayOptions {
     /// How long the body of a request to be held for approval may take to arrive.
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub held_body_timeout: Duration,
+    /// Count rate limits in this Redis, shared by every gateway given the same one:
+    /// redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Without it each gateway counts alone.
+    #[arg(
+        long,
+        env = "ONECLI_RATE_LIMIT_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub rate_limit_store: Option<StoreUrl>,
+}
+
+/// `--rate-limit-store` as given: checked in [`GatewayOptions::config`],
+/// not by clap, whose errors repeat the value (and so the password).
+#[derive(Clone)]
+pub struct StoreUrl(zeroize::Zeroizing<String>);
+
+impl std::str::FromStr for StoreUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(StoreUrl(zeroize::Zeroizing::new(s.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreUrl(…)")
+    }
 }
 
 impl GatewayOptions {
-    pub fn config(&self, listen: SocketAddr, default_dashboard: &str) -> GatewayConfig {
+    /// The gateway's settings; refused only for a bad `--rate-limit-store`.
+    pub fn config(
+        &self,
+        listen: SocketAddr,
+        default_dashboard: &str,
+    ) -> Result<GatewayConfig, CliError> {
         let mut config = GatewayConfig::new(listen, self.data_dir.clone());
         config.metrics_listen = self.metrics_listen;
         config.ca_files = self.ca_cert.clone().zip(self.ca_key.clone());
@@ -117,7 +150,16 @@ impl GatewayOptions {
         config.shutdown_timeout = self.shutdown_timeout;
         config.approval_timeout = self.approval_timeout;
         config.held_body_timeout = self.held_body_timeout;
-        config
+        config.rate_limit_store = match self.rate_limit_store.as_ref() {
+            // An empty variable counts as unset.
+            Some(StoreUrl(url)) if !url.trim().is_empty() => Some(
+                url.trim()
+                    .parse()
+                    .map_err(|why| CliError::config(format!("--rate-limit-store: {why}")))?,
+            ),
+            _ => None,
+        };
+        Ok(config)
     }
 }
 
@@ -135,7 +177,7 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
         ),
         None => {}
     }
-    let config = args.options.config(args.listen, "http://localhost:10254");
+    let config = args.options.config(args.listen, "http://localhost:10254")?;
     let listen = config.listen;
     let ca_path = config.data_dir.join("gateway").join("ca.pem");
     let source = match (args.policy, args.control_url, args.gateway_token_file) {
@@ -215,6 +257,38 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_store_urls_are_checked_without_repeating_them() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: GatewayOptions,
+        }
+        let config = |url: &str| {
+            Cli::try_parse_from(["onecli", "--rate-limit-store", url])
+                .expect("clap takes any value")
+                .options
+                .config("127.0.0.1:1".parse().expect("addr"), "http://d")
+        };
+        let store = config("redis://:pw@127.0.0.1:6380/1")
+            .expect("valid")
+            .rate_limit_store
+            .expect("set");
+        assert_eq!(store.to_string(), "redis://:***@127.0.0.1:6380/1");
+        assert!(config("")
+            .expect("empty is unset")
+            .rate_limit_store
+            .is_none());
+        let error = config("redis://:hunter2@127.0.0.1:x").expect_err("bad port");
+        assert!(
+            error.message.starts_with("--rate-limit-store: "),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("hunter2"));
+    }
 
     #[test]
     fn durations() {

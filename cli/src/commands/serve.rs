@@ -50,7 +50,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let listen = args.control.listen;
     let mut config = args
         .gateway
-        .config(args.gateway_listen, &args.control.public_url());
+        .config(args.gateway_listen, &args.control.public_url())?;
     config.protected.push(listen);
     let ca_cert = match &config.ca_files {
         Some((cert, _)) => cert.clone(),

@@ -42,12 +42,17 @@ fn sdk(s: &Served, decision: &str) -> Sdk {
 
 /// The same with another SDK package (`sdk-0.5`: 0.5.0, NanoClaw's pin).
 pub fn sdk_package(s: &Served, decision: &str, package: &str) -> Sdk {
+    sdk_with_key(s, &s.api_key, decision, package)
+}
+
+/// The official SDK deciding with `key` (a project's key, say).
+pub fn sdk_with_key(s: &Served, key: &str, decision: &str, package: &str) -> Sdk {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/approvals.mjs");
     let child = Command::new("node")
         .arg(script)
         .args([
             &format!("http://127.0.0.1:{}", s.api_port),
-            &s.api_key,
+            key,
             decision,
             package,
         ])

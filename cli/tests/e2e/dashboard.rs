@@ -819,3 +819,98 @@ async fn settings_make_keys_shown_once_and_revoke_them() {
         "the admin key still works"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_stay_in_their_project_and_admins_switch() {
+    let s = Served::start().await;
+    s.agent("default-only").await;
+    let (status, project) = s
+        .api(
+            "POST",
+            "/v1/projects",
+            Some(json!({ "name": "Team Two", "identifier": "team-two" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, key) = s
+        .api(
+            "POST",
+            "/v1/api-keys",
+            Some(json!({ "name": "two", "project": "team-two" })),
+        )
+        .await;
+    let key = key["key"].as_str().expect("key").to_owned();
+    let auth = format!("Bearer {key}");
+    let body = json!({ "name": "Two's agent", "identifier": "two-only" }).to_string();
+    let (status, _) =
+        crate::served::raw_call(s.api_port, "POST", "/v1/agents", Some(body), Some(&auth)).await;
+    assert_eq!(status, 201);
+
+    // A project key's session: its agents only, no switcher, no keys.
+    let r = call(
+        &s,
+        "POST",
+        "/sign-in",
+        &[],
+        Some(&[("key", &key), ("next", "/")]),
+    )
+    .await;
+    let two = session_of(&r);
+    let html = text(&call(&s, "GET", "/agents", &[("Cookie", &two)], None).await);
+    assert!(
+        html.contains("two-only") && !html.contains("default-only"),
+        "{html}"
+    );
+    assert!(html.contains("Project: Team Two") && !html.contains("action=\"/project\""));
+    let csrf = csrf_of(&html);
+    let settings = text(&call(&s, "GET", "/settings", &[("Cookie", &two)], None).await);
+    assert!(
+        !settings.contains("/settings/api-keys/"),
+        "keys listed to a project"
+    );
+    let r = call(
+        &s,
+        "POST",
+        "/settings/api-keys",
+        &[("Cookie", &two)],
+        Some(&[("csrf", &csrf), ("name", "escalate")]),
+    )
+    .await;
+    assert!(!text(&r).contains("oc_"), "a project session made a key");
+    let r = call(
+        &s,
+        "POST",
+        "/project",
+        &[("Cookie", &two)],
+        Some(&[("csrf", &csrf), ("project", "default")]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let html = text(&call(&s, "GET", "/agents", &[("Cookie", &two)], None).await);
+    assert!(
+        !html.contains("default-only"),
+        "a project session switched out"
+    );
+
+    // An admin's session shows the default project, then switches.
+    let admin = sign_in(&s).await;
+    let html = text(&call(&s, "GET", "/agents", &[("Cookie", &admin)], None).await);
+    assert!(html.contains("default-only") && !html.contains("two-only"));
+    assert!(html.contains("action=\"/project\""), "the switcher");
+    let csrf = csrf_of(&html);
+    let id = project["id"].as_str().expect("id");
+    let r = call(
+        &s,
+        "POST",
+        "/project",
+        &[("Cookie", &admin)],
+        Some(&[("csrf", &csrf), ("project", id)]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let html = text(&call(&s, "GET", "/agents", &[("Cookie", &admin)], None).await);
+    assert!(
+        html.contains("two-only") && !html.contains("default-only"),
+        "{html}"
+    );
+}

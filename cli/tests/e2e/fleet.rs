@@ -420,6 +420,165 @@ async fn a_gateway_apart_holds_approvals_and_reports_to_the_audit_log() {
     }
 }
 
+/// An SDK approval handler deciding `decision` with `key`; the requests it
+/// was shown are its stdout, one JSON line each.
+fn approver(fleet: &Fleet, key: &str, decision: &str) -> Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/approvals.mjs");
+    Command::new("node")
+        .arg(script)
+        .args([
+            &format!("http://127.0.0.1:{}", fleet.api_port),
+            key,
+            decision,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node")
+}
+
+/// The agent identifiers of the requests an approver was shown.
+fn shown_to(mut approver: Child) -> Vec<String> {
+    let _ = approver.kill();
+    let out = approver.wait_with_output().expect("output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["agent"]["externalId"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_projects_each_decide_their_own_held_requests_across_gateways() {
+    let fleet = Fleet::start().await;
+    shared_ca(&fleet);
+    let token_file = fleet.control_dir().join("gateway-token");
+    let ports = [free_port(), free_port(), free_port()];
+    let gateways: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| fleet.gateway(&format!("gateway-{i}"), port, &token_file))
+        .collect();
+    for (port, gateway) in ports.iter().zip(&gateways) {
+        wait_for(*port, "/readyz", 200, gateway).await;
+    }
+    let (status, _) = fleet
+        .api(
+            "POST",
+            "/v1/projects",
+            Some(json!({ "name": "Team B", "identifier": "team-b" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, b_key) = fleet
+        .api(
+            "POST",
+            "/v1/api-keys",
+            Some(json!({ "name": "b", "project": "team-b" })),
+        )
+        .await;
+    let b_key = b_key["key"].as_str().expect("key").to_owned();
+    let keys = [fleet.api_key.clone(), b_key];
+    let mut tokens = Vec::new();
+    for (key, identifier) in keys.iter().zip(["held-a", "held-b"]) {
+        let auth = format!("Bearer {key}");
+        let call = |method: &'static str, path: String, body: Value| {
+            let auth = auth.clone();
+            async move {
+                let (status, text) = raw_call(
+                    fleet.api_port,
+                    method,
+                    &path,
+                    Some(body.to_string()),
+                    Some(&auth),
+                )
+                .await;
+                (
+                    status,
+                    serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+                )
+            }
+        };
+        let (_, agent) = call(
+            "POST",
+            "/v1/agents".into(),
+            json!({ "name": identifier, "identifier": identifier }),
+        )
+        .await;
+        let id = agent["id"].as_str().expect("id").to_owned();
+        let rule = json!({ "name": "ask", "hostPattern": "api.test", "pathPattern": "/v1/held*", "methods": ["POST"],
+            "action": "manual_approval", "enabled": true, "agentId": id });
+        assert_eq!(call("POST", "/v1/rules".into(), rule).await.0, 201);
+        // After the rule: a policy that injects it has the rule too.
+        let secret =
+            json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+        assert_eq!(call("POST", "/v1/secrets".into(), secret).await.0, 201);
+        let (_, agent) = raw_call(
+            fleet.api_port,
+            "GET",
+            &format!("/v1/agents/{id}"),
+            None,
+            Some(&auth),
+        )
+        .await;
+        let agent: Value = serde_json::from_str(&agent).expect("agent");
+        tokens.push(agent["accessToken"].as_str().expect("token").to_owned());
+    }
+    let ca = fleet.control_dir().join("gateway").join("ca.pem");
+    for &port in &ports {
+        for token in &tokens {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while injected_at(port, &ca, token, fleet.origin.port())
+                .await
+                .is_none_or(|v| v != [VALUE])
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "gateway {port} never got the policy"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+
+    // Both installations' handlers run at once: A approves, B denies.
+    let a_sdk = approver(&fleet, &keys[0], "approve");
+    let b_sdk = approver(&fleet, &keys[1], "deny");
+    let mut held = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        for (token, expect) in tokens.iter().zip([200u16, 403]) {
+            let (ca, token, origin) = (ca.clone(), token.clone(), fleet.origin.port());
+            held.push(tokio::spawn(async move {
+                let mut t = tls_tunnel_to(port, &ca, &token, "api.test", origin).await;
+                let body = format!("{{\"gateway\":{i}}}");
+                let resp = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    crate::served::request_with_body(
+                        &mut t,
+                        "POST",
+                        "/v1/held",
+                        "api.test",
+                        body.as_bytes(),
+                    ),
+                )
+                .await
+                .expect("decided in time");
+                (resp.status, expect, resp.head)
+            }));
+        }
+    }
+    for h in held {
+        let (status, expect, head) = h.await.expect("task");
+        assert_eq!(status, expect, "{head}");
+    }
+    // Each handler was shown only its own project's requests.
+    let a_shown = shown_to(a_sdk);
+    let b_shown = shown_to(b_sdk);
+    assert_eq!(a_shown, ["held-a"; 3], "A's handler saw {a_shown:?}");
+    assert_eq!(b_shown, ["held-b"; 3], "B's handler saw {b_shown:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_hub_unreachable_a_held_request_fails_closed() {
     let mut fleet = Fleet::start().await;

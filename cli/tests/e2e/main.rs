@@ -13,6 +13,8 @@ mod harness;
 mod hostile;
 mod load;
 mod manage;
+mod projects;
 mod quickstart;
 mod run;
 mod served;
+mod shared_limits;

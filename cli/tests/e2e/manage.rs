@@ -551,3 +551,108 @@ async fn the_local_serves_key_is_found_and_logs_follow_streams_new_records() {
     assert_eq!(record["path"], "/v1/followed");
     assert!(!line.contains(&token), "the proxy token is not logged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn projects_and_api_keys_commands() {
+    let s = Served::start().await;
+    let home = Home::new();
+    let run = |args: &[&str]| home.onecli(&s).args(args).output().expect("onecli");
+    let dry = json_of(&run(&[
+        "projects",
+        "create",
+        "--name",
+        "Team B",
+        "--identifier",
+        "team-b",
+        "--dry-run",
+    ]));
+    assert_eq!(dry["dry_run"], true);
+    assert!(
+        json_of(&run(&["projects", "list"]))["data"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1),
+        "a dry run made nothing"
+    );
+    let created = json_of(&run(&[
+        "projects",
+        "create",
+        "--name",
+        "Team B",
+        "--identifier",
+        "team-b",
+    ]));
+    assert_eq!(created["identifier"], "team-b");
+    let key = json_of(&run(&[
+        "api-keys",
+        "create",
+        "--name",
+        "ci",
+        "--for-project",
+        "team-b",
+    ]));
+    assert_eq!(key["project"], "team-b");
+    let key = key["key"].as_str().expect("shown once").to_owned();
+    let listed = ok(&run(&["api-keys", "list"]));
+    assert!(
+        listed.contains("team-b") && !listed.contains(&key),
+        "{listed}"
+    );
+
+    // --project (an admin key in a project) and a project's own key.
+    ok(&run(&[
+        "agents",
+        "create",
+        "Builder",
+        "--project",
+        "team-b",
+    ]));
+    let as_project = |args: &[&str]| {
+        home.onecli(&s)
+            .args(args)
+            .env("ONECLI_API_KEY", &key)
+            .output()
+            .expect("onecli")
+    };
+    let mine = json_of(&as_project(&["agents", "list", "--fields", "identifier"]));
+    assert_eq!(mine, json!([{ "identifier": "builder" }]));
+    let default = json_of(&run(&["agents", "list", "--fields", "identifier"]));
+    assert!(!default.to_string().contains("builder"), "{default}");
+    fails(
+        &as_project(&[
+            "--json",
+            "projects",
+            "create",
+            "--name",
+            "x",
+            "--identifier",
+            "x",
+        ]),
+        6,
+        "unauthorized",
+    );
+    fails(
+        &as_project(&["--json", "agents", "list", "--project", "default"]),
+        7,
+        "not_found",
+    );
+    fails(
+        &run(&["--json", "agents", "list", "--project", "bad\r\nX-Evil: 1"]),
+        3,
+        "invalid_config",
+    );
+
+    // A project goes when empty; its key with it.
+    fails(
+        &run(&["--json", "projects", "delete", "team-b"]),
+        8,
+        "refused",
+    );
+    ok(&as_project(&["agents", "delete", "builder"]));
+    let gone = json_of(&run(&["projects", "delete", "team-b"]));
+    assert_eq!(gone["status"], "deleted");
+    fails(
+        &as_project(&["--json", "agents", "list"]),
+        6,
+        "unauthorized",
+    );
+}

@@ -256,12 +256,24 @@ pub async fn raw_call(
     body: Option<String>,
     auth: Option<&str>,
 ) -> (u16, String) {
+    let auth = auth.map(|a| ("Authorization", a));
+    raw_call_with(port, method, path, body, auth.as_slice()).await
+}
+
+/// [`raw_call`] with any headers.
+pub async fn raw_call_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(auth) = auth {
-        req.push_str(&format!("Authorization: {auth}\r\n"));
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or_default();
     if !body.is_empty() {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{json_response, no_content, not_found, ok, success, Api, ApiError, ApiResult, Call};
-use crate::store::{AgentRecord, Store, StoreError};
+use crate::store::{AgentRecord, Scoped, StoreError};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -21,7 +21,7 @@ struct AgentView {
     created_at: String,
 }
 
-fn view(store: &Store, a: AgentRecord) -> Result<AgentView, StoreError> {
+fn view(store: &Scoped<'_>, a: AgentRecord) -> Result<AgentView, StoreError> {
     Ok(AgentView {
         access_token: store.agent_token(&a)?.to_string(),
         id: a.id,
@@ -69,7 +69,7 @@ struct SetSecrets {
 }
 
 /// An agent by id, or by identifier for people typing commands.
-fn find(store: &Store, key: &str) -> Result<AgentRecord, StoreError> {
+fn find(store: &Scoped<'_>, key: &str) -> Result<AgentRecord, StoreError> {
     match store.agent(key) {
         Err(StoreError::NotFound(_)) => store
             .agent_by_identifier(key)?
@@ -82,7 +82,7 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
     match (&call.method, segments) {
         (&Method::GET, ["agents"]) => {
             let agents = api
-                .read(|s| {
+                .read(&call.scope, |s| {
                     s.agents()?
                         .into_iter()
                         .map(|a| view(s, a))
@@ -94,7 +94,9 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         (&Method::POST, ["agents"]) => {
             let body: CreateAgent = call.json()?;
             let a = api
-                .write(move |s| s.create_agent(body.name.trim(), &body.identifier, false))
+                .write(&call.scope, move |s| {
+                    s.create_agent(body.name.trim(), &body.identifier, false)
+                })
                 .await?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -103,9 +105,11 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         }
         (&Method::GET, ["agents", "default"]) => {
             let agent = api
-                .read(|s| match s.agents()?.into_iter().find(|a| a.is_default) {
-                    Some(a) => view(s, a).map(Some),
-                    None => Ok(None),
+                .read(&call.scope, |s| {
+                    match s.agents()?.into_iter().find(|a| a.is_default) {
+                        Some(a) => view(s, a).map(Some),
+                        None => Ok(None),
+                    }
                 })
                 .await?;
             match agent {
@@ -115,11 +119,13 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         }
         (&Method::GET, ["agents", id]) => {
             let id = id.to_string();
-            ok(&api.read(move |s| view(s, find(s, &id)?)).await?)
+            ok(&api
+                .read(&call.scope, move |s| view(s, find(s, &id)?))
+                .await?)
         }
         (&Method::PATCH, ["agents", id]) => {
             let body: Rename = call.json()?;
-            update(api, id, move |a| {
+            update(api, call, id, move |a| {
                 a.name = body.name.trim().to_owned();
             })
             .await
@@ -127,7 +133,7 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         (&Method::DELETE, ["agents", id]) => {
             let id = id.to_string();
             let agent_id = api
-                .write(move |s| {
+                .write(&call.scope, move |s| {
                     let agent_id = find(s, &id)?.id;
                     s.delete_agent(&agent_id)?;
                     Ok(agent_id)
@@ -142,7 +148,7 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         (&Method::POST, ["agents", id, "regenerate-token"]) => {
             let id = id.to_string();
             let (agent_id, token) = api
-                .write(move |s| {
+                .write(&call.scope, move |s| {
                     let agent_id = find(s, &id)?.id;
                     let token = s.regenerate_token(&agent_id)?;
                     Ok((agent_id, token))
@@ -156,19 +162,21 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         }
         (&Method::PATCH, ["agents", id, "secret-mode"]) => {
             let body: SetSecretMode = call.json()?;
-            update(api, id, move |a| a.secret_mode = body.mode).await
+            update(api, call, id, move |a| a.secret_mode = body.mode).await
         }
         (&Method::PATCH, ["agents", id, "policy-mode"]) => {
             let body: SetPolicyMode = call.json()?;
-            update(api, id, move |a| a.policy_mode = body.mode).await
+            update(api, call, id, move |a| a.policy_mode = body.mode).await
         }
         (&Method::GET, ["agents", id, "secrets"]) => {
             let id = id.to_string();
-            ok(&api.read(move |s| Ok(find(s, &id)?.secret_ids)).await?)
+            ok(&api
+                .read(&call.scope, move |s| Ok(find(s, &id)?.secret_ids))
+                .await?)
         }
         (&Method::PUT, ["agents", id, "secrets"]) => {
             let body: SetSecrets = call.json()?;
-            update(api, id, move |a| a.secret_ids = body.secret_ids).await
+            update(api, call, id, move |a| a.secret_ids = body.secret_ids).await
         }
         _ => Err(not_found(call)),
     }
@@ -176,11 +184,12 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
 
 async fn update(
     api: &Api,
+    call: &Call,
     id: &str,
     change: impl FnOnce(&mut AgentRecord) + Send + 'static,
 ) -> ApiResult {
     let id = id.to_owned();
-    api.write(move |s| {
+    api.write(&call.scope, move |s| {
         let agent = find(s, &id)?;
         s.update_agent(&agent.id, |a| {
             change(a);

@@ -45,7 +45,10 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 .query("wait")
                 .and_then(|w| w.parse().ok())
                 .map_or(POLL_WAIT, |s: u64| Duration::from_secs(s).min(POLL_WAIT));
-            ok(&api.approvals.pending(&exclude, wait).await)
+            ok(&api
+                .approvals
+                .pending(&call.scope.project, &exclude, wait)
+                .await)
         }
         (&Method::POST, ["approvals", id, "decision"]) => {
             let body: DecisionBody = call.json()?;
@@ -54,9 +57,9 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 DecisionName::Deny => ApprovalDecision::Deny,
             };
             let decided = if call.dry_run {
-                api.approvals.check(id)
+                api.approvals.check(&call.scope.project, id)
             } else {
-                api.approvals.decide(id, decision)
+                api.approvals.decide(&call.scope.project, id, decision)
             };
             match decided {
                 Ok(()) => success(),

@@ -24,14 +24,12 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
             ca_pem(api)?,
         )),
         (&Method::GET, ["gateway-url"]) => ok(&json!({ "url": api.config.public_url })),
-        (&Method::GET, ["container-config"]) => {
-            container_config(api, call.query("agent").map(str::to_owned)).await
-        }
+        (&Method::GET, ["container-config"]) => container_config(api, call).await,
         (&Method::GET, ["skill", "gateway"]) => {
             // `agent` (ours): only the services that agent may use.
             let agent = call.query("agent").map(str::to_owned);
             let secrets = api
-                .read(move |s| {
+                .read(&call.scope, move |s| {
                     let secrets = s.secrets()?;
                     let Some(identifier) = agent else {
                         return Ok(secrets);
@@ -67,12 +65,13 @@ fn ca_pem(api: &Api) -> Result<String, ApiError> {
     })
 }
 
-async fn container_config(api: &Api, agent: Option<String>) -> ApiResult {
+async fn container_config(api: &Api, call: &Call) -> ApiResult {
+    let agent = call.query("agent").map(str::to_owned);
     let lookup = agent.clone();
     // A write: the default agent may be created here, and the gateways
     // must know it before its token is handed out.
     let found = api
-        .write(move |s| {
+        .write(&call.scope, move |s| {
             let agent = match &lookup {
                 Some(identifier) => match s.agent_by_identifier(identifier)? {
                     Some(a) => a,

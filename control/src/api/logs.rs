@@ -23,7 +23,9 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
                 None => DEFAULT_LIMIT,
             };
             ok(&api
-                .read(move |s| s.audit(agent.as_deref(), since, limit))
+                .read(&call.scope, move |s| {
+                    s.audit(agent.as_deref(), since, limit)
+                })
                 .await?)
         }
         _ => Err(not_found(call)),

@@ -141,28 +141,35 @@ impl RuleBody {
 pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
     match (&call.method, segments) {
         (&Method::GET, ["rules"]) => ok(&api
-            .read(|s| Ok(s.rules()?.into_iter().map(view).collect::<Vec<_>>()))
+            .read(&call.scope, |s| {
+                Ok(s.rules()?.into_iter().map(view).collect::<Vec<_>>())
+            })
             .await?),
         (&Method::POST, ["rules"]) => {
             let input = call.json::<RuleBody>()?.into_input(None)?;
-            let rule = api.write(move |s| s.create_rule(input)).await?;
+            let rule = api
+                .write(&call.scope, move |s| s.create_rule(input))
+                .await?;
             Ok(json_response(StatusCode::CREATED, &view(rule)))
         }
         (&Method::GET, ["rules", id]) => {
             let id = id.to_string();
-            ok(&view(api.read(move |s| s.rule(&id)).await?))
+            ok(&view(api.read(&call.scope, move |s| s.rule(&id)).await?))
         }
         (&Method::PATCH, ["rules", id]) => {
             let body: RuleBody = call.json()?;
             let key = id.to_string();
-            let existing = api.read(move |s| s.rule(&key)).await?;
+            let existing = api.read(&call.scope, move |s| s.rule(&key)).await?;
             let input = body.into_input(Some(&existing))?;
             let id = id.to_string();
-            ok(&view(api.write(move |s| s.update_rule(&id, input)).await?))
+            ok(&view(
+                api.write(&call.scope, move |s| s.update_rule(&id, input))
+                    .await?,
+            ))
         }
         (&Method::DELETE, ["rules", id]) => {
             let id = id.to_string();
-            api.write(move |s| s.delete_rule(&id)).await?;
+            api.write(&call.scope, move |s| s.delete_rule(&id)).await?;
             no_content()
         }
         _ => Err(not_found(call)),

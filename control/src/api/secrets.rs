@@ -131,11 +131,15 @@ impl SecretBody {
 pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
     match (&call.method, segments) {
         (&Method::GET, ["secrets"]) => ok(&api
-            .read(|s| Ok(s.secrets()?.into_iter().map(view).collect::<Vec<_>>()))
+            .read(&call.scope, |s| {
+                Ok(s.secrets()?.into_iter().map(view).collect::<Vec<_>>())
+            })
             .await?),
         (&Method::POST, ["secrets"]) => {
             let input = call.json::<SecretBody>()?.into_input()?;
-            let s = api.write(move |store| store.create_secret(input)).await?;
+            let s = api
+                .write(&call.scope, move |store| store.create_secret(input))
+                .await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({
@@ -147,17 +151,19 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         }
         (&Method::GET, ["secrets", id]) => {
             let id = id.to_string();
-            ok(&view(api.read(move |s| s.secret(&id)).await?))
+            ok(&view(api.read(&call.scope, move |s| s.secret(&id)).await?))
         }
         (&Method::PATCH, ["secrets", id]) => {
             let input = call.json::<SecretBody>()?.into_input()?;
             let id = id.to_string();
-            api.write(move |s| s.update_secret(&id, input)).await?;
+            api.write(&call.scope, move |s| s.update_secret(&id, input))
+                .await?;
             success()
         }
         (&Method::DELETE, ["secrets", id]) => {
             let id = id.to_string();
-            api.write(move |s| s.delete_secret(&id)).await?;
+            api.write(&call.scope, move |s| s.delete_secret(&id))
+                .await?;
             no_content()
         }
         _ => Err(not_found(call)),

@@ -33,6 +33,9 @@ pub struct Frame<'a> {
     pub title: &'a str,
     pub csrf: &'a str,
     pub pending_approvals: usize,
+    /// The projects the session may show (id, name), and the one it shows.
+    pub projects: &'a [(String, String)],
+    pub project: &'a str,
 }
 
 /// The `<head>` every page shares; `script` for pages that run `app.js`.
@@ -68,6 +71,22 @@ pub fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                                 }
                             }
                         }
+                    }
+                    @if frame.projects.len() > 1 {
+                        form.project method="post" action="/project" {
+                            input type="hidden" name="csrf" value=(frame.csrf);
+                            label {
+                                "Project"
+                                select name="project" {
+                                    @for (id, name) in frame.projects {
+                                        option value=(id) selected[id == frame.project] { (name) }
+                                    }
+                                }
+                            }
+                            button.quiet type="submit" { "Show" }
+                        }
+                    } @else if let Some((_, name)) = frame.projects.first() {
+                        p.project { "Project: " (name) }
                     }
                     form method="post" action="/sign-out" {
                         input type="hidden" name="csrf" value=(frame.csrf);

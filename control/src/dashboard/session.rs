@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::api::Scope;
+
 /// How long a session lasts from sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// How long a one-time sign-in link is good for.
@@ -26,13 +28,17 @@ type Digest = [u8; 32];
 pub struct Session {
     /// The token every state-changing form carries.
     pub csrf: String,
+    /// What the key that signed in may see, and the project shown now (an
+    /// admin's switcher changes it).
+    pub scope: Scope,
     expires: Instant,
 }
 
 #[derive(Default)]
 struct State {
     sessions: HashMap<Digest, Session>,
-    links: HashMap<Digest, Instant>,
+    /// A link signs in with the scope of the key that asked for it.
+    links: HashMap<Digest, (Instant, Scope)>,
     failures: VecDeque<Instant>,
 }
 
@@ -51,10 +57,11 @@ impl Sessions {
     }
 
     /// A new session; returns the cookie value (shown to nobody else).
-    pub fn start(&self) -> Zeroizing<String> {
+    pub fn start(&self, scope: Scope) -> Zeroizing<String> {
         let id = crate::ids::random_token("ods_");
         let session = Session {
             csrf: crate::ids::random_token("").to_string(),
+            scope,
             expires: Instant::now() + SESSION_TTL,
         };
         let mut state = self.lock();
@@ -84,6 +91,18 @@ impl Sessions {
             .cloned()
     }
 
+    /// Shows another project in an admin's session.
+    pub fn switch_project(&self, cookie: &str, project: &str) -> bool {
+        let mut state = self.lock();
+        match state.sessions.get_mut(&digest(cookie)) {
+            Some(session) if session.scope.admin => {
+                session.scope.project = project.to_owned();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn end(&self, cookie: &str) {
         self.lock().sessions.remove(&digest(cookie));
     }
@@ -94,26 +113,32 @@ impl Sessions {
     }
 
     /// A one-time sign-in token, good for [`LINK_TTL`].
-    pub fn new_link(&self) -> Zeroizing<String> {
+    pub fn new_link(&self, scope: Scope) -> Zeroizing<String> {
         let token = crate::ids::random_token("odl_");
         let mut state = self.lock();
         let now = Instant::now();
-        state.links.retain(|_, expires| *expires > now);
+        state.links.retain(|_, (expires, _)| *expires > now);
         if state.links.len() >= MAX_LINKS {
-            if let Some(oldest) = state.links.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) {
+            if let Some(oldest) = state
+                .links
+                .iter()
+                .min_by_key(|(_, (e, _))| *e)
+                .map(|(k, _)| *k)
+            {
                 state.links.remove(&oldest);
             }
         }
-        state.links.insert(digest(&token), now + LINK_TTL);
+        state.links.insert(digest(&token), (now + LINK_TTL, scope));
         token
     }
 
-    /// Uses up a link token: true once, for a live one.
-    pub fn redeem_link(&self, token: &str) -> bool {
+    /// Uses up a link token: its scope once, for a live one.
+    pub fn redeem_link(&self, token: &str) -> Option<Scope> {
         self.lock()
             .links
             .remove(&digest(token))
-            .is_some_and(|expires| expires > Instant::now())
+            .filter(|(expires, _)| *expires > Instant::now())
+            .map(|(_, scope)| scope)
     }
 
     /// Whether sign-ins are refused for now, after too many failures.
@@ -142,17 +167,29 @@ mod tests {
     #[test]
     fn sessions_links_and_throttling() {
         let s = Sessions::default();
-        let cookie = s.start();
+        let cookie = s.start(Scope::default_admin());
         let session = s.get(&cookie).expect("live");
         assert_eq!(session.csrf.len(), 64);
         assert!(s.get("ods_forged").is_none());
         s.end(&cookie);
         assert!(s.get(&cookie).is_none());
 
-        let link = s.new_link();
-        assert!(s.redeem_link(&link));
-        assert!(!s.redeem_link(&link), "single use");
-        assert!(!s.redeem_link("odl_forged"));
+        let scoped = Scope {
+            project: "p2".into(),
+            admin: false,
+        };
+        let link = s.new_link(scoped);
+        let redeemed = s.redeem_link(&link).expect("live");
+        assert_eq!((redeemed.project.as_str(), redeemed.admin), ("p2", false));
+        assert!(s.redeem_link(&link).is_none(), "single use");
+        assert!(s.redeem_link("odl_forged").is_none());
+
+        // Only an admin's session switches projects.
+        let project_session = s.start(redeemed);
+        assert!(!s.switch_project(&project_session, "default"));
+        let admin_session = s.start(Scope::default_admin());
+        assert!(s.switch_project(&admin_session, "p2"));
+        assert_eq!(s.get(&admin_session).expect("live").scope.project, "p2");
 
         for _ in 0..FAILURES_PER_MINUTE {
             assert!(!s.throttled());

@@ -5,6 +5,7 @@ use crate::CanonicalRequest;
 
 fn agent(id: &str, mode: PolicyMode) -> AgentDoc {
     AgentDoc {
+        project: crate::model::default_project(),
         id: id.into(),
         name: id.into(),
         identifier: id.into(),
@@ -25,6 +26,7 @@ fn rule(
     action: RuleAction,
 ) -> RuleDoc {
     RuleDoc {
+        project: crate::model::default_project(),
         id: name.into(),
         name: name.into(),
         host_pattern: host.into(),
@@ -474,4 +476,64 @@ fn restrictions_catch_every_spelling_grants_only_the_exact_one() {
         "allow+rl:metered"
     );
     assert_eq!(decide(&snap, "d", "GET", "m.test", "/metered"), "default");
+}
+
+fn in_project(project: &str, mut agent: AgentDoc) -> AgentDoc {
+    agent.project = project.into();
+    agent
+}
+
+fn rule_in(project: &str, mut rule: RuleDoc) -> RuleDoc {
+    rule.project = project.into();
+    rule
+}
+
+#[test]
+fn rules_for_every_agent_stay_in_their_project() {
+    let snap = snapshot(
+        vec![
+            in_project("p1", agent("one", PolicyMode::Allow)),
+            in_project("p2", agent("two", PolicyMode::Deny)),
+        ],
+        vec![
+            rule_in(
+                "p1",
+                rule("p1-block", None, "api.test", "*", &[], RuleAction::Block),
+            ),
+            rule_in(
+                "p1",
+                rule("p1-allow", None, "open.test", "*", &[], RuleAction::Allow),
+            ),
+            rule_in(
+                "p2",
+                rule("p2-limit", None, "api.test", "*", &[], per_hour(5)),
+            ),
+        ],
+    );
+    assert_eq!(
+        decide(&snap, "one", "GET", "api.test", "/x"),
+        "block:p1-block"
+    );
+    // Another project's block does not reach p2, nor its allow: p2 is in
+    // deny mode and only its own rule lets it through.
+    assert_eq!(
+        decide(&snap, "two", "GET", "api.test", "/x"),
+        "allow+rl:p2-limit"
+    );
+    assert_eq!(decide(&snap, "two", "GET", "open.test", "/x"), "default");
+    assert_eq!(decide(&snap, "one", "GET", "open.test", "/x"), "allow");
+}
+
+#[test]
+fn a_rule_cannot_name_another_projects_agent() {
+    let errors = Snapshot::compile(PolicyDoc {
+        agents: vec![in_project("p1", agent("one", PolicyMode::Allow))],
+        rules: vec![rule_in(
+            "p2",
+            rule("x", Some("one"), "api.test", "*", &[], RuleAction::Block),
+        )],
+        ..PolicyDoc::default()
+    })
+    .expect_err("refused");
+    assert!(errors[0].message.contains("another project"), "{errors:?}");
 }

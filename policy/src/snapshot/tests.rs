@@ -4,6 +4,7 @@ use zeroize::Zeroizing;
 
 fn agent(id: &str, token: &str, mode: SecretMode, secrets: &[&str]) -> AgentDoc {
     AgentDoc {
+        project: crate::model::default_project(),
         id: id.into(),
         name: id.into(),
         identifier: id.into(),
@@ -24,6 +25,7 @@ fn secret(
     inj: Option<InjectionDoc>,
 ) -> SecretDoc {
     SecretDoc {
+        project: crate::model::default_project(),
         id: id.into(),
         name: id.into(),
         kind,
@@ -259,6 +261,7 @@ fn every_problem_is_reported() {
         &["missing"],
     ));
     d.rules.push(RuleDoc {
+        project: crate::model::default_project(),
         id: "r".into(),
         name: "r".into(),
         host_pattern: "*".into(),
@@ -345,4 +348,83 @@ fn plaintext_injection_needs_the_secrets_consent_and_never_on_443() {
         ids(snap.injections(a, "internal.svc", 443, false, "/")).is_empty(),
         "443 is never plaintext"
     );
+}
+
+#[test]
+fn a_projects_secrets_are_not_another_projects() {
+    let mut doc = doc();
+    // A second project with an agent of the same identifier and a secret of
+    // its own for a host the first project also has.
+    let mut other = agent("all", "tok-other", SecretMode::All, &[]);
+    other.project = "p2".into();
+    other.id = "all-p2".into();
+    let mut theirs = secret(
+        "theirs",
+        SecretKind::Generic,
+        "their-value",
+        "api.github.com",
+        "*",
+        header("Authorization", "token {value}"),
+    );
+    theirs.project = "p2".into();
+    let mut only_theirs = secret(
+        "only-theirs",
+        SecretKind::Generic,
+        "only-value",
+        "only.p2.test",
+        "*",
+        header("X-Key", "{value}"),
+    );
+    only_theirs.project = "p2".into();
+    doc.agents.push(other);
+    doc.secrets.push(theirs);
+    doc.secrets.push(only_theirs);
+    let snap = Snapshot::compile(doc).expect("identifiers are unique per project");
+    let all = snap
+        .agent_by_token_hash(&token_sha256("tok-all"))
+        .expect("agent");
+    let other = snap
+        .agent_by_token_hash(&token_sha256("tok-other"))
+        .expect("agent");
+    assert_eq!(other.project, "p2");
+    assert_eq!(
+        ids(snap.injections(all, "api.github.com", 443, true, "/repos/x")),
+        ["gh"]
+    );
+    assert_eq!(
+        ids(snap.injections(other, "api.github.com", 443, true, "/repos/x")),
+        ["theirs"]
+    );
+    assert!(ids(snap.injections(other, "a.example.com", 443, true, "/")).is_empty());
+    // Another project's secret does not even exist for the agent: no
+    // `access_restricted` that would tell it the host is configured.
+    assert_eq!(
+        snap.secret_presence(all, "only.p2.test", 443),
+        SecretPresence::None
+    );
+    assert_eq!(
+        snap.secret_presence(other, "only.p2.test", 443),
+        SecretPresence::Visible
+    );
+}
+
+#[test]
+fn selective_agents_cannot_pick_another_projects_secret() {
+    let mut doc = doc();
+    doc.agents[1].project = "p2".into();
+    let errors = Snapshot::compile(doc).expect_err("refused");
+    assert!(
+        errors.iter().any(|e| e.message.contains("another project")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn identifiers_repeat_only_across_projects() {
+    let mut doc = doc();
+    doc.agents[1].identifier = "all".into();
+    assert!(Snapshot::compile(doc.clone()).is_err());
+    doc.agents[1].project = "p2".into();
+    doc.agents[1].secret_mode = SecretMode::All;
+    assert!(Snapshot::compile(doc).is_ok());
 }
