@@ -191,6 +191,9 @@ pub struct Scope {
     pub project: String,
     /// An admin key: may manage projects and API keys.
     pub admin: bool,
+    /// The API key's id (empty for routes that take none): the dashboard
+    /// sessions and links it opens end when it is revoked.
+    pub key_id: String,
 }
 
 impl Scope {
@@ -199,6 +202,19 @@ impl Scope {
         Scope {
             project: onecli_policy::model::DEFAULT_PROJECT.to_owned(),
             admin: true,
+            key_id: String::new(),
+        }
+    }
+
+    /// What `key` may see when it names no project.
+    pub fn of_key(key: &KeyRecord) -> Scope {
+        Scope {
+            project: key
+                .project
+                .clone()
+                .unwrap_or_else(|| onecli_policy::model::DEFAULT_PROJECT.to_owned()),
+            admin: key.project.is_none(),
+            key_id: key.id.clone(),
         }
     }
 
@@ -399,13 +415,15 @@ impl Api {
             let Some(key) = self.api_key(req.headers()).await else {
                 return Err(fail(ApiError::Unauthorized));
             };
-            let asked = req
-                .headers()
-                .get("x-project-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned);
+            let asked = match req.headers().get("x-project-id").map(|v| v.to_str()) {
+                None => None,
+                Some(Ok(v)) => Some(v.trim().to_owned()).filter(|v| !v.is_empty()),
+                Some(Err(_)) => {
+                    return Err(fail(ApiError::BadRequest(
+                        "X-Project-Id must be a project id or identifier.".into(),
+                    )))
+                }
+            };
             self.scope(key, asked).await.map_err(fail)?
         };
         let body = Limited::new(req.into_body(), MAX_BODY)
@@ -500,12 +518,7 @@ impl Api {
         let store = self.store.clone();
         blocking(move || {
             let project = match (&key.project, asked) {
-                (Some(own), None) => {
-                    return Ok(Scope {
-                        project: own.clone(),
-                        admin: false,
-                    })
-                }
+                (_, None) => return Ok(Scope::of_key(&key)),
                 (Some(own), Some(asked)) => {
                     let project = store.project(&asked)?;
                     if &project.id != own {
@@ -515,20 +528,22 @@ impl Api {
                 }
                 (None, Some(asked)) => match store.project(&asked) {
                     Ok(project) => project,
-                    // A single-user installation has only the default
-                    // project: SDKs configured with a OneCLI project id
-                    // keep working, as before projects. Once there are
-                    // more, an unknown project is an error, never a guess.
-                    Err(StoreError::NotFound(_)) if store.projects()?.len() == 1 => {
-                        return Ok(Scope::default_admin())
+                    // A single-user installation, which has never had a
+                    // project besides the default one: SDKs configured
+                    // with a OneCLI project id keep working, as before
+                    // projects (COMPAT: accept and ignore). Once a project
+                    // has been created, an unknown one is an error, never
+                    // a guess, even after the others are deleted.
+                    Err(StoreError::NotFound(_)) if !store.projects_used()? => {
+                        tracing::debug!("X-Project-Id names no project; single-user installation");
+                        return Ok(Scope::of_key(&key));
                     }
                     Err(e) => return Err(e),
                 },
-                (None, None) => return Ok(Scope::default_admin()),
             };
             Ok(Scope {
                 project: project.id,
-                admin: key.project.is_none(),
+                ..Scope::of_key(&key)
             })
         })
         .await

@@ -16,6 +16,9 @@ use tokio::sync::watch;
 const FINISHED_MEMORY: usize = 10_000;
 /// Requests waiting at once; past it, new ones fail closed.
 const MAX_PENDING: usize = 10_000;
+/// Requests of one project waiting at once: no project fills the hub for
+/// the others.
+const MAX_PENDING_PER_PROJECT: usize = 1_000;
 /// The longest a request may ask to wait.
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
@@ -42,7 +45,8 @@ struct State {
     pending: HashMap<String, Pending>,
     /// Arrival order of pending ids.
     order: Vec<String>,
-    finished: HashSet<String>,
+    /// Finished ids and their projects.
+    finished: HashMap<String, String>,
     finished_order: VecDeque<String>,
     /// Decisions for remote holders, kept as long as the id is remembered.
     remote_decisions: HashMap<String, ApprovalDecision>,
@@ -58,9 +62,24 @@ impl State {
                 self.remote_decisions.remove(&old);
             }
         }
-        self.finished.insert(id.to_owned());
+        self.finished.insert(id.to_owned(), pending.project.clone());
         self.finished_order.push_back(id.to_owned());
         Some(pending)
+    }
+
+    /// Whether `id` waits for a decision (`Ok`), was finished (`Expired`)
+    /// or is unknown, as `project` (every project with `None`) sees it:
+    /// another project's request, waiting or finished, is unknown.
+    fn status(&self, project: Option<&str>, id: &str) -> Result<(), DecideError> {
+        let owner = match (self.pending.get(id), self.finished.get(id)) {
+            (Some(pending), _) => Some((&pending.project, Ok(()))),
+            (None, Some(owner)) => Some((owner, Err(DecideError::Expired))),
+            (None, None) => None,
+        };
+        match owner {
+            Some((owner, status)) if project.is_none_or(|p| p == owner) => status,
+            _ => Err(DecideError::NotFound),
+        }
     }
 
     /// Drops entries whose holders have stopped waiting.
@@ -163,18 +182,21 @@ impl ApprovalsHub {
         id: &str,
         decision: ApprovalDecision,
     ) -> Result<(), DecideError> {
-        self.check(project, id)?;
-        self.decide_any(id, decision)
+        self.decide_in(Some(project), id, decision)
     }
 
-    fn decide_any(&self, id: &str, decision: ApprovalDecision) -> Result<(), DecideError> {
+    /// Decides `id` if it is `project`'s (any project's with `None`), with
+    /// one look at the state.
+    fn decide_in(
+        &self,
+        project: Option<&str>,
+        id: &str,
+        decision: ApprovalDecision,
+    ) -> Result<(), DecideError> {
         let local = {
             let mut state = self.lock();
-            let pending = match state.finish(id) {
-                Some(p) => p,
-                None if state.finished.contains(id) => return Err(DecideError::Expired),
-                None => return Err(DecideError::NotFound),
-            };
+            state.status(project, id)?;
+            let pending = state.finish(id).ok_or(DecideError::NotFound)?;
             match pending.holder {
                 Holder::Local(decided) => Some(decided),
                 // Recorded with the same lock that finished it: a poller
@@ -199,18 +221,7 @@ impl ApprovalsHub {
     /// Whether `id` waits for a decision now, as [`decide`](Self::decide)
     /// would find it, deciding nothing.
     pub fn check(&self, project: &str, id: &str) -> Result<(), DecideError> {
-        let state = self.lock();
-        if let Some(pending) = state.pending.get(id) {
-            if pending.project == project {
-                Ok(())
-            } else {
-                Err(DecideError::NotFound)
-            }
-        } else if state.finished.contains(id) {
-            Err(DecideError::Expired)
-        } else {
-            Err(DecideError::NotFound)
-        }
+        self.lock().status(Some(project), id)
     }
 
     /// How many of `project`'s requests wait for a human now.
@@ -246,7 +257,7 @@ impl ApprovalsHub {
                 .collect()
         };
         ids.iter()
-            .filter(|id| self.decide_any(id, ApprovalDecision::Deny).is_ok())
+            .filter(|id| self.decide_in(None, id, ApprovalDecision::Deny).is_ok())
             .count()
     }
 
@@ -254,7 +265,7 @@ impl ApprovalsHub {
     pub fn register_remote(&self, id: &str, request: ApprovalRequest) -> Result<(), RegisterError> {
         {
             let state = self.lock();
-            if state.pending.contains_key(id) || state.finished.contains(id) {
+            if state.pending.contains_key(id) || state.finished.contains_key(id) {
                 return Err(RegisterError::Exists);
             }
         }
@@ -323,7 +334,12 @@ impl ApprovalsHub {
             let mut state = self.lock();
             let at = Instant::now();
             state.sweep(at);
-            if state.pending.len() >= MAX_PENDING {
+            let of_project = state
+                .pending
+                .values()
+                .filter(|p| p.project == project)
+                .count();
+            if state.pending.len() >= MAX_PENDING || of_project >= MAX_PENDING_PER_PROJECT {
                 return Err(RegisterError::Full);
             }
             // A little grace past the holder's own timeout, so it withdraws first.
@@ -540,5 +556,31 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(5)).expect("decided"),
             ApprovalOutcome::Decided(ApprovalDecision::Approve)
         );
+        // Finished, it is still unknown to other projects (not "expired").
+        assert_eq!(
+            hub.decide("default", &id, ApprovalDecision::Deny),
+            Err(DecideError::NotFound)
+        );
+        assert_eq!(
+            hub.decide("p2", &id, ApprovalDecision::Deny),
+            Err(DecideError::Expired)
+        );
+    }
+
+    #[test]
+    fn one_project_cannot_fill_the_hub_for_the_others() {
+        let hub = ApprovalsHub::new(300);
+        let mut flood = request("/flood");
+        flood.project = "p2".into();
+        for i in 0..MAX_PENDING_PER_PROJECT {
+            hub.register_remote(&format!("f{i}"), flood.clone())
+                .expect("registered");
+        }
+        assert_eq!(
+            hub.register_remote("one-more", flood),
+            Err(RegisterError::Full)
+        );
+        hub.register_remote("mine", request("/mine"))
+            .expect("another project still gets in");
     }
 }

@@ -127,14 +127,7 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
                     pages::sign_in(Some("That API key is not valid."), &next),
                 );
             };
-            let scope = match found.project {
-                Some(project) => Scope {
-                    project,
-                    admin: false,
-                },
-                None => Scope::default_admin(),
-            };
-            return signed_in(api, &next, secure, scope);
+            return signed_in(api, &next, secure, Scope::of_key(&found));
         }
         (&Method::GET, "/sign-in/link") => {
             let token = Form(query).get("token").to_owned();
@@ -175,6 +168,34 @@ pub async fn route(api: &Api, req: Request<Incoming>) -> Response<Body> {
             pages::message("Signed out", "Sign in again to continue."),
         );
     };
+    // A link for a project (the gateway's links for an agent outside the
+    // default project say which): an admin's session switches to it; a
+    // session of another project's key refuses rather than act in its own.
+    let mut session = session;
+    let wanted = Form(query.clone()).get("project").to_owned();
+    if method == Method::GET && !wanted.is_empty() {
+        let store = api.store.clone();
+        let found = tokio::task::spawn_blocking(move || store.project(&wanted))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match found {
+            Some(p) if p.id == session.scope.project => {}
+            Some(p) if session.scope.admin => {
+                api.sessions.switch_project(&cookie, &p.id);
+                session.scope.project = p.id;
+            }
+            _ => {
+                return html_response(
+                    StatusCode::NOT_FOUND,
+                    pages::message(
+                        "Another project",
+                        "This link is for a project this sign-in cannot reach. Sign in with that project's API key, or an admin key.",
+                    ),
+                )
+            }
+        }
+    }
     // Everything a session does, it does in its project.
     SCOPE
         .scope(
@@ -196,6 +217,7 @@ fn scope() -> Scope {
     SCOPE.try_with(Scope::clone).unwrap_or(Scope {
         project: String::new(),
         admin: false,
+        key_id: String::new(),
     })
 }
 
@@ -751,6 +773,7 @@ async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Resp
         }
         ["settings", kind @ ("api-keys" | "gateway-tokens"), id, "revoke"] => {
             let (api_key, id) = (*kind == "api-keys", id.to_string());
+            let revoked = id.clone();
             let done = admin(api, move |s| {
                 if api_key {
                     s.revoke_api_key(&id)
@@ -760,9 +783,14 @@ async fn settings_change(api: &Api, path: &str, form: &Form, csrf: &str) -> Resp
             })
             .await;
             match done {
+                // Every session and link the key opened ends with it.
                 Ok(()) if api_key => {
-                    api.sessions.end_all();
-                    redirect("/sign-in")
+                    api.sessions.end_key(&revoked);
+                    if revoked == scope().key_id {
+                        redirect("/sign-in")
+                    } else {
+                        redirect("/settings")
+                    }
                 }
                 Ok(()) => redirect("/settings"),
                 Err(e) => redirect(&format!("/settings?error={}", encode(&e.message()))),

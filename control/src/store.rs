@@ -14,7 +14,7 @@ use onecli_policy::model::{
     RuleDoc, SecretDoc, SecretKind, SecretMode, DEFAULT_PROJECT,
 };
 use onecli_policy::{is_valid_identifier, token_sha256, HostPattern, PathPattern, SecretValue};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -43,7 +43,11 @@ const GATEWAY_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("gatew
 const KEY_CHECK: TableDefinition<&str, &[u8]> = TableDefinition::new("key_check");
 /// Sequence number → audit record (JSON); the oldest go first past the retention.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-/// Audit records kept.
+/// (project, sequence number) of every audit record: each project's log
+/// read and trimmed without scanning the others'.
+const AUDIT_BY_PROJECT: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_project");
+/// Audit records kept per project: no project's agents can push another
+/// project's records out.
 pub const AUDIT_RETENTION: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +221,13 @@ pub struct RuleInput {
 pub struct Store {
     db: Database,
     key: SealingKey,
+    /// Agents, secrets and rules one project may hold, each: no project can
+    /// grow the policy every gateway compiles without bound.
+    max_per_project: usize,
 }
+
+/// [`Store::max_per_project`] unless changed.
+pub const MAX_PER_PROJECT: usize = 10_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -291,8 +301,13 @@ impl Store {
             }
         }
         txn.commit().map_err(db_err)?;
-        let mut store = Store { db, key };
+        let mut store = Store {
+            db,
+            key,
+            max_per_project: MAX_PER_PROJECT,
+        };
         store.drop_stored_previews()?;
+        store.index_audit()?;
         Ok(store)
     }
 
@@ -338,6 +353,12 @@ impl Store {
             .map_or(0, |v| v.value()))
     }
 
+    /// Caps each project at `n` agents, `n` secrets and `n` rules.
+    pub fn with_max_per_project(mut self, n: usize) -> Store {
+        self.max_per_project = n;
+        self
+    }
+
     // ---- projects -------------------------------------------------------
 
     /// The store as `project` (an id) sees it.
@@ -365,6 +386,14 @@ impl Store {
             .ok_or(StoreError::NotFound("project"))
     }
 
+    /// Whether a project besides the default one was ever created: from
+    /// then on, requests naming an unknown project are refused.
+    pub fn projects_used(&self) -> Result<bool> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        Ok(meta.get("projects_used").map_err(db_err)?.is_some())
+    }
+
     pub fn create_project(&self, name: &str, identifier: &str) -> Result<ProjectRecord> {
         validate_name(name)?;
         if !is_valid_identifier(identifier) {
@@ -379,22 +408,29 @@ impl Store {
             created_at: ids::now_rfc3339(),
         };
         self.write_unversioned(|w| {
+            // An identifier that is another project's id would make that
+            // project unreachable by id.
             if w.all::<ProjectRecord>(PROJECTS)?
                 .iter()
-                .any(|p| p.identifier == record.identifier)
+                .any(|p| p.identifier == record.identifier || p.id == record.identifier)
             {
                 return Err(StoreError::Conflict(format!(
                     "A project with identifier \"{identifier}\" already exists."
                 )));
             }
+            w.txn
+                .open_table(META)
+                .map_err(db_err)?
+                .insert("projects_used", 1)
+                .map_err(db_err)?;
             w.put(PROJECTS, &record.id, &record)
         })?;
         Ok(record)
     }
 
     /// Deletes an empty project (no agents, secrets or rules) and revokes
-    /// its API keys. The default project stays.
-    pub fn delete_project(&self, id: &str) -> Result<()> {
+    /// its API keys, whose ids it returns. The default project stays.
+    pub fn delete_project(&self, id: &str) -> Result<Vec<String>> {
         if id == DEFAULT_PROJECT {
             return Err(StoreError::Invalid(
                 "The default project cannot be deleted.".into(),
@@ -412,22 +448,23 @@ impl Store {
                     "The project still has {agents} agents, {secrets} secrets and {rules} rules: delete them first."
                 )));
             }
-            let revoked: Vec<String> = {
+            let revoked: Vec<(String, String)> = {
                 let table = w.txn.open_table(API_KEYS).map_err(db_err)?;
-                let mut hashes = Vec::new();
+                let mut keys = Vec::new();
                 for entry in table.iter().map_err(db_err)? {
                     let (hash, raw) = entry.map_err(db_err)?;
                     let record: KeyRecord = serde_json::from_slice(raw.value()).map_err(db_err)?;
                     if record.project.as_deref() == Some(id) {
-                        hashes.push(hash.value().to_owned());
+                        keys.push((hash.value().to_owned(), record.id));
                     }
                 }
-                hashes
+                keys
             };
-            for hash in revoked {
-                w.remove(API_KEYS, &hash)?;
+            for (hash, _) in &revoked {
+                w.remove(API_KEYS, hash)?;
             }
-            w.remove(PROJECTS, id).map(|_| ())
+            w.remove(PROJECTS, id)?;
+            Ok(revoked.into_iter().map(|(_, id)| id).collect())
         })
     }
 
@@ -542,18 +579,19 @@ impl Store {
     /// Revokes an API key; the last admin key stays, so that someone can
     /// still manage every project.
     pub fn revoke_api_key(&self, id: &str) -> Result<()> {
-        let keys = self.api_keys()?;
-        let admins = keys.iter().filter(|k| k.project.is_none()).count();
-        if admins <= 1 && keys.iter().any(|k| k.id == id && k.project.is_none()) {
-            return Err(StoreError::Invalid(
-                "The last admin API key cannot be revoked: create another first.".into(),
-            ));
-        }
-        self.revoke_key(API_KEYS, id)
+        self.revoke_key(API_KEYS, id, |keys, revoked| {
+            let admins = keys.iter().filter(|k| k.project.is_none()).count();
+            if revoked.project.is_none() && admins <= 1 {
+                return Err(StoreError::Invalid(
+                    "The last admin API key cannot be revoked: create another first.".into(),
+                ));
+            }
+            Ok(())
+        })
     }
 
     pub fn revoke_gateway_token(&self, id: &str) -> Result<()> {
-        self.revoke_key(GATEWAY_TOKENS, id)
+        self.revoke_key(GATEWAY_TOKENS, id, |_, _| Ok(()))
     }
 
     fn keys(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<KeyRecord>> {
@@ -562,23 +600,32 @@ impl Store {
         Ok(keys)
     }
 
-    /// Removes the key whose record has `id` (the table is keyed by hash).
-    fn revoke_key(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<()> {
+    /// Removes the key whose record has `id` (the table is keyed by hash),
+    /// if `allowed` (given every key and this one) says so, in the same
+    /// transaction.
+    fn revoke_key(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+        allowed: impl FnOnce(&[KeyRecord], &KeyRecord) -> Result<()>,
+    ) -> Result<()> {
         self.write_unversioned(|w| {
-            let hash = {
+            let (hash, keys) = {
                 let t = w.txn.open_table(table).map_err(db_err)?;
                 let mut found = None;
+                let mut keys = Vec::new();
                 for entry in t.iter().map_err(db_err)? {
                     let (hash, raw) = entry.map_err(db_err)?;
                     let record: KeyRecord = serde_json::from_slice(raw.value()).map_err(db_err)?;
                     if record.id == id {
-                        found = Some(hash.value().to_owned());
-                        break;
+                        found = Some((hash.value().to_owned(), keys.len()));
                     }
+                    keys.push(record);
                 }
-                found.ok_or(StoreError::NotFound("key"))?
+                (found.ok_or(StoreError::NotFound("key"))?, keys)
             };
-            w.remove(table, &hash).map(|_| ())
+            allowed(&keys, &keys[hash.1])?;
+            w.remove(table, &hash.0).map(|_| ())
         })
     }
 
@@ -590,6 +637,8 @@ impl Store {
     // ---- the audit log --------------------------------------------------
 
     /// Appends records in one transaction; past `retention`, the oldest go.
+    /// Appends records in one transaction; past `retention` records of a
+    /// project, that project's oldest go.
     pub fn append_audit(&self, records: &[AuditRecord], retention: u64) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
@@ -599,17 +648,69 @@ impl Store {
                 .map_err(db_err)?
                 .map_or(0, |v| v.value());
             let mut table = txn.open_table(AUDIT).map_err(db_err)?;
+            let mut index = txn.open_table(AUDIT_BY_PROJECT).map_err(db_err)?;
+            let mut lengths: std::collections::BTreeMap<&str, u64> = Default::default();
             for record in records {
                 seq += 1;
                 let bytes = serde_json::to_vec(record).map_err(db_err)?;
                 table.insert(seq, bytes.as_slice()).map_err(db_err)?;
+                index
+                    .insert((record.project.as_str(), seq), ())
+                    .map_err(db_err)?;
+                *lengths.entry(record.project.as_str()).or_default() += 1;
             }
             meta.insert("audit_seq", seq).map_err(db_err)?;
-            let mut len = table.len().map_err(db_err)?;
-            while len > retention {
-                table.pop_first().map_err(db_err)?;
-                len -= 1;
+            for (project, added) in lengths {
+                let key = format!("audit_len:{project}");
+                let mut len = meta
+                    .get(key.as_str())
+                    .map_err(db_err)?
+                    .map_or(0, |v| v.value())
+                    + added;
+                while len > retention {
+                    let Some(oldest) = index
+                        .range((project, 0)..=(project, u64::MAX))
+                        .map_err(db_err)?
+                        .next()
+                    else {
+                        break;
+                    };
+                    let (_, oldest) = oldest.map_err(db_err)?.0.value();
+                    index.remove((project, oldest)).map_err(db_err)?;
+                    table.remove(oldest).map_err(db_err)?;
+                    len -= 1;
+                }
+                meta.insert(key.as_str(), len).map_err(db_err)?;
             }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Records written before the per-project index get their entries
+    /// (once, at open).
+    fn index_audit(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            if meta.get("audit_indexed").map_err(db_err)?.is_some() {
+                return Ok(());
+            }
+            let table = txn.open_table(AUDIT).map_err(db_err)?;
+            let mut index = txn.open_table(AUDIT_BY_PROJECT).map_err(db_err)?;
+            let mut lengths: std::collections::BTreeMap<String, u64> = Default::default();
+            for entry in table.iter().map_err(db_err)? {
+                let (seq, raw) = entry.map_err(db_err)?;
+                let record: AuditRecord = serde_json::from_slice(raw.value()).map_err(db_err)?;
+                index
+                    .insert((record.project.as_str(), seq.value()), ())
+                    .map_err(db_err)?;
+                *lengths.entry(record.project).or_default() += 1;
+            }
+            for (project, len) in lengths {
+                meta.insert(format!("audit_len:{project}").as_str(), len)
+                    .map_err(db_err)?;
+            }
+            meta.insert("audit_indexed", 1).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)
     }
@@ -744,6 +845,22 @@ impl Scoped<'_> {
         self.store.policy_version()
     }
 
+    /// Refuses a new record past the project's cap.
+    fn room_for<T: DeserializeOwned + InProject>(
+        &self,
+        w: &Writer<'_>,
+        table: TableDefinition<&str, &[u8]>,
+        what: &str,
+    ) -> Result<()> {
+        let max = self.store.max_per_project;
+        if w.count_in::<T>(table, &self.project)? >= max {
+            return Err(StoreError::Invalid(format!(
+                "The project already has {max} {what}, the most one project may hold."
+            )));
+        }
+        Ok(())
+    }
+
     /// Every record of `table` in this project.
     fn all<T: DeserializeOwned + InProject>(
         &self,
@@ -823,6 +940,7 @@ impl Scoped<'_> {
         };
         self.store.write(|w| {
             w.project_exists(&self.project)?;
+            self.room_for::<AgentRecord>(w, AGENTS, "agents")?;
             if w.all::<AgentRecord>(AGENTS)?
                 .iter()
                 .any(|a| a.project == self.project && a.identifier == record.identifier)
@@ -957,6 +1075,7 @@ impl Scoped<'_> {
         validate_secret(&record, &value)?;
         self.store.write(|w| {
             w.project_exists(&self.project)?;
+            self.room_for::<SecretRecord>(w, SECRETS, "secrets")?;
             w.put(SECRETS, &record.id, &record)
         })?;
         Ok(record)
@@ -1051,6 +1170,7 @@ impl Scoped<'_> {
         };
         self.store.write(|w| {
             w.project_exists(&self.project)?;
+            self.room_for::<RuleRecord>(w, RULES, "rules")?;
             w.validate_rule(&record)?;
             w.put(RULES, &record.id, &record)
         })?;
@@ -1108,15 +1228,21 @@ impl Scoped<'_> {
     ) -> Result<Vec<AuditRecord>> {
         let txn = self.store.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(AUDIT).map_err(db_err)?;
+        let index = txn.open_table(AUDIT_BY_PROJECT).map_err(db_err)?;
+        let project = self.project.as_str();
         let mut out = Vec::new();
-        for entry in table.iter().map_err(db_err)?.rev() {
-            let (_, v) = entry.map_err(db_err)?;
-            let record: AuditRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+        for entry in index
+            .range((project, 0)..=(project, u64::MAX))
+            .map_err(db_err)?
+            .rev()
+        {
+            let (_, seq) = entry.map_err(db_err)?.0.value();
+            let Some(raw) = table.get(seq).map_err(db_err)? else {
+                continue;
+            };
+            let record: AuditRecord = serde_json::from_slice(raw.value()).map_err(db_err)?;
             if since_ms.is_some_and(|since| record.unix_ms < since) {
                 break;
-            }
-            if record.project != self.project {
-                continue;
             }
             if agent.is_some_and(|a| a != record.agent && a != record.agent_id) {
                 continue;

@@ -101,8 +101,18 @@ pub fn body(
     host: &str,
     path: &str,
     agent_identifier: &str,
+    project: &str,
     dashboard_url: &str,
 ) -> Bytes {
+    // Links name the agent's project, so that a dashboard showing another
+    // one switches (an admin) or refuses (another project's session)
+    // instead of adding the key in the wrong place. The default project's
+    // links stay as they always were.
+    let in_project = if project == onecli_policy::model::DEFAULT_PROJECT {
+        String::new()
+    } else {
+        format!("&project={}", percent_encode(project))
+    };
     let value = match guidance {
         Guidance::CredentialNotFound => json!({
             "error": "credential_not_found",
@@ -112,7 +122,7 @@ pub fn body(
             "hostname": host,
             "path": path,
             "secret_url": format!(
-                "{dashboard_url}/connections/custom?create=generic&host={}&path=%2F%2A",
+                "{dashboard_url}/connections/custom?create=generic&host={}&path=%2F%2A{in_project}",
                 percent_encode(host)
             ),
         }),
@@ -123,7 +133,7 @@ pub fn body(
             ),
             "hostname": host,
             "path": path,
-            "manage_url": format!("{dashboard_url}/agents?manage={}", percent_encode(agent_identifier)),
+            "manage_url": format!("{dashboard_url}/agents?manage={}{in_project}", percent_encode(agent_identifier)),
         }),
     };
     Bytes::from(value.to_string())
@@ -183,6 +193,7 @@ mod tests {
             "api.x.com",
             "/v1/m",
             "claude",
+            "default",
             "http://localhost:10254",
         ))
         .expect("json");
@@ -197,10 +208,11 @@ mod tests {
             "h",
             "/",
             "claude",
+            "p-2",
             "http://d",
         ))
         .expect("json");
         assert_eq!(v["error"], "access_restricted");
-        assert_eq!(v["manage_url"], "http://d/agents?manage=claude");
+        assert_eq!(v["manage_url"], "http://d/agents?manage=claude&project=p-2");
     }
 }

@@ -376,6 +376,7 @@ impl ProxyHttp for GatewayProxy {
         let ms = ctx.started.elapsed().as_millis() as u64;
         tracing::info!(
             agent = agent.map_or("", |a| a.identifier.as_str()),
+            project = agent.map_or("", |a| a.project.as_str()),
             method = %req.method,
             host = %target.host,
             path = req.uri.path(),
@@ -453,7 +454,14 @@ impl GatewayProxy {
             }
         };
         let dashboard = self.shared.config.dashboard_url.trim_end_matches('/');
-        let body = guidance::body(kind, &target.host, path, &agent.identifier, dashboard);
+        let body = guidance::body(
+            kind,
+            &target.host,
+            path,
+            &agent.identifier,
+            &agent.project,
+            dashboard,
+        );
         guidance::BodyRewrite::for_status(status, body)
     }
 

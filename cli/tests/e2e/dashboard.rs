@@ -782,12 +782,19 @@ async fn settings_make_keys_shown_once_and_revoke_them() {
         Some(&[("csrf", &csrf)]),
     )
     .await;
-    assert_eq!(r.header("location"), Some("/sign-in"));
+    // The revoked key's sessions end; the admin's own goes on.
+    assert_eq!(r.header("location"), Some("/settings"));
     assert_eq!(
         call(&s, "GET", "/", &[("Cookie", &second)], None)
             .await
             .status,
         303
+    );
+    assert_eq!(
+        call(&s, "GET", "/", &[("Cookie", &cookie)], None)
+            .await
+            .status,
+        200
     );
     assert_eq!(
         call(&s, "POST", "/sign-in", &[], Some(&[("key", &key)]))
@@ -913,4 +920,43 @@ async fn sessions_stay_in_their_project_and_admins_switch() {
         html.contains("two-only") && !html.contains("default-only"),
         "{html}"
     );
+
+    // The gateway's link for team two's agent names its project: an admin
+    // showing the default project follows it into team two; a session of
+    // another project's key refuses it.
+    let (_, list) =
+        crate::served::raw_call(s.api_port, "GET", "/v1/agents", None, Some(&auth)).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    let token = list[0]["accessToken"].as_str().expect("token").to_owned();
+    let mut tunnel = s.tunnel(&token, "new.test").await;
+    let resp = request(&mut tunnel, "GET", "/unauthorized", "new.test", &[]).await;
+    let link = resp.json()["secret_url"]
+        .as_str()
+        .expect("a link")
+        .to_owned();
+    assert!(link.ends_with(&format!("&project={id}")), "{link}");
+    let path = &link[link.find("/connections").expect("path")..];
+    let r = call(
+        &s,
+        "POST",
+        "/project",
+        &[("Cookie", &admin)],
+        Some(&[("csrf", &csrf), ("project", "default")]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let r = call(&s, "GET", path, &[("Cookie", &admin)], None).await;
+    assert_eq!(r.status, 200);
+    let html = text(&call(&s, "GET", "/agents", &[("Cookie", &admin)], None).await);
+    assert!(html.contains("two-only"), "the admin followed the link");
+    let r = call(
+        &s,
+        "GET",
+        "/agents?manage=default-only&project=default",
+        &[("Cookie", &two)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(!text(&r).contains("default-only"));
 }

@@ -130,7 +130,7 @@ async fn container_config(api: &Api, call: &Call) -> ApiResult {
     if secrets.iter().any(|s| s.kind == SecretKind::Openai) {
         env.insert("OPENAI_API_KEY".into(), "placeholder".into());
     }
-    tracing::debug!(agent = %identifier, "container config served");
+    tracing::debug!(agent = %identifier, project = %call.scope.project, "container config served");
     ok(&json!({
         "env": env,
         "caCertificate": ca_pem(api)?,

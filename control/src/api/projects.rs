@@ -89,11 +89,19 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         (&Method::DELETE, ["projects", key]) => {
             call.scope.require_admin("delete projects")?;
             let key = key.to_string();
-            api.write_store(move |s| {
-                let project = s.project(&key)?;
-                s.delete_project(&project.id)
-            })
-            .await?;
+            let (project, revoked) = api
+                .write_store(move |s| {
+                    let project = s.project(&key)?;
+                    let revoked = s.delete_project(&project.id)?;
+                    Ok((project.id, revoked))
+                })
+                .await?;
+            if !call.dry_run {
+                for key in &revoked {
+                    api.sessions.end_key(key);
+                }
+                api.sessions.project_gone(&project);
+            }
             no_content()
         }
         (&Method::GET, ["api-keys"]) => {
@@ -137,7 +145,12 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         (&Method::DELETE, ["api-keys", id]) => {
             call.scope.require_admin("revoke API keys")?;
             let id = id.to_string();
+            let revoked = id.clone();
             api.write_store(move |s| s.revoke_api_key(&id)).await?;
+            // The dashboard sessions and sign-in links it opened end too.
+            if !call.dry_run {
+                api.sessions.end_key(&revoked);
+            }
             no_content()
         }
         _ => Err(not_found(call)),

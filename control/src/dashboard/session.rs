@@ -19,8 +19,13 @@ pub const LINK_TTL: Duration = Duration::from_secs(5 * 60);
 pub const FAILURES_PER_MINUTE: usize = 10;
 /// Sessions held at once; the oldest goes first past it.
 const MAX_SESSIONS: usize = 1_000;
+/// Sessions one API key may hold: past it, that key's oldest goes, so no
+/// key (a project's, say) can push others' sessions out.
+const MAX_SESSIONS_PER_KEY: usize = 50;
 /// Links outstanding at once.
 const MAX_LINKS: usize = 100;
+/// Links one API key may have outstanding.
+const MAX_LINKS_PER_KEY: usize = 5;
 
 type Digest = [u8; 32];
 
@@ -67,10 +72,19 @@ impl Sessions {
         let mut state = self.lock();
         let now = Instant::now();
         state.sessions.retain(|_, s| s.expires > now);
-        if state.sessions.len() >= MAX_SESSIONS {
+        let key = session.scope.key_id.clone();
+        let of_key = state
+            .sessions
+            .values()
+            .filter(|s| s.scope.key_id == key)
+            .count();
+        if of_key >= MAX_SESSIONS_PER_KEY || state.sessions.len() >= MAX_SESSIONS {
+            // The key's own oldest when it is at its cap; else the oldest.
+            let per_key = of_key >= MAX_SESSIONS_PER_KEY;
             if let Some(oldest) = state
                 .sessions
                 .iter()
+                .filter(|(_, s)| !per_key || s.scope.key_id == key)
                 .min_by_key(|(_, s)| s.expires)
                 .map(|(k, _)| *k)
             {
@@ -107,9 +121,22 @@ impl Sessions {
         self.lock().sessions.remove(&digest(cookie));
     }
 
-    /// Ends every session (an API key was revoked).
-    pub fn end_all(&self) {
-        self.lock().sessions.clear();
+    /// Ends every session, and every link, an API key opened: it was
+    /// revoked.
+    pub fn end_key(&self, key_id: &str) {
+        let mut state = self.lock();
+        state.sessions.retain(|_, s| s.scope.key_id != key_id);
+        state.links.retain(|_, (_, scope)| scope.key_id != key_id);
+    }
+
+    /// A project was deleted: sessions shown in it by an admin go back to
+    /// the default project.
+    pub fn project_gone(&self, project: &str) {
+        for session in self.lock().sessions.values_mut() {
+            if session.scope.project == project && session.scope.admin {
+                session.scope.project = onecli_policy::model::DEFAULT_PROJECT.to_owned();
+            }
+        }
     }
 
     /// A one-time sign-in token, good for [`LINK_TTL`].
@@ -118,10 +145,17 @@ impl Sessions {
         let mut state = self.lock();
         let now = Instant::now();
         state.links.retain(|_, (expires, _)| *expires > now);
-        if state.links.len() >= MAX_LINKS {
+        let of_key = state
+            .links
+            .values()
+            .filter(|(_, s)| s.key_id == scope.key_id)
+            .count();
+        if of_key >= MAX_LINKS_PER_KEY || state.links.len() >= MAX_LINKS {
+            let per_key = of_key >= MAX_LINKS_PER_KEY;
             if let Some(oldest) = state
                 .links
                 .iter()
+                .filter(|(_, (_, s))| !per_key || s.key_id == scope.key_id)
                 .min_by_key(|(_, (e, _))| *e)
                 .map(|(k, _)| *k)
             {
@@ -177,6 +211,7 @@ mod tests {
         let scoped = Scope {
             project: "p2".into(),
             admin: false,
+            key_id: "k2".into(),
         };
         let link = s.new_link(scoped);
         let redeemed = s.redeem_link(&link).expect("live");
@@ -190,6 +225,34 @@ mod tests {
         let admin_session = s.start(Scope::default_admin());
         assert!(s.switch_project(&admin_session, "p2"));
         assert_eq!(s.get(&admin_session).expect("live").scope.project, "p2");
+        s.project_gone("p2");
+        assert_eq!(
+            s.get(&admin_session).expect("live").scope.project,
+            "default"
+        );
+
+        // A revoked key's sessions and links end; others' stay.
+        let link = s.new_link(Scope {
+            key_id: "k2".into(),
+            ..Scope::default_admin()
+        });
+        s.end_key("k2");
+        assert!(s.get(&project_session).is_none());
+        assert!(s.redeem_link(&link).is_none());
+        assert!(s.get(&admin_session).is_some());
+
+        // One key cannot push out another's sessions or links.
+        let flood = Scope {
+            key_id: "flood".into(),
+            ..Scope::default_admin()
+        };
+        let kept_link = s.new_link(Scope::default_admin());
+        for _ in 0..MAX_SESSIONS_PER_KEY * 3 {
+            s.start(flood.clone());
+            s.new_link(flood.clone());
+        }
+        assert!(s.get(&admin_session).is_some());
+        assert!(s.redeem_link(&kept_link).is_some());
 
         for _ in 0..FAILURES_PER_MINUTE {
             assert!(!s.throttled());

@@ -719,6 +719,12 @@ fn data_from_before_projects_lands_in_the_default_project() {
                     serde_json::to_vec(&old).expect("json").as_slice(),
                 )
                 .expect("insert");
+            let mut audit = txn.open_table(AUDIT).expect("audit");
+            let mut old = serde_json::to_value(record(1, "old")).expect("json");
+            old.as_object_mut().expect("object").remove("project");
+            audit
+                .insert(1, serde_json::to_vec(&old).expect("json").as_slice())
+                .expect("insert");
             let mut keys = txn.open_table(API_KEYS).expect("keys");
             let key = serde_json::json!({ "id": "k", "name": "admin", "created_at": "2025-01-01T00:00:00Z" });
             keys.insert(
@@ -736,6 +742,15 @@ fn data_from_before_projects_lands_in_the_default_project() {
     let key = s.verify_api_key("oc_old").expect("verify").expect("kept");
     assert_eq!(key.project, None, "keys from before are admin keys");
     assert_eq!(s.projects().expect("projects")[0].identifier, "default");
+    let audit = s
+        .scoped(DEFAULT_PROJECT)
+        .audit(None, None, 10)
+        .expect("audit");
+    assert_eq!(
+        audit.len(),
+        1,
+        "records from before are the default project's"
+    );
     drop(s);
     // Marked as the new schema: an older binary refuses it rather than
     // mixing projects.
@@ -746,4 +761,75 @@ fn data_from_before_projects_lands_in_the_default_project() {
         meta.get("schema_version").expect("get").map(|v| v.value()),
         Some(SCHEMA_VERSION)
     );
+}
+
+#[test]
+fn each_project_keeps_its_own_audit_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path());
+    let mine: Vec<AuditRecord> = (1..=2).map(|n| record(n, "mine")).collect();
+    s.append_audit(&mine, 3).expect("append");
+    // Another project's agents flood the log.
+    let flood: Vec<AuditRecord> = (10..=40)
+        .map(|n| {
+            let mut r = record(n, "flood");
+            r.project = "p2".into();
+            r
+        })
+        .collect();
+    s.append_audit(&flood, 3).expect("append");
+    let kept = s
+        .scoped(DEFAULT_PROJECT)
+        .audit(None, None, 100)
+        .expect("read");
+    assert_eq!(
+        kept.iter().map(|r| r.unix_ms / 1000).collect::<Vec<_>>(),
+        [2, 1],
+        "the default project's records survive"
+    );
+    let theirs = s.scoped("p2").audit(None, None, 100).expect("read");
+    assert_eq!(
+        theirs.iter().map(|r| r.unix_ms / 1000).collect::<Vec<_>>(),
+        [40, 39, 38],
+        "each project's oldest go past its retention"
+    );
+    // Reopened, the index and the counts are the same.
+    drop(s);
+    let s = store(dir.path());
+    s.append_audit(&[record(3, "mine")], 3).expect("append");
+    s.append_audit(&[record(4, "mine")], 3).expect("append");
+    let kept = s
+        .scoped(DEFAULT_PROJECT)
+        .audit(None, None, 100)
+        .expect("read");
+    assert_eq!(
+        kept.iter().map(|r| r.unix_ms / 1000).collect::<Vec<_>>(),
+        [4, 3, 2]
+    );
+}
+
+#[test]
+fn a_project_holds_a_bounded_number_of_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(dir.path()).with_max_per_project(2);
+    let p2 = s.create_project("Two", "two").expect("project");
+    let two = s.scoped(&p2.id);
+    two.create_agent("A", "a", false).expect("one");
+    two.create_agent("B", "b", false).expect("two");
+    assert!(matches!(
+        two.create_agent("C", "c", false),
+        Err(StoreError::Invalid(_))
+    ));
+    for n in 0..2 {
+        two.create_secret(secret(&format!("S{n}"), "sk-proj-x", "api.openai.com"))
+            .expect("secret");
+    }
+    assert!(matches!(
+        two.create_secret(secret("S2", "sk-proj-x", "api.openai.com")),
+        Err(StoreError::Invalid(_))
+    ));
+    // The cap is per project: the default project still has room.
+    s.scoped(DEFAULT_PROJECT)
+        .create_agent("C", "c", false)
+        .expect("another project's room");
 }
