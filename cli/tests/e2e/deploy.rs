@@ -132,7 +132,16 @@ impl Workload {
     }
 }
 
+/// The workloads that run `onecli` (the image built from deploy/Dockerfile).
 fn workloads(docs: &[Value]) -> Vec<Workload> {
+    all_workloads(docs)
+        .into_iter()
+        .filter(|w| s(&w.container["image"]) == "onecli")
+        .collect()
+}
+
+/// Every workload, Redis included.
+fn all_workloads(docs: &[Value]) -> Vec<Workload> {
     docs.iter()
         .filter(|d| matches!(s(&d["kind"]), "StatefulSet" | "Deployment"))
         .map(|d| {
@@ -276,8 +285,9 @@ fn kubernetes_manifests_match_the_binary() {
     }
 
     // Services select their pods and name their ports.
+    let every_workload = all_workloads(&docs);
     for svc in docs.iter().filter(|d| s(&d["kind"]) == "Service") {
-        let selected: Vec<&Workload> = workloads
+        let selected: Vec<&Workload> = every_workload
             .iter()
             .filter(|w| selects(&svc["spec"]["selector"], &w.labels))
             .collect();
@@ -327,11 +337,45 @@ fn kubernetes_manifests_match_the_binary() {
         u64::from(port_of(&container_gateway)),
         service_port(gateway_svc, "proxy")
     );
-    // Only gateways reach the gateway API.
-    let policy = docs
+    // The gateways count rate limits in the Redis the manifests run.
+    let redis_svc = service("onecli-redis");
+    assert_eq!(
+        gateway.args()["--rate-limit-store"],
+        format!(
+            "redis://{}:{}",
+            s(&redis_svc["metadata"]["name"]),
+            service_port(redis_svc, "redis")
+        )
+    );
+    let policy_named = |name: &str| {
+        docs.iter()
+            .find(|d| s(&d["kind"]) == "NetworkPolicy" && s(&d["metadata"]["name"]) == name)
+            .unwrap_or_else(|| panic!("NetworkPolicy {name}"))
+    };
+    // Only gateways reach Redis.
+    let redis = every_workload
         .iter()
-        .find(|d| s(&d["kind"]) == "NetworkPolicy")
-        .expect("NetworkPolicy");
+        .find(|w| w.name == "onecli-redis")
+        .expect("the Redis workload");
+    let redis_policy = policy_named("onecli-redis");
+    assert!(selects(
+        &redis_policy["spec"]["podSelector"]["matchLabels"],
+        &redis.labels
+    ));
+    let rules = redis_policy["spec"]["ingress"]
+        .as_sequence()
+        .expect("ingress");
+    assert_eq!(rules.len(), 1);
+    assert!(selects(
+        &rules[0]["from"][0]["podSelector"]["matchLabels"],
+        &gateway.labels
+    ));
+    assert_eq!(
+        rules[0]["ports"][0]["port"].as_u64(),
+        Some(service_port(redis_svc, "redis"))
+    );
+    // Only gateways reach the gateway API.
+    let policy = policy_named("onecli-control");
     assert!(selects(
         &policy["spec"]["podSelector"]["matchLabels"],
         &control.labels
@@ -368,7 +412,7 @@ fn kubernetes_manifests_match_the_binary() {
     }
     let replicas = docs
         .iter()
-        .find(|d| s(&d["kind"]) == "Deployment")
+        .find(|d| s(&d["kind"]) == "Deployment" && s(&d["metadata"]["name"]) == gateway.name)
         .and_then(|d| d["spec"]["replicas"].as_u64());
     assert!(replicas >= Some(2));
     // The ServiceMonitor scrapes the Services' metrics port.
@@ -416,6 +460,8 @@ async fn the_manifests_arguments_start_both_services_and_answer_their_probes() {
         std::fs::create_dir_all(here(path).parent().expect("dir")).expect("mkdir");
         std::fs::write(here(path), value).expect("secret");
     }
+    // The Redis the gateways count in, as redis.yaml runs it.
+    let redis = crate::shared_limits::Redis::start(root.path());
     // (workload, port in the manifest) → the loopback port used here.
     let mut ports: BTreeMap<(String, u16), u16> = BTreeMap::new();
     let mut children = Vec::new();
@@ -434,6 +480,8 @@ async fn the_manifests_arguments_start_both_services_and_answer_their_probes() {
                     .entry((w.name.clone(), port))
                     .or_insert_with(free_port);
                 format!("127.0.0.1:{local}")
+            } else if value.starts_with("redis://onecli-redis:") {
+                redis.url()
             } else if let Some(rest) = value.strip_prefix("http://onecli-control:") {
                 let port: u16 = rest.parse().expect("port");
                 let local = *ports
@@ -490,6 +538,26 @@ async fn the_manifests_arguments_start_both_services_and_answer_their_probes() {
             status == 200 && body.contains(family),
             "{workload}: {status}"
         );
+    }
+    // The gateway counts in the manifests' Redis: it has joined the live
+    // gateways there.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let live = Command::new("redis-cli")
+            .args(["--no-auth-warning", "-p", &redis.port.to_string()])
+            .args(["-a", crate::shared_limits::REDIS_PASSWORD])
+            .args(["ZCARD", "onecli:gateways"])
+            .output()
+            .expect("redis-cli (Debian's redis-tools, with redis-server)");
+        if String::from_utf8_lossy(&live.stdout).trim() == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never used Redis:\n{}",
+            children.last().map(Child::log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let gateway_api = ports[&("onecli-control".to_owned(), 10257)];
     let (status, _) = http_get(gateway_api, "/v1/agents").await.expect("get");

@@ -17,7 +17,7 @@ use crate::served::raw_call;
 
 const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 const SECRET: &str = "sk-ant-api03-SHARED-LIMITS-secret";
-const REDIS_PASSWORD: &str = "redis-e2e-password-never-logged";
+pub(crate) const REDIS_PASSWORD: &str = "redis-e2e-password-never-logged";
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Each request's bound while Redis is gone: the gateway waits at most
 /// 50 ms on it; the rest is a noisy machine's slack.
@@ -54,14 +54,14 @@ impl Drop for Proc {
 }
 
 /// `redis-server` on a fixed port of its own, persisting nothing.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     dir: PathBuf,
     proc: Option<Proc>,
 }
 
 impl Redis {
-    fn start(dir: &Path) -> Redis {
+    pub(crate) fn start(dir: &Path) -> Redis {
         let dir = dir.join("redis");
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut redis = Redis {
@@ -73,7 +73,7 @@ impl Redis {
         redis
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}", self.port)
     }
 
