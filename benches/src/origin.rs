@@ -255,6 +255,19 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible
             }
             r
         }
+        // Reflects the whole path, as a slash-fixing redirect does: a
+        // credential in the path must not come back through it.
+        path if path.ends_with("/reflect") => {
+            let mut r = Response::new(full(""));
+            *r.status_mut() = hyper::StatusCode::MOVED_PERMANENTLY;
+            let location = format!("{path}/");
+            for name in ["location", "content-location"] {
+                if let Ok(v) = hyper::header::HeaderValue::try_from(location.clone()) {
+                    r.headers_mut().append(name, v);
+                }
+            }
+            r
+        }
         _ if req.headers().contains_key(hyper::header::UPGRADE) => upgrade(&mut req),
         _ => echo(req, query).await,
     };

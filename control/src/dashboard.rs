@@ -905,6 +905,12 @@ fn edit_form(s: &crate::store::SecretRecord) -> pages::ConnectForm {
             form.param = name.clone();
             form.param_format = format.clone();
         }
+        Some(InjectionDoc::PathTemplate { template }) => {
+            form.inject = "path".to_owned();
+            form.path_template = template.clone();
+        }
+        // Edited through the API or the CLI; the form keeps it as it is.
+        Some(InjectionDoc::PathRegex { .. }) => form.inject = "keep".to_owned(),
         None => {}
     }
     form
@@ -935,16 +941,19 @@ fn connect_form_from(query: &Form) -> pages::ConnectForm {
         name,
         host,
         path,
-        inject: if query.get("param").is_empty() {
-            "header"
-        } else {
+        inject: if !query.get("param").is_empty() {
             "param"
+        } else if !query.get("path_template").is_empty() {
+            "path"
+        } else {
+            "header"
         }
         .to_owned(),
         header: query.get("header").to_owned(),
         format: query.get("format").to_owned(),
         param: query.get("param").to_owned(),
         param_format: String::new(),
+        path_template: query.get("path_template").to_owned(),
         agent_name,
         editing: None,
     }
@@ -971,6 +980,12 @@ async fn save_connection(
         }
     };
     let injection = match kind {
+        onecli_policy::model::SecretKind::Generic if form.get("inject") == "keep" => None,
+        onecli_policy::model::SecretKind::Generic if form.get("inject") == "path" => {
+            Some(Some(onecli_policy::model::InjectionDoc::PathTemplate {
+                template: form.get("path_template").trim().to_owned(),
+            }))
+        }
         onecli_policy::model::SecretKind::Generic if form.get("inject") == "param" => {
             Some(Some(onecli_policy::model::InjectionDoc::Query {
                 name: form.get("param").trim().to_owned(),
@@ -1025,6 +1040,7 @@ async fn save_connection(
                 format: form.get("format").to_owned(),
                 param: form.get("param").to_owned(),
                 param_format: form.get("param_format").to_owned(),
+                path_template: form.get("path_template").to_owned(),
                 agent_name: (!agent_name.is_empty()).then_some(agent_name),
                 editing,
             };

@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     /// `--rate-limit-store`: rate limits counted in this Redis, shared by
     /// every gateway that uses it. `None`: each gateway counts alone.
     pub rate_limit_store: Option<RedisUrl>,
+    /// The longest a request waits on the store before the gateway counts
+    /// alone (with its share of each limit) for a while.
+    pub rate_limit_store_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -56,6 +59,7 @@ impl GatewayConfig {
             approval_timeout: Duration::from_secs(180),
             held_body_timeout: Duration::from_secs(60),
             rate_limit_store: None,
+            rate_limit_store_timeout: crate::rate_limit::shared::BUDGET,
         }
     }
 }

@@ -92,7 +92,7 @@ pub async fn forward(
     let Ok(mut resp) = response_header(&head, upgraded) else {
         return Outcome::Refused(invalid(target));
     };
-    crate::inject::scrub_reflected(&mut resp, &injected.query_values);
+    crate::inject::scrub_reflected(&mut resp, &injected.url_values);
     if upgraded {
         if session
             .write_response_header(Box::new(resp), false)

@@ -14,6 +14,8 @@ pub enum InjectError {
     BadHeaderValue { secret: String, header: String },
     #[error("the request target cannot carry secret {secret:?} as a query parameter")]
     BadTarget { secret: String },
+    #[error("the request target cannot carry secret {secret:?} in its path")]
+    BadPath { secret: String },
 }
 
 /// What an injection did, for the audit log and for scrubbing responses.
@@ -21,10 +23,10 @@ pub enum InjectError {
 pub struct Injected {
     /// Ids of the secrets applied, in order.
     pub secret_ids: Vec<String>,
-    /// Credentials placed in the query string, percent-encoded as sent and
-    /// as the plain value: an upstream may reflect them in a redirect, which
-    /// must not reach the agent.
-    pub query_values: Vec<Zeroizing<String>>,
+    /// Credentials placed in the URL (query string or path),
+    /// percent-encoded as sent and as the plain value: an upstream may
+    /// reflect them in a redirect, which must not reach the agent.
+    pub url_values: Vec<Zeroizing<String>>,
     /// Headers the secrets set or removed: a reviewer never sees them.
     pub header_names: Vec<String>,
 }
@@ -34,8 +36,8 @@ impl std::fmt::Debug for Injected {
         f.debug_struct("Injected")
             .field("secret_ids", &self.secret_ids)
             .field(
-                "query_values",
-                &format_args!("<{} redacted>", self.query_values.len()),
+                "url_values",
+                &format_args!("<{} redacted>", self.url_values.len()),
             )
             .finish()
     }
@@ -48,7 +50,10 @@ pub fn apply<'a>(
 ) -> Result<Injected, InjectError> {
     let mut injected = Injected::default();
     for secret in secrets {
+        // A path template that does not fit the path injects nothing.
+        let mut applied = false;
         for op in &secret.ops {
+            applied |= !matches!(op, InjectOp::SetPath(_));
             match op {
                 InjectOp::SetHeader { name, format } => {
                     let bad = || InjectError::BadHeaderValue {
@@ -76,32 +81,59 @@ pub fn apply<'a>(
                     for plain in [rendered, Zeroizing::new(secret.value().expose().to_owned())] {
                         if !plain.is_empty()
                             && *plain != *encoded
-                            && !injected.query_values.contains(&plain)
+                            && !injected.url_values.contains(&plain)
                         {
-                            injected.query_values.push(plain);
+                            injected.url_values.push(plain);
                         }
                     }
-                    injected.query_values.push(encoded);
+                    injected.url_values.push(encoded);
+                }
+                InjectOp::SetPath(rewrite) => {
+                    let target = req.raw_path().to_vec();
+                    let split = target
+                        .iter()
+                        .position(|&b| b == b'?')
+                        .unwrap_or(target.len());
+                    let Ok(path) = std::str::from_utf8(&target[..split]) else {
+                        continue;
+                    };
+                    // A path the template does not fit keeps its placeholder.
+                    let Some(mut rewritten) = rewrite.apply(path, secret.value()) else {
+                        continue;
+                    };
+                    rewritten.push_str(&String::from_utf8_lossy(&target[split..]));
+                    req.set_raw_path(rewritten.as_bytes())
+                        .map_err(|_| InjectError::BadPath {
+                            secret: secret.name.clone(),
+                        })?;
+                    applied = true;
+                    // Path-safe values travel as they are.
+                    let plain = Zeroizing::new(secret.value().expose().to_owned());
+                    if !injected.url_values.contains(&plain) {
+                        injected.url_values.push(plain);
+                    }
                 }
             }
         }
-        injected.secret_ids.push(secret.id.clone());
+        if applied {
+            injected.secret_ids.push(secret.id.clone());
+        }
     }
     Ok(injected)
 }
 
-/// Replaces credentials the gateway put in the query string wherever the
-/// upstream reflected them into a response header: every value of every
+/// Replaces credentials the gateway put in the URL (query or path)
+/// wherever the upstream reflected them into a response header: every value of every
 /// header (`Location`, `Content-Location`, `Link` and `Refresh` carry URLs;
 /// any other may echo the request), read as bytes, so that no second value
 /// and no non-UTF-8 value slips through. A URL still works through the
 /// gateway, which injects the real value again.
-pub fn scrub_reflected(resp: &mut ResponseHeader, query_values: &[Zeroizing<String>]) {
-    if query_values.is_empty() {
+pub fn scrub_reflected(resp: &mut ResponseHeader, url_values: &[Zeroizing<String>]) {
+    if url_values.is_empty() {
         return;
     }
     let reflects = |value: &[u8]| {
-        query_values
+        url_values
             .iter()
             .any(|q| !q.is_empty() && find(value, q.as_bytes()).is_some())
     };
@@ -118,7 +150,7 @@ pub fn scrub_reflected(resp: &mut ResponseHeader, query_values: &[Zeroizing<Stri
             .iter()
             .map(|value| {
                 let mut scrubbed = value.as_bytes().to_vec();
-                for q in query_values {
+                for q in url_values {
                     scrubbed = replace_all(&scrubbed, q.as_bytes(), REDACTED.as_bytes());
                 }
                 scrubbed
@@ -314,7 +346,7 @@ mod tests {
             http::HeaderValue::from_bytes(b"\xffkey=k%26y").expect("obs-text"),
         )
         .expect("header");
-        scrub_reflected(&mut resp, &injected.query_values);
+        scrub_reflected(&mut resp, &injected.url_values);
         assert_eq!(
             resp.headers.get("location").expect("kept"),
             "https://h.test/maps/?key=onecli-redacted&z=1"
@@ -355,5 +387,35 @@ mod tests {
             .get("authorization")
             .expect("set")
             .is_sensitive());
+    }
+
+    #[test]
+    fn path_secrets_rewrite_the_path_only_where_it_fits() {
+        let template = Some(InjectionDoc::PathTemplate {
+            template: "/bot{value}".into(),
+        });
+        let snap = snapshot(vec![(SecretKind::Generic, "123:ABC", template)]);
+        let mut req = request("/botPLACEHOLDER/getMe?offset=1", &[]);
+        let injected = apply(&mut req, snap.secrets().iter()).expect("applies");
+        assert_eq!(
+            String::from_utf8_lossy(req.raw_path()),
+            "/bot123:ABC/getMe?offset=1",
+            "the query stays"
+        );
+        assert_eq!(injected.secret_ids, ["s0"]);
+        assert_eq!(
+            injected
+                .url_values
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>(),
+            ["123:ABC"],
+            "scrubbed from reflections"
+        );
+        // A path the template does not fit: nothing injected, nothing recorded.
+        let mut req = request("/getMe", &[]);
+        let injected = apply(&mut req, snap.secrets().iter()).expect("applies");
+        assert_eq!(String::from_utf8_lossy(req.raw_path()), "/getMe");
+        assert!(injected.secret_ids.is_empty() && injected.url_values.is_empty());
     }
 }

@@ -289,7 +289,7 @@ impl ProxyHttp for GatewayProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        inject::scrub_reflected(resp, &ctx.injected.query_values);
+        inject::scrub_reflected(resp, &ctx.injected.url_values);
         if ctx.injected.secret_ids.is_empty() {
             let path = session.req_header().uri.path().to_owned();
             if let Some(rewrite) = self.guidance(resp.status.as_u16(), &path, ctx) {

@@ -152,7 +152,9 @@ pub fn build_server(
 
     let shared_limits = config.rate_limit_store.clone().map(|url| {
         tracing::info!(store = %url, "rate limits counted in the shared store");
-        Arc::new(RedisLimiter::new(url, metrics.clone()))
+        Arc::new(
+            RedisLimiter::new(url, metrics.clone()).with_budget(config.rate_limit_store_timeout),
+        )
     });
     let mut own = vec![config.listen];
     own.extend(config.metrics_listen);

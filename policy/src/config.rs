@@ -67,6 +67,9 @@ struct RawSecret {
     value_format: Option<String>,
     param_name: Option<String>,
     param_format: Option<String>,
+    path_template: Option<String>,
+    path_regex: Option<String>,
+    path_replacement: Option<String>,
     #[serde(default)]
     allow_plaintext: bool,
 }
@@ -211,21 +214,40 @@ pub fn parse_policy_file(
                 continue;
             }
         };
-        let injection = match (s.header_name, s.param_name) {
-            (Some(name), None) => Some(InjectionDoc::Header {
-                name,
-                format: s.value_format.unwrap_or_else(|| "{value}".into()),
-            }),
-            (None, Some(name)) => Some(InjectionDoc::Query {
-                name,
-                format: s.param_format.unwrap_or_else(|| "{value}".into()),
+        let path_regex = match (s.path_regex, s.path_replacement) {
+            (Some(pattern), Some(replacement)) => Some(InjectionDoc::PathRegex {
+                pattern,
+                replacement,
             }),
             (None, None) => None,
-            (Some(_), Some(_)) => {
+            _ => {
                 fail(
                     line,
                     &item,
-                    "set header_name or param_name, not both".into(),
+                    "path_regex and path_replacement go together".into(),
+                );
+                continue;
+            }
+        };
+        let header = s.header_name.map(|name| InjectionDoc::Header {
+            name,
+            format: s.value_format.unwrap_or_else(|| "{value}".into()),
+        });
+        let query = s.param_name.map(|name| InjectionDoc::Query {
+            name,
+            format: s.param_format.unwrap_or_else(|| "{value}".into()),
+        });
+        let template = s
+            .path_template
+            .map(|template| InjectionDoc::PathTemplate { template });
+        let mut given = [header, query, template, path_regex].into_iter().flatten();
+        let injection = match (given.next(), given.next()) {
+            (one, None) => one,
+            _ => {
+                fail(
+                    line,
+                    &item,
+                    "set one of header_name, param_name, path_template and path_regex".into(),
                 );
                 continue;
             }

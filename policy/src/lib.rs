@@ -23,7 +23,8 @@ pub use pattern::{normalize_host, HostPattern, PathPattern};
 pub use rules::{Decision, RequestFacts};
 pub use secret::SecretValue;
 pub use snapshot::{
-    token_sha256, Agent, InjectOp, Rule, Secret, SecretPresence, Snapshot, TokenHash, ValueFormat,
+    is_path_safe, token_sha256, Agent, InjectOp, PathRewrite, Rule, Secret, SecretPresence,
+    Snapshot, TokenHash, ValueFormat,
 };
 
 /// Agent identifiers: `^[a-z0-9][a-z0-9-]{0,49}$`.

@@ -104,11 +104,29 @@ pub enum SecretKind {
 }
 
 /// How a generic secret is injected: a header or a query parameter, each
-/// with a format in which `{value}` stands for the secret.
+/// with a format in which `{value}` stands for the secret, or the path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InjectionDoc {
-    Header { name: String, format: String },
-    Query { name: String, format: String },
+    Header {
+        name: String,
+        format: String,
+    },
+    Query {
+        name: String,
+        format: String,
+    },
+    /// `/bot{value}`: a path starting with the part before `{value}` has
+    /// the secret in place of everything from there up to the next `/`.
+    PathTemplate {
+        template: String,
+    },
+    /// The first match of `pattern` in the path is replaced by
+    /// `replacement`, in which `$N` stands for a capture and `{value}` for
+    /// the secret.
+    PathRegex {
+        pattern: String,
+        replacement: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

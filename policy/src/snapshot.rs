@@ -117,7 +117,85 @@ pub enum InjectOp {
         name: String,
         format: ValueFormat,
     },
+    /// Rewrite the upstream path (never the one rules judged).
+    SetPath(PathRewrite),
 }
+
+/// How a secret goes into the upstream path.
+#[derive(Debug, Clone)]
+pub enum PathRewrite {
+    /// A path starting with `prefix` has the secret from there up to the
+    /// next `/` (or the end).
+    Segment { prefix: String },
+    /// The first match of `regex` is replaced by `parts` joined with the
+    /// secret, `$N` in each part standing for a capture.
+    Regex {
+        regex: regex::Regex,
+        parts: Vec<String>,
+    },
+}
+
+impl PartialEq for PathRewrite {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Segment { prefix: a }, Self::Segment { prefix: b }) => a == b,
+            (Self::Regex { regex: a, parts: p }, Self::Regex { regex: b, parts: q }) => {
+                a.as_str() == b.as_str() && p == q
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PathRewrite {}
+
+impl PathRewrite {
+    /// The path with the secret in it, or `None` when the path does not
+    /// take it (another prefix, no match). `path` has no query.
+    pub fn apply(&self, path: &str, value: &SecretValue) -> Option<zeroize::Zeroizing<String>> {
+        let value = value.expose();
+        match self {
+            PathRewrite::Segment { prefix } => {
+                let rest = path.strip_prefix(prefix.as_str())?;
+                let end = rest.find('/').unwrap_or(rest.len());
+                let mut out = String::with_capacity(path.len() + value.len());
+                out.push_str(prefix);
+                out.push_str(value);
+                out.push_str(&rest[end..]);
+                Some(zeroize::Zeroizing::new(out))
+            }
+            PathRewrite::Regex { regex, parts } => {
+                let captures = regex.captures(path)?;
+                let whole = captures.get(0)?;
+                let mut out = String::with_capacity(path.len() + value.len());
+                out.push_str(&path[..whole.start()]);
+                // Each part expanded on its own: a capture (the agent's
+                // text) can never place the secret.
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(value);
+                    }
+                    captures.expand(part, &mut out);
+                }
+                out.push_str(&path[whole.end()..]);
+                // What leaves must still be an origin-form path.
+                out.starts_with('/').then(|| zeroize::Zeroizing::new(out))
+            }
+        }
+    }
+}
+
+/// Characters a secret may hold to travel in a path segment: RFC 3986's
+/// unreserved and sub-delimiters, `:` and `@`. No `/`, `?`, `#`, `%`.
+pub fn is_path_safe(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b))
+}
+
+/// The longest a path pattern's compiled program may be.
+const PATH_REGEX_SIZE: usize = 64 * 1024;
 
 /// A format such as `Bearer {value}`, split around its one `{value}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -579,8 +657,53 @@ fn injection_ops(
                     format: ValueFormat::parse(format)?,
                 }]
             }
+            Some(path @ (InjectionDoc::PathTemplate { .. } | InjectionDoc::PathRegex { .. })) => {
+                if !is_path_safe(value) {
+                    return Err("a secret injected into the path may hold only letters, digits and -._~!$&'()*+,;=:@".into());
+                }
+                vec![InjectOp::SetPath(path_rewrite(path)?)]
+            }
         },
     })
+}
+
+fn path_rewrite(doc: &InjectionDoc) -> Result<PathRewrite, String> {
+    match doc {
+        InjectionDoc::PathTemplate { template } => {
+            let format = ValueFormat::parse(template)?;
+            if !format.suffix.is_empty() {
+                return Err(format!(
+                    "pathTemplate {template:?} must end with {{value}}: the secret takes the rest of its segment"
+                ));
+            }
+            if !format.prefix.starts_with('/') {
+                return Err(format!("pathTemplate {template:?} must start with /"));
+            }
+            Ok(PathRewrite::Segment {
+                prefix: format.prefix,
+            })
+        }
+        InjectionDoc::PathRegex {
+            pattern,
+            replacement,
+        } => {
+            let regex = regex::RegexBuilder::new(pattern)
+                .size_limit(PATH_REGEX_SIZE)
+                .build()
+                .map_err(|e| format!("pathRegex: {e}"))?;
+            let parts: Vec<String> = replacement.split("{value}").map(str::to_owned).collect();
+            if parts.len() < 2 {
+                return Err("pathReplacement must contain {value}".into());
+            }
+            if !replacement.starts_with('/') && regex.as_str().starts_with('^') {
+                return Err(
+                    "pathReplacement of a pattern anchored at the start must start with /".into(),
+                );
+            }
+            Ok(PathRewrite::Regex { regex, parts })
+        }
+        _ => Err("not a path injection".into()),
+    }
 }
 
 /// RFC 9110 token characters; also refuses the headers the gateway owns.

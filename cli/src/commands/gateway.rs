@@ -100,6 +100,10 @@ pub struct GatewayOptions {
         hide_env_values = true
     )]
     pub rate_limit_store: Option<StoreUrl>,
+    /// The longest a request waits on --rate-limit-store before its gateway
+    /// counts alone for a while (a Redis far away may need more than 50ms).
+    #[arg(long, value_parser = parse_duration, default_value = "50ms", env = "ONECLI_RATE_LIMIT_STORE_TIMEOUT")]
+    pub rate_limit_store_timeout: Duration,
 }
 
 /// `--rate-limit-store` as given: checked in [`GatewayOptions::config`],
@@ -150,6 +154,7 @@ impl GatewayOptions {
         config.shutdown_timeout = self.shutdown_timeout;
         config.approval_timeout = self.approval_timeout;
         config.held_body_timeout = self.held_body_timeout;
+        config.rate_limit_store_timeout = self.rate_limit_store_timeout;
         config.rate_limit_store = match self.rate_limit_store.as_ref() {
             // An empty variable counts as unset.
             Some(StoreUrl(url)) if !url.trim().is_empty() => Some(

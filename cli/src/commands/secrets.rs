@@ -20,7 +20,7 @@ pub enum SecretsCommand {
         /// A display name.
         #[arg(long)]
         name: String,
-        /// anthropic and openai know how their service takes the key; generic needs --header or --param.
+        /// anthropic and openai know how their service takes the key; generic needs --header, --param, --path-template or --path-regex.
         #[arg(long = "type", value_parser = ["anthropic", "openai", "generic"])]
         kind: String,
         /// Host pattern: api.example.com, *.example.com, optional :port.
@@ -68,17 +68,28 @@ pub struct SecretFields {
     #[arg(long, visible_alias = "file")]
     value_file: Option<PathBuf>,
     /// generic: the header to set, with --format (default {value}).
-    #[arg(long, visible_alias = "header-name", conflicts_with = "param")]
+    #[arg(long, visible_alias = "header-name", conflicts_with_all = ["param", "path_template", "path_regex"])]
     header: Option<String>,
     /// The header's value, with {value} where the secret goes (e.g. "Bearer {value}").
     #[arg(long, visible_alias = "value-format", requires = "header")]
     format: Option<String>,
     /// generic: the query parameter to set, with --param-format.
-    #[arg(long, visible_alias = "param-name")]
+    #[arg(long, visible_alias = "param-name", conflicts_with_all = ["path_template", "path_regex"])]
     param: Option<String>,
     /// The parameter's value, with {value} where the secret goes.
     #[arg(long, requires = "param")]
     param_format: Option<String>,
+    /// generic: the secret goes into the path, e.g. /bot{value} (the agent's
+    /// /botPLACEHOLDER/getMe goes out as /bot<secret>/getMe).
+    #[arg(long, conflicts_with = "path_regex")]
+    path_template: Option<String>,
+    /// generic: the first match of this regex in the path is replaced by
+    /// --path-replacement.
+    #[arg(long, requires = "path_replacement")]
+    path_regex: Option<String>,
+    /// What --path-regex's match becomes: $1… for its captures, {value} for the secret.
+    #[arg(long, requires = "path_regex")]
+    path_replacement: Option<String>,
     /// Also inject into plain-HTTP requests (never on port 443). Off by
     /// default: credentials travel over TLS only.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
@@ -111,6 +122,15 @@ impl SecretFields {
         }
         if let Some(p) = &self.param {
             body.insert("injectionConfig".into(), json!({ "paramName": p, "paramFormat": self.param_format.clone().unwrap_or_else(|| "{value}".into()) }));
+        }
+        if let Some(t) = &self.path_template {
+            body.insert("injectionConfig".into(), json!({ "pathTemplate": t }));
+        }
+        if let (Some(r), Some(with)) = (&self.path_regex, &self.path_replacement) {
+            body.insert(
+                "injectionConfig".into(),
+                json!({ "pathRegex": r, "pathReplacement": with }),
+            );
         }
         if let Some(allow) = self.allow_plaintext {
             body.insert("allowPlaintext".into(), json!(allow));

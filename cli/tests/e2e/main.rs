@@ -5,6 +5,7 @@ mod approvals;
 mod compat;
 mod containers;
 mod control;
+mod credentials;
 mod dashboard;
 mod deploy;
 mod fleet;

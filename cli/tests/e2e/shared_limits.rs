@@ -251,6 +251,10 @@ impl Setup {
             .arg(control_dir.join("gateway").join("ca.key"))
             .args(["--threads", "2", "--shutdown-timeout", "1s"])
             .env("ONECLI_RATE_LIMIT_STORE", store)
+            // The counts must be exact on a loaded machine: a slow answer
+            // must not turn into a fallback. A killed Redis refuses
+            // connections at once, so the fallback still answers fast.
+            .env("ONECLI_RATE_LIMIT_STORE_TIMEOUT", "5s")
             .env("ONECLI_SECRET_KEY", KEY_B64)
             .env("ONECLI_LOG", "debug");
         for host in HOSTS.iter().filter(|h| **h != "localhost") {

@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 use super::{json_response, no_content, not_found, ok, success, Api, ApiError, ApiResult, Call};
 use crate::store::{SecretInput, SecretRecord};
 
-/// COMPAT's `injectionConfig`: a header with a format, or a query parameter.
+/// COMPAT's `injectionConfig`: a header with a format, a query parameter,
+/// or the path (`pathTemplate`, or `pathRegex` with `pathReplacement`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InjectionConfig {
@@ -21,22 +22,45 @@ pub struct InjectionConfig {
     param_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     param_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_regex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_replacement: Option<String>,
 }
 
 impl InjectionConfig {
     fn into_doc(self) -> Result<Option<InjectionDoc>, ApiError> {
-        match (self.header_name, self.param_name) {
-            (Some(name), None) => Ok(Some(InjectionDoc::Header {
-                name,
-                format: self.value_format.unwrap_or_else(|| "{value}".into()),
-            })),
-            (None, Some(name)) => Ok(Some(InjectionDoc::Query {
-                name,
-                format: self.param_format.unwrap_or_else(|| "{value}".into()),
-            })),
-            (None, None) => Ok(None),
-            (Some(_), Some(_)) => Err(ApiError::BadRequest(
-                "injectionConfig takes headerName or paramName, not both.".into(),
+        let path_regex = match (self.path_regex, self.path_replacement) {
+            (Some(pattern), Some(replacement)) => Some(InjectionDoc::PathRegex {
+                pattern,
+                replacement,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "injectionConfig: pathRegex and pathReplacement go together.".into(),
+                ))
+            }
+        };
+        let header = self.header_name.map(|name| InjectionDoc::Header {
+            name,
+            format: self.value_format.unwrap_or_else(|| "{value}".into()),
+        });
+        let query = self.param_name.map(|name| InjectionDoc::Query {
+            name,
+            format: self.param_format.unwrap_or_else(|| "{value}".into()),
+        });
+        let template = self
+            .path_template
+            .map(|template| InjectionDoc::PathTemplate { template });
+        let mut given = [header, query, template, path_regex].into_iter().flatten();
+        match (given.next(), given.next()) {
+            (one, None) => Ok(one),
+            _ => Err(ApiError::BadRequest(
+                "injectionConfig takes one of headerName, paramName, pathTemplate and pathRegex."
+                    .into(),
             )),
         }
     }
@@ -51,6 +75,18 @@ impl InjectionConfig {
             InjectionDoc::Query { name, format } => InjectionConfig {
                 param_name: Some(name.clone()),
                 param_format: Some(format.clone()),
+                ..Self::default()
+            },
+            InjectionDoc::PathTemplate { template } => InjectionConfig {
+                path_template: Some(template.clone()),
+                ..Self::default()
+            },
+            InjectionDoc::PathRegex {
+                pattern,
+                replacement,
+            } => InjectionConfig {
+                path_regex: Some(pattern.clone()),
+                path_replacement: Some(replacement.clone()),
                 ..Self::default()
             },
         }

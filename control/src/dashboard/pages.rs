@@ -333,12 +333,14 @@ pub struct ConnectForm {
     pub name: String,
     pub host: String,
     pub path: String,
-    /// `header` or `param`.
+    /// `header`, `param` or `path`.
     pub inject: String,
     pub header: String,
     pub format: String,
     pub param: String,
     pub param_format: String,
+    /// `/bot{value}`: the key in the path.
+    pub path_template: String,
     /// The agent that asked, when it came from an agent's link.
     pub agent_name: Option<String>,
     /// Editing this connection (its value may stay as it is).
@@ -389,8 +391,12 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
                 label {
                     "Sent as"
                     select name="inject" {
-                        option value="header" selected[form.inject != "param"] { "a header" }
+                        option value="header" selected[form.inject == "header"] { "a header" }
                         option value="param" selected[form.inject == "param"] { "a query parameter" }
+                        option value="path" selected[form.inject == "path"] { "part of the path" }
+                        @if form.inject == "keep" {
+                            option value="keep" selected { "a path pattern (set through the API; kept)" }
+                        }
                     }
                 }
                 label data-inject="header" { "Header name" input name="header" value=(form.header) placeholder="Authorization"; }
@@ -402,6 +408,11 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
                 label data-inject="param" {
                     "Parameter value" span.hint { "{value} stands for the key" }
                     input name="param_format" value=(form.param_format) placeholder="{value}";
+                }
+                label data-inject="path" {
+                    "Path template"
+                    span.hint { "e.g. /bot{value}: the key replaces the rest of that path segment; the agent sends a placeholder there" }
+                    input name="path_template" value=(form.path_template) placeholder="/bot{value}";
                 }
             }
             label {

@@ -32,7 +32,8 @@ use super::{Limited, RateLimiter};
 use crate::config::RedisUrl;
 use crate::metrics::GatewayMetrics;
 
-/// The longest a request waits on Redis: connecting and the script.
+/// The longest a request waits on Redis (connecting and the script)
+/// unless the gateway is told otherwise.
 pub const BUDGET: Duration = Duration::from_millis(50);
 /// How often a gateway renews its entry among the live ones.
 pub const PRESENCE_EVERY: Duration = Duration::from_secs(2);
@@ -134,6 +135,8 @@ pub struct RedisLimiter {
     in_use: AtomicBool,
     /// Live gateways, as last heard from Redis (kept while it is away).
     gateways: AtomicU32,
+    /// The longest a request waits on Redis.
+    budget: Duration,
 }
 
 /// One rate_limit rule of a request, in the script's units.
@@ -155,7 +158,14 @@ impl RedisLimiter {
             // Until Redis says otherwise: the first request tries it.
             in_use: AtomicBool::new(true),
             gateways: AtomicU32::new(1),
+            budget: BUDGET,
         }
+    }
+
+    /// Requests wait at most `budget` on Redis (`--rate-limit-store-timeout`).
+    pub fn with_budget(mut self, budget: Duration) -> RedisLimiter {
+        self.budget = budget.max(Duration::from_millis(1));
+        self
     }
 
     pub fn url(&self) -> &RedisUrl {
@@ -186,10 +196,13 @@ impl RedisLimiter {
             return Ok(());
         }
         if self.in_use() {
-            match tokio::time::timeout(BUDGET, self.count(agent_id, &limits)).await {
+            match tokio::time::timeout(self.budget, self.count(agent_id, &limits)).await {
                 Ok(Ok(verdict)) => return verdict,
                 Ok(Err(error)) => self.mark_away(&error),
-                Err(_) => self.mark_away(&"no answer within 50 ms"),
+                Err(_) => self.mark_away(&format_args!(
+                    "no answer within {} ms",
+                    self.budget.as_millis()
+                )),
             }
         }
         self.metrics.rate_limit_fallback.inc();

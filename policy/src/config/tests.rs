@@ -141,3 +141,38 @@ fn rate_limit_fields_are_checked() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn secrets_can_go_into_the_path() {
+    let text = r#"
+[[secrets]]
+name = "telegram"
+type = "generic"
+value = "123:ABC"
+host_pattern = "api.telegram.org"
+path_template = "/bot{value}"
+
+[[secrets]]
+name = "keyed"
+type = "generic"
+value = "k"
+host_pattern = "keyed.example.com"
+path_regex = "^/v1/key/[^/]+"
+path_replacement = "/v1/key/{value}"
+"#;
+    let snap = compile(text).expect("compiles");
+    assert!(snap
+        .secrets()
+        .iter()
+        .all(|s| matches!(s.ops[..], [crate::InjectOp::SetPath(_)])));
+    let both = text.replacen(
+        "path_template = \"/bot{value}\"",
+        "path_template = \"/bot{value}\"\nheader_name = \"X\"",
+        1,
+    );
+    let errors = compile(&both).expect_err("one way in");
+    assert!(errors[0].message.contains("one of"), "{errors:?}");
+    let half = text.replacen("path_replacement = \"/v1/key/{value}\"", "", 1);
+    let errors = compile(&half).expect_err("both halves");
+    assert!(errors[0].message.contains("together"), "{errors:?}");
+}

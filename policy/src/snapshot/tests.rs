@@ -428,3 +428,95 @@ fn identifiers_repeat_only_across_projects() {
     doc.agents[1].secret_mode = SecretMode::All;
     assert!(Snapshot::compile(doc).is_ok());
 }
+
+fn path_secret(value: &str, injection: InjectionDoc) -> Result<Snapshot, Vec<ValidationError>> {
+    Snapshot::compile(PolicyDoc {
+        secrets: vec![secret(
+            "path",
+            SecretKind::Generic,
+            value,
+            "api.telegram.org",
+            "*",
+            Some(injection),
+        )],
+        ..PolicyDoc::default()
+    })
+}
+
+fn rewrite(snap: &Snapshot) -> &PathRewrite {
+    match &snap.secrets()[0].ops[..] {
+        [InjectOp::SetPath(r)] => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn path_templates_replace_the_rest_of_their_segment() {
+    let value = SecretValue::new("123:ABC-def_9".into());
+    let template = |t: &str| InjectionDoc::PathTemplate { template: t.into() };
+    let snap = path_secret("123:ABC-def_9", template("/bot{value}")).expect("valid");
+    let r = rewrite(&snap);
+    let out = |p: &str| r.apply(p, &value).map(|s| s.to_string());
+    assert_eq!(
+        out("/botPLACEHOLDER/getMe").as_deref(),
+        Some("/bot123:ABC-def_9/getMe")
+    );
+    assert_eq!(out("/bot").as_deref(), Some("/bot123:ABC-def_9"));
+    assert_eq!(out("/botX").as_deref(), Some("/bot123:ABC-def_9"));
+    // Anchored at the start: elsewhere in the path it is not a hole.
+    assert_eq!(out("/v1/botX/getMe"), None);
+    assert_eq!(out("/other"), None);
+    for bad in ["/bot{value}/x", "bot{value}", "/bot", "/{value}{value}"] {
+        assert!(path_secret("v", template(bad)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn path_regexes_replace_the_first_match_with_captures_and_the_value() {
+    let value = SecretValue::new("s3cr3t".into());
+    let regex = |p: &str, r: &str| InjectionDoc::PathRegex {
+        pattern: p.into(),
+        replacement: r.into(),
+    };
+    let snap = path_secret(
+        "s3cr3t",
+        regex("^/v1/([a-z]+)/key/[^/]+", "/v1/$1/key/{value}"),
+    )
+    .expect("valid");
+    let r = rewrite(&snap);
+    assert_eq!(
+        r.apply("/v1/items/key/PLACEHOLDER/list", &value)
+            .as_deref()
+            .map(String::as_str),
+        Some("/v1/items/key/s3cr3t/list")
+    );
+    assert!(r.apply("/v2/items/key/x", &value).is_none());
+    // A capture carrying `{value}` (the agent's own text) is not a hole.
+    let snap = path_secret("s3cr3t", regex("^/echo/(.*)$", "/echo/$1/{value}")).expect("valid");
+    assert_eq!(
+        rewrite(&snap)
+            .apply("/echo/{value}", &value)
+            .as_deref()
+            .map(String::as_str),
+        Some("/echo/{value}/s3cr3t")
+    );
+    for (pattern, replacement) in [("(", "/{value}"), ("^/x", "/x"), ("^/x", "x{value}")] {
+        assert!(
+            path_secret("v", regex(pattern, replacement)).is_err(),
+            "{pattern} {replacement}"
+        );
+    }
+}
+
+#[test]
+fn values_that_are_not_path_safe_are_refused_for_the_path() {
+    let template = InjectionDoc::PathTemplate {
+        template: "/bot{value}".into(),
+    };
+    for bad in ["a/b", "a?b", "a#b", "a%2Fb", "a b", "é"] {
+        let errors = path_secret(bad, template.clone()).expect_err("refused");
+        assert!(errors[0].message.contains("path"), "{errors:?}");
+        // The value is never in the message.
+        assert!(!errors[0].message.contains(bad));
+    }
+}
