@@ -88,6 +88,33 @@ pub fn apply<'a>(
                     }
                     injected.url_values.push(encoded);
                 }
+                InjectOp::AddToList { name, token } => {
+                    let listed: Vec<String> = req
+                        .headers
+                        .get_all(name.as_str())
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .flat_map(|v| v.split(','))
+                        .map(|item| item.trim().to_owned())
+                        .filter(|item| !item.is_empty())
+                        .collect();
+                    if !listed.iter().any(|item| item.eq_ignore_ascii_case(token)) {
+                        let mut all = listed;
+                        all.push(token.clone());
+                        let value = HeaderValue::from_str(&all.join(",")).map_err(|_| {
+                            InjectError::BadHeaderValue {
+                                secret: secret.name.clone(),
+                                header: name.clone(),
+                            }
+                        })?;
+                        req.insert_header(name.clone(), value).map_err(|_| {
+                            InjectError::BadHeaderValue {
+                                secret: secret.name.clone(),
+                                header: name.clone(),
+                            }
+                        })?;
+                    }
+                }
                 InjectOp::SetPath(rewrite) => {
                     let target = req.raw_path().to_vec();
                     let split = target
@@ -302,7 +329,15 @@ mod tests {
         case!(SecretKind::Anthropic, "sk-ant-oat01-t", None, "/v1/messages", [("x-api-key", "placeholder")]
             => "/v1/messages", [("authorization", "Bearer sk-ant-oat01-t")], absent ["x-api-key"]);
         case!(SecretKind::Anthropic, "sk-ant-oat01-t", None, "/v1/messages", []
-            => "/v1/messages", [("authorization", "Bearer sk-ant-oat01-t")], absent []);
+            => "/v1/messages", [("authorization", "Bearer sk-ant-oat01-t"), ("anthropic-beta", "oauth-2025-04-20")], absent []);
+        // The agent's own betas stay, the OAuth flag joins them once.
+        case!(SecretKind::Anthropic, "sk-ant-oat01-t", None, "/v1/messages", [("anthropic-beta", "prompt-caching-2024-07-31")]
+            => "/v1/messages", [("anthropic-beta", "prompt-caching-2024-07-31,oauth-2025-04-20")], absent []);
+        case!(SecretKind::Anthropic, "sk-ant-oat01-t", None, "/v1/messages", [("anthropic-beta", "a-1, oauth-2025-04-20")]
+            => "/v1/messages", [("anthropic-beta", "a-1, oauth-2025-04-20")], absent []);
+        // API keys need no flag.
+        case!(SecretKind::Anthropic, "sk-ant-api03-k", None, "/v1/messages", []
+            => "/v1/messages", [("x-api-key", "sk-ant-api03-k")], absent ["anthropic-beta"]);
         case!(SecretKind::Openai, "sk-proj", None, "/v1/chat", [("authorization", "Bearer a"), ("Authorization", "Bearer b")]
             => "/v1/chat", [("authorization", "Bearer sk-proj")], absent []);
         case!(SecretKind::Generic, "ghp", hdr("Authorization", "token {value}"), "/user", []

@@ -119,6 +119,13 @@ pub enum InjectOp {
     },
     /// Rewrite the upstream path (never the one rules judged).
     SetPath(PathRewrite),
+    /// Make sure the comma-separated list header `name` (lowercase) holds
+    /// `token`, keeping what the agent listed: a flag the service requires
+    /// with this kind of credential.
+    AddToList {
+        name: String,
+        token: String,
+    },
 }
 
 /// How a secret goes into the upstream path.
@@ -262,6 +269,9 @@ pub struct Rule {
 
 /// Anthropic OAuth tokens go in `authorization: Bearer`, API keys in `x-api-key`.
 const ANTHROPIC_OAUTH_PREFIX: &str = "sk-ant-oat";
+/// The `anthropic-beta` flag Anthropic's API requires with an OAuth token
+/// (a Claude subscription login) instead of an API key.
+pub const ANTHROPIC_OAUTH_BETA: &str = "oauth-2025-04-20";
 
 impl Snapshot {
     /// Validates a document and builds the indices. Every problem is
@@ -630,6 +640,10 @@ fn injection_ops(
             vec![
                 header("authorization", ValueFormat::bearer()),
                 remove("x-api-key"),
+                InjectOp::AddToList {
+                    name: "anthropic-beta".into(),
+                    token: ANTHROPIC_OAUTH_BETA.into(),
+                },
             ]
         }
         SecretKind::Anthropic => vec![

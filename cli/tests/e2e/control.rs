@@ -450,6 +450,11 @@ async fn container_config_and_skill_follow_compat() {
     assert_eq!(config["env"]["CLAUDE_CODE_OAUTH_TOKEN"], "placeholder");
     assert!(config["env"].get("ANTHROPIC_API_KEY").is_none());
     assert_eq!(config["env"]["OPENAI_API_KEY"], "placeholder");
+    // The skill tells the agent its Claude login is a placeholder to keep.
+    let (status, skill) = s.raw("GET", "/v1/skill/gateway", None).await;
+    assert_eq!(status, 200);
+    assert!(skill.contains("CLAUDE_CODE_OAUTH_TOKEN"), "{skill}");
+    assert!(!skill.contains("sk-ant-oat01-CONTROL-SECRET"));
 
     let (status, missing) = s.api("GET", "/v1/container-config?agent=ghost", None).await;
     assert_eq!(status, 404);

@@ -50,6 +50,23 @@ async fn each_injection_kind_arrives_and_nothing_else_does() {
             );
         }
     }
+    // A Claude login (OAuth token) also needs Anthropic's OAuth beta flag,
+    // listed beside the agent's own.
+    let (status, body) = env.curl(
+        TOKEN_ALL,
+        &["-H", "anthropic-beta: prompt-caching-2024-07-31"],
+        &env.url("oauth.test", "/v1/messages"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        echoed(&json(&body), "anthropic-beta"),
+        ["prompt-caching-2024-07-31,oauth-2025-04-20"]
+    );
+    let (_, body) = env.curl(TOKEN_ALL, &[], &env.url("api.test", "/v1/messages"));
+    assert!(
+        echoed(&json(&body), "anthropic-beta").is_empty(),
+        "API keys need no flag"
+    );
     // Query-parameter injection replaces what the agent sent and keeps the rest.
     let (status, body) = env.curl(
         TOKEN_ALL,

@@ -160,12 +160,21 @@ pub fn skill(framework: &str, secrets: &[SecretRecord]) -> String {
         services
             .push_str("- none yet: any service you call will answer with a link to connect it.\n");
     }
+    // A Claude subscription login rather than an API key.
+    let claude_login = if secrets
+        .iter()
+        .any(|s| s.kind == SecretKind::Anthropic && s.anthropic_oauth)
+    {
+        "Claude is reached with the user's subscription login: `CLAUDE_CODE_OAUTH_TOKEN` holds a placeholder that the gateway replaces with the real token (and the flags it needs). Keep it as it is; do not run a login flow or ask for a token.\n\n"
+    } else {
+        ""
+    };
     format!(
         "---\nname: onecli-gateway\ndescription: Use when calling external APIs ({framework}): requests go through the OneCLI gateway, which adds credentials; never ask for API keys.\n---\n\n\
 # Working behind the OneCLI gateway\n\n\
 Your HTTP(S) traffic goes through the OneCLI gateway, which adds the right credentials for each service. \
 Call the real API URLs directly and send no auth headers of your own: any placeholder key in your environment is replaced on the way.\n\n\
-## Services configured\n\n{services}\n\
+## Services configured\n\n{services}\n{claude_login}\
 ## When a request fails\n\n\
 - `credential_not_found` or `app_not_connected`: show the user the link from the error (`secret_url`), with `&source=agent&agent_name=$ONECLI_AGENT_NAME` appended, \
 and ask them to connect the service. If they cannot open the link (no browser on this machine), they can add the key from their own terminal, for example \

@@ -215,7 +215,14 @@ fn typed_secrets_compile_to_recipes() {
     );
     assert_eq!(
         ops("oauth"),
-        [set("authorization", "Bearer {value}"), rm("x-api-key")]
+        [
+            set("authorization", "Bearer {value}"),
+            rm("x-api-key"),
+            InjectOp::AddToList {
+                name: "anthropic-beta".into(),
+                token: ANTHROPIC_OAUTH_BETA.into()
+            }
+        ]
     );
     assert_eq!(ops("oai"), [set("authorization", "Bearer {value}")]);
 }
