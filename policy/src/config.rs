@@ -8,8 +8,8 @@ use toml::Spanned;
 use zeroize::Zeroizing;
 
 use crate::model::{
-    AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction, RuleDoc, SecretDoc,
-    SecretKind, SecretMode,
+    AgentDoc, InjectionFields, InjectionFieldsError, PolicyDoc, PolicyMode, RateWindow, RuleAction,
+    RuleDoc, SecretDoc, SecretKind, SecretMode,
 };
 use crate::snapshot::{token_sha256, Snapshot};
 
@@ -214,41 +214,27 @@ pub fn parse_policy_file(
                 continue;
             }
         };
-        let path_regex = match (s.path_regex, s.path_replacement) {
-            (Some(pattern), Some(replacement)) => Some(InjectionDoc::PathRegex {
-                pattern,
-                replacement,
-            }),
-            (None, None) => None,
-            _ => {
-                fail(
-                    line,
-                    &item,
-                    "path_regex and path_replacement go together".into(),
-                );
-                continue;
-            }
+        let fields = InjectionFields {
+            header_name: s.header_name,
+            value_format: s.value_format,
+            param_name: s.param_name,
+            param_format: s.param_format,
+            path_template: s.path_template,
+            path_regex: s.path_regex,
+            path_replacement: s.path_replacement,
         };
-        let header = s.header_name.map(|name| InjectionDoc::Header {
-            name,
-            format: s.value_format.unwrap_or_else(|| "{value}".into()),
-        });
-        let query = s.param_name.map(|name| InjectionDoc::Query {
-            name,
-            format: s.param_format.unwrap_or_else(|| "{value}".into()),
-        });
-        let template = s
-            .path_template
-            .map(|template| InjectionDoc::PathTemplate { template });
-        let mut given = [header, query, template, path_regex].into_iter().flatten();
-        let injection = match (given.next(), given.next()) {
-            (one, None) => one,
-            _ => {
-                fail(
-                    line,
-                    &item,
-                    "set one of header_name, param_name, path_template and path_regex".into(),
-                );
+        let injection = match fields.into_doc() {
+            Ok(injection) => injection,
+            Err(e) => {
+                let why = match e {
+                    InjectionFieldsError::HalfARegex => {
+                        "path_regex and path_replacement go together"
+                    }
+                    InjectionFieldsError::SeveralWays => {
+                        "set one of header_name, param_name, path_template and path_regex"
+                    }
+                };
+                fail(line, &item, why.into());
                 continue;
             }
         };

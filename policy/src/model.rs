@@ -129,6 +129,59 @@ pub enum InjectionDoc {
     },
 }
 
+/// The fields that say how a generic secret is injected, as the API and
+/// the policy file take them (formats default to `{value}`).
+#[derive(Default)]
+pub struct InjectionFields {
+    pub header_name: Option<String>,
+    pub value_format: Option<String>,
+    pub param_name: Option<String>,
+    pub param_format: Option<String>,
+    pub path_template: Option<String>,
+    pub path_regex: Option<String>,
+    pub path_replacement: Option<String>,
+}
+
+/// Why [`InjectionFields`] name no single way in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectionFieldsError {
+    /// `path_regex` without `path_replacement`, or the other way round.
+    HalfARegex,
+    /// More than one of header, parameter, template and regex.
+    SeveralWays,
+}
+
+impl InjectionFields {
+    /// The one injection the fields describe, or none.
+    pub fn into_doc(self) -> Result<Option<InjectionDoc>, InjectionFieldsError> {
+        let regex = match (self.path_regex, self.path_replacement) {
+            (Some(pattern), Some(replacement)) => Some(InjectionDoc::PathRegex {
+                pattern,
+                replacement,
+            }),
+            (None, None) => None,
+            _ => return Err(InjectionFieldsError::HalfARegex),
+        };
+        let format = |f: Option<String>| f.unwrap_or_else(|| "{value}".into());
+        let header = self.header_name.map(|name| InjectionDoc::Header {
+            name,
+            format: format(self.value_format),
+        });
+        let query = self.param_name.map(|name| InjectionDoc::Query {
+            name,
+            format: format(self.param_format),
+        });
+        let template = self
+            .path_template
+            .map(|template| InjectionDoc::PathTemplate { template });
+        let mut given = [header, query, template, regex].into_iter().flatten();
+        match (given.next(), given.next()) {
+            (one, None) => Ok(one),
+            _ => Err(InjectionFieldsError::SeveralWays),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleDoc {
     pub id: String,

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::harness::{
     basic, connect_raw, echoed, free_port, http_get, request, tls_tunnel_to, HOSTS,
 };
-use crate::served::raw_call;
+use crate::served::{json_call, raw_call};
 
 /// The shared secret key, as operators would set it on every process.
 const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
@@ -165,15 +165,7 @@ impl Fleet {
 
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let auth = format!("Bearer {}", self.api_key);
-        let (status, text) = raw_call(
-            self.api_port,
-            method,
-            path,
-            body.map(|b| b.to_string()),
-            Some(&auth),
-        )
-        .await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        json_call(self.api_port, method, path, body, Some(&auth)).await
     }
 }
 
@@ -482,47 +474,30 @@ async fn two_projects_each_decide_their_own_held_requests_across_gateways() {
     let keys = [fleet.api_key.clone(), b_key];
     let mut tokens = Vec::new();
     for (key, identifier) in keys.iter().zip(["held-a", "held-b"]) {
-        let auth = format!("Bearer {key}");
-        let call = |method: &'static str, path: String, body: Value| {
-            let auth = auth.clone();
-            async move {
-                let (status, text) = raw_call(
-                    fleet.api_port,
-                    method,
-                    &path,
-                    Some(body.to_string()),
-                    Some(&auth),
-                )
-                .await;
-                (
-                    status,
-                    serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
-                )
-            }
-        };
-        let (_, agent) = call(
-            "POST",
-            "/v1/agents".into(),
-            json!({ "name": identifier, "identifier": identifier }),
-        )
-        .await;
+        let auth = Some(format!("Bearer {key}"));
+        let auth = auth.as_deref();
+        let port = fleet.api_port;
+        let body = json!({ "name": identifier, "identifier": identifier });
+        let (_, agent) = json_call(port, "POST", "/v1/agents", Some(body), auth).await;
         let id = agent["id"].as_str().expect("id").to_owned();
         let rule = json!({ "name": "ask", "hostPattern": "api.test", "pathPattern": "/v1/held*", "methods": ["POST"],
             "action": "manual_approval", "enabled": true, "agentId": id });
-        assert_eq!(call("POST", "/v1/rules".into(), rule).await.0, 201);
+        assert_eq!(
+            json_call(port, "POST", "/v1/rules", Some(rule), auth)
+                .await
+                .0,
+            201
+        );
         // After the rule: a policy that injects it has the rule too.
         let secret =
             json!({ "name": "A", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
-        assert_eq!(call("POST", "/v1/secrets".into(), secret).await.0, 201);
-        let (_, agent) = raw_call(
-            fleet.api_port,
-            "GET",
-            &format!("/v1/agents/{id}"),
-            None,
-            Some(&auth),
-        )
-        .await;
-        let agent: Value = serde_json::from_str(&agent).expect("agent");
+        assert_eq!(
+            json_call(port, "POST", "/v1/secrets", Some(secret), auth)
+                .await
+                .0,
+            201
+        );
+        let (_, agent) = json_call(port, "GET", &format!("/v1/agents/{id}"), None, auth).await;
         tokens.push(agent["accessToken"].as_str().expect("token").to_owned());
     }
     let ca = fleet.control_dir().join("gateway").join("ca.pem");

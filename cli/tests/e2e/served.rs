@@ -178,15 +178,7 @@ impl Served {
         body: Option<Value>,
         auth: Option<&str>,
     ) -> (u16, Value) {
-        let (status, text) = raw_call(
-            self.api_port,
-            method,
-            path,
-            body.map(|b| b.to_string()),
-            auth,
-        )
-        .await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        json_call(self.api_port, method, path, body, auth).await
     }
 
     pub async fn raw(&self, method: &str, path: &str, body: Option<String>) -> (u16, String) {
@@ -246,6 +238,18 @@ fn spawn(
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
     cmd.spawn().expect("start onecli serve")
+}
+
+/// [`raw_call`] with a JSON body, answered in JSON (`Null` when it is not).
+pub async fn json_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    auth: Option<&str>,
+) -> (u16, Value) {
+    let (status, text) = raw_call(port, method, path, body.map(|b| b.to_string()), auth).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// A plain HTTP/1.1 request with `Connection: close`; (status, body).

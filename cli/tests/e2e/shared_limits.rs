@@ -13,7 +13,6 @@ use onecli_benches::origin::{Origin, Protocols, TestPki};
 use serde_json::{json, Value};
 
 use crate::harness::{free_port, http_get, request, tls_tunnel_to, HOSTS};
-use crate::served::raw_call;
 
 const KEY_B64: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 const SECRET: &str = "sk-ant-api03-SHARED-LIMITS-secret";
@@ -274,15 +273,7 @@ impl Setup {
 
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let auth = format!("Bearer {}", self.api_key);
-        let (status, text) = raw_call(
-            self.api_port,
-            method,
-            path,
-            body.map(|b| b.to_string()),
-            Some(&auth),
-        )
-        .await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        crate::served::json_call(self.api_port, method, path, body, Some(&auth)).await
     }
 
     /// Creates agents and returns their tokens, in order.

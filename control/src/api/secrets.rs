@@ -1,7 +1,7 @@
 //! `/v1/secrets`: write-only values; responses carry the masked preview.
 
 use hyper::{Method, StatusCode};
-use onecli_policy::model::{InjectionDoc, SecretKind};
+use onecli_policy::model::{InjectionDoc, InjectionFields, InjectionFieldsError, SecretKind};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -32,37 +32,28 @@ pub struct InjectionConfig {
 
 impl InjectionConfig {
     fn into_doc(self) -> Result<Option<InjectionDoc>, ApiError> {
-        let path_regex = match (self.path_regex, self.path_replacement) {
-            (Some(pattern), Some(replacement)) => Some(InjectionDoc::PathRegex {
-                pattern,
-                replacement,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "injectionConfig: pathRegex and pathReplacement go together.".into(),
-                ))
-            }
+        let fields = InjectionFields {
+            header_name: self.header_name,
+            value_format: self.value_format,
+            param_name: self.param_name,
+            param_format: self.param_format,
+            path_template: self.path_template,
+            path_regex: self.path_regex,
+            path_replacement: self.path_replacement,
         };
-        let header = self.header_name.map(|name| InjectionDoc::Header {
-            name,
-            format: self.value_format.unwrap_or_else(|| "{value}".into()),
-        });
-        let query = self.param_name.map(|name| InjectionDoc::Query {
-            name,
-            format: self.param_format.unwrap_or_else(|| "{value}".into()),
-        });
-        let template = self
-            .path_template
-            .map(|template| InjectionDoc::PathTemplate { template });
-        let mut given = [header, query, template, path_regex].into_iter().flatten();
-        match (given.next(), given.next()) {
-            (one, None) => Ok(one),
-            _ => Err(ApiError::BadRequest(
-                "injectionConfig takes one of headerName, paramName, pathTemplate and pathRegex."
-                    .into(),
-            )),
-        }
+        fields.into_doc().map_err(|e| {
+            ApiError::BadRequest(
+                match e {
+                    InjectionFieldsError::HalfARegex => {
+                        "injectionConfig: pathRegex and pathReplacement go together."
+                    }
+                    InjectionFieldsError::SeveralWays => {
+                        "injectionConfig takes one of headerName, paramName, pathTemplate and pathRegex."
+                    }
+                }
+                .into(),
+            )
+        })
     }
 
     fn from_doc(doc: &InjectionDoc) -> Self {
