@@ -72,7 +72,13 @@ fn injection(c: &mut Criterion) {
                 req
             },
             |mut req| {
-                inject::apply(&mut req, secrets.iter().copied()).expect("injected");
+                inject::apply(
+                    &mut req,
+                    secrets.iter().copied(),
+                    "api.openai.com",
+                    inject::Body::Unread,
+                )
+                .expect("injected");
                 req
             },
             BatchSize::SmallInput,

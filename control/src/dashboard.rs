@@ -886,6 +886,7 @@ fn edit_form(s: &crate::store::SecretRecord) -> pages::ConnectForm {
             SecretKind::Anthropic => "anthropic",
             SecretKind::Openai => "openai",
             SecretKind::Generic => "generic",
+            SecretKind::Aws => "aws",
         }
         .to_owned(),
         name: s.name.clone(),
@@ -911,6 +912,7 @@ fn edit_form(s: &crate::store::SecretRecord) -> pages::ConnectForm {
         }
         // Edited through the API or the CLI; the form keeps it as it is.
         Some(InjectionDoc::PathRegex { .. }) => form.inject = "keep".to_owned(),
+        Some(InjectionDoc::Aws { access_key_id }) => form.access_key_id = access_key_id.clone(),
         None => {}
     }
     form
@@ -919,7 +921,7 @@ fn edit_form(s: &crate::store::SecretRecord) -> pages::ConnectForm {
 /// The create form as a connect link (`secret_url`) prefills it.
 fn connect_form_from(query: &Form) -> pages::ConnectForm {
     let kind = match query.get("create") {
-        k @ ("anthropic" | "openai") => k.to_owned(),
+        k @ ("anthropic" | "openai" | "aws") => k.to_owned(),
         _ => "generic".to_owned(),
     };
     let host = query.get("host").to_owned();
@@ -954,6 +956,7 @@ fn connect_form_from(query: &Form) -> pages::ConnectForm {
         param: query.get("param").to_owned(),
         param_format: String::new(),
         path_template: query.get("path_template").to_owned(),
+        access_key_id: String::new(),
         agent_name,
         editing: None,
     }
@@ -970,6 +973,7 @@ async fn save_connection(
     let kind = match form.get("type") {
         "anthropic" => onecli_policy::model::SecretKind::Anthropic,
         "openai" => onecli_policy::model::SecretKind::Openai,
+        "aws" => onecli_policy::model::SecretKind::Aws,
         _ => onecli_policy::model::SecretKind::Generic,
     };
     let or = |v: &str, default: &str| {
@@ -998,7 +1002,18 @@ async fn save_connection(
                 format: or(form.get("format"), "{value}"),
             }))
         }
+        onecli_policy::model::SecretKind::Aws => {
+            Some(Some(onecli_policy::model::InjectionDoc::Aws {
+                access_key_id: form.get("access_key_id").trim().to_owned(),
+            }))
+        }
         _ => None,
+    };
+    // Empty keeps the stored token when editing.
+    let session_token = match form.get("session_token").trim() {
+        "" if editing.is_some() => None,
+        "" => Some(None),
+        token => Some(Some(Zeroizing::new(token.to_owned()))),
     };
     let name = form.get("name").trim().to_owned();
     let agent_name = form.get("agent_name").to_owned();
@@ -1013,6 +1028,7 @@ async fn save_connection(
         path_pattern: Some(or(form.get("path"), "*")),
         injection,
         allow_plaintext: None,
+        session_token: session_token.filter(|_| kind == onecli_policy::model::SecretKind::Aws),
     };
     let target = editing.clone();
     let saved = write(api, move |s| match target {
@@ -1041,6 +1057,7 @@ async fn save_connection(
                 param: form.get("param").to_owned(),
                 param_format: form.get("param_format").to_owned(),
                 path_template: form.get("path_template").to_owned(),
+                access_key_id: form.get("access_key_id").to_owned(),
                 agent_name: (!agent_name.is_empty()).then_some(agent_name),
                 editing,
             };

@@ -9,11 +9,12 @@
 use std::path::Path;
 
 use onecli_policy::audit::AuditRecord;
+use onecli_policy::credential;
 use onecli_policy::model::{
     default_project, AgentDoc, InjectionDoc, PolicyDoc, PolicyMode, RateWindow, RuleAction,
     RuleDoc, SecretDoc, SecretKind, SecretMode, DEFAULT_PROJECT,
 };
-use onecli_policy::{is_valid_identifier, token_sha256, HostPattern, PathPattern, SecretValue};
+use onecli_policy::{is_valid_identifier, token_sha256, HostPattern, PathPattern};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,10 @@ pub struct SecretRecord {
     /// container config names the placeholder variable after it.
     #[serde(default)]
     pub anthropic_oauth: bool,
+    /// A ChatGPT login (Codex's auth.json) rather than an OpenAI API key:
+    /// the control service refreshes it, agents get a placeholder login.
+    #[serde(default)]
+    pub chatgpt_login: bool,
     pub host_pattern: String,
     pub path_pattern: String,
     #[serde(default)]
@@ -204,6 +209,8 @@ pub struct SecretInput {
     pub path_pattern: Option<String>,
     pub injection: Option<Option<InjectionDoc>>,
     pub allow_plaintext: Option<bool>,
+    /// An AWS secret's session token: `None` unchanged, `Some(None)` none.
+    pub session_token: Option<Option<Zeroizing<String>>>,
 }
 
 /// What a new rule or an update says. `None` fields are left as they are.
@@ -745,7 +752,13 @@ impl Store {
             .collect();
         let mut secrets = Vec::new();
         for s in read.all::<SecretRecord>(SECRETS)? {
-            let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
+            let mut value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
+            // Gateways never get a login's refresh token.
+            if s.kind == SecretKind::Openai && credential::is_chatgpt_login(&value) {
+                if let Ok(login) = credential::ChatgptLogin::parse(&value) {
+                    value = login.for_gateway();
+                }
+            }
             secrets.push(SecretDoc {
                 project: s.project,
                 id: s.id,
@@ -1043,9 +1056,22 @@ impl Scoped<'_> {
         Ok(s)
     }
 
+    /// The `auth.json` an agent holds for a ChatGPT login: placeholder
+    /// tokens, the managed refresh token.
+    pub fn chatgpt_placeholder(&self, id: &str) -> Result<Option<String>> {
+        let s = self.secret(id)?;
+        if !s.chatgpt_login {
+            return Ok(None);
+        }
+        let value = crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?;
+        Ok(credential::ChatgptLogin::parse(&value)
+            .ok()
+            .map(|login| login.placeholder_auth_json()))
+    }
+
     fn fill_preview(&self, s: &mut SecretRecord) -> Result<()> {
         let value = crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?;
-        s.preview = SecretValue::new(value.to_string()).preview();
+        s.preview = credential::preview(s.kind, &value);
         Ok(())
     }
 
@@ -1057,11 +1083,24 @@ impl Scoped<'_> {
                 "name, type, value and hostPattern are required".into(),
             ));
         };
+        let value = match kind {
+            SecretKind::Aws => aws_value(
+                &value,
+                input.session_token.flatten().as_deref().map(String::as_str),
+            )?,
+            _ if input.session_token.flatten().is_some() => {
+                return Err(StoreError::Invalid(
+                    "a session token goes with type aws".into(),
+                ))
+            }
+            _ => value,
+        };
         let id = ids::new_id();
         let record = SecretRecord {
             value_sealed: crypto::seal(&self.store.key, id.as_bytes(), value.as_bytes())?,
-            preview: SecretValue::new(value.to_string()).preview(),
+            preview: credential::preview(kind, &value),
             anthropic_oauth: value.starts_with(ANTHROPIC_OAUTH_PREFIX),
+            chatgpt_login: kind == SecretKind::Openai && credential::is_chatgpt_login(&value),
             id,
             project: self.project.clone(),
             name,
@@ -1086,9 +1125,27 @@ impl Scoped<'_> {
             let mut s: SecretRecord = w
                 .mine(SECRETS, id, &self.project)?
                 .ok_or(StoreError::NotFound("secret"))?;
-            let value = match input.value {
-                Some(v) => v,
-                None => crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?,
+            let old = crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?;
+            let kind = input.kind.unwrap_or(s.kind);
+            let value = match (kind, input.value, input.session_token) {
+                // An AWS key and its token change apart or together.
+                (SecretKind::Aws, value, token) => {
+                    let was = credential::AwsKey::split(&old);
+                    let key =
+                        value.unwrap_or_else(|| Zeroizing::new(was.secret_access_key.to_owned()));
+                    let token = match token {
+                        Some(token) => token,
+                        None => was.session_token.map(|t| Zeroizing::new(t.to_owned())),
+                    };
+                    aws_value(&key, token.as_deref().map(|t| t.as_str()))?
+                }
+                (_, _, Some(Some(_))) => {
+                    return Err(StoreError::Invalid(
+                        "a session token goes with type aws".into(),
+                    ))
+                }
+                (_, Some(v), _) => v,
+                (_, None, _) => old,
             };
             if let Some(name) = input.name {
                 s.name = name;
@@ -1109,8 +1166,9 @@ impl Scoped<'_> {
                 s.allow_plaintext = allow;
             }
             s.value_sealed = crypto::seal(&self.store.key, s.id.as_bytes(), value.as_bytes())?;
-            s.preview = SecretValue::new(value.to_string()).preview();
+            s.preview = credential::preview(s.kind, &value);
             s.anthropic_oauth = value.starts_with(ANTHROPIC_OAUTH_PREFIX);
+            s.chatgpt_login = s.kind == SecretKind::Openai && credential::is_chatgpt_login(&value);
             validate_secret(&s, &value)?;
             w.put(SECRETS, id, &s)?;
             Ok(s)
@@ -1413,12 +1471,25 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// An AWS secret's stored value: the key, and its session token.
+fn aws_value(key: &str, token: Option<&str>) -> Result<Zeroizing<String>> {
+    credential::AwsKey::join(key, token).map_err(StoreError::Invalid)
+}
+
 fn validate_secret(s: &SecretRecord, value: &str) -> Result<()> {
     validate_name(&s.name)?;
     if value.is_empty() || value.len() > MAX_SECRET {
         return Err(StoreError::Invalid(format!(
             "value must be 1 to {MAX_SECRET} bytes"
         )));
+    }
+    if s.kind == SecretKind::Openai && credential::is_chatgpt_login(value) {
+        let login = credential::ChatgptLogin::parse(value).map_err(StoreError::Invalid)?;
+        if login.refresh_token.is_empty() {
+            return Err(StoreError::Invalid(
+                "auth.json: tokens.refresh_token is needed to keep the login fresh".into(),
+            ));
+        }
     }
     // The gateway compiles the same way: what is stored always compiles.
     let doc = PolicyDoc {

@@ -6,6 +6,9 @@ use onecli_policy::{InjectOp, Secret};
 use pingora_http::{RequestHeader, ResponseHeader};
 use zeroize::Zeroizing;
 
+use crate::sigv4;
+pub use crate::sigv4::Body;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InjectError {
     /// The secret's formatted value is not a valid header value (say, a
@@ -16,6 +19,12 @@ pub enum InjectError {
     BadTarget { secret: String },
     #[error("the request target cannot carry secret {secret:?} in its path")]
     BadPath { secret: String },
+    /// The agent's AWS request cannot be signed as it is (a 400).
+    #[error("secret {secret:?}: {error}")]
+    Sign {
+        secret: String,
+        error: crate::sigv4::SignError,
+    },
 }
 
 /// What an injection did, for the audit log and for scrubbing responses.
@@ -43,12 +52,16 @@ impl std::fmt::Debug for Injected {
     }
 }
 
-/// Applies `secrets` in order.
+/// Applies `secrets` in order; an AWS signature last, over everything
+/// else. `body` is the request's, when it was read before.
 pub fn apply<'a>(
     req: &mut RequestHeader,
     secrets: impl Iterator<Item = &'a Secret>,
+    host: &str,
+    body: Body<'_>,
 ) -> Result<Injected, InjectError> {
     let mut injected = Injected::default();
+    let mut signer: Option<(&Secret, &str)> = None;
     for secret in secrets {
         // A path template that does not fit the path injects nothing.
         let mut applied = false;
@@ -115,6 +128,28 @@ pub fn apply<'a>(
                         })?;
                     }
                 }
+                InjectOp::SetHeaderText { name, value } => {
+                    let value =
+                        HeaderValue::from_str(value).map_err(|_| InjectError::BadHeaderValue {
+                            secret: secret.name.clone(),
+                            header: name.clone(),
+                        })?;
+                    req.insert_header(name.clone(), value).map_err(|_| {
+                        InjectError::BadHeaderValue {
+                            secret: secret.name.clone(),
+                            header: name.clone(),
+                        }
+                    })?;
+                    injected.header_names.push(name.clone());
+                }
+                // One signature: the first key that applies signs.
+                InjectOp::SignAws { access_key_id } => {
+                    if signer.is_none() {
+                        signer = Some((secret, access_key_id));
+                    } else {
+                        applied = false;
+                    }
+                }
                 InjectOp::SetPath(rewrite) => {
                     let target = req.raw_path().to_vec();
                     let split = target
@@ -146,7 +181,36 @@ pub fn apply<'a>(
             injected.secret_ids.push(secret.id.clone());
         }
     }
+    if let Some((secret, access_key_id)) = signer {
+        let key = sigv4::Key {
+            access_key_id,
+            secret_access_key: secret.value(),
+            session_token: secret.session_token(),
+        };
+        sigv4::sign(req, host, &key, body, time::OffsetDateTime::now_utc()).map_err(|error| {
+            InjectError::Sign {
+                secret: secret.name.clone(),
+                error,
+            }
+        })?;
+        injected.header_names.extend([
+            "authorization".to_owned(),
+            "x-amz-security-token".to_owned(),
+        ]);
+    }
     Ok(injected)
+}
+
+/// Whether injecting `secrets` needs the request's body first: an AWS
+/// signature over a body the agent declared no hash for.
+pub fn needs_body<'a>(req: &RequestHeader, mut secrets: impl Iterator<Item = &'a Secret>) -> bool {
+    !sigv4::has_no_body(req)
+        && !req.headers.contains_key("x-amz-content-sha256")
+        && secrets.any(|s| {
+            s.ops
+                .iter()
+                .any(|op| matches!(op, InjectOp::SignAws { .. }))
+        })
 }
 
 /// Replaces credentials the gateway put in the URL (query or path)
@@ -301,7 +365,7 @@ mod tests {
         ($kind:expr, $value:expr, $inj:expr, $target:expr, [$(($k:expr, $v:expr)),*] => $want_target:expr, [$(($wk:expr, $wv:expr)),*], absent [$($absent:expr),*]) => {{
             let snap = snapshot(vec![($kind, $value, $inj)]);
             let mut req = request($target, &[$(($k, $v)),*]);
-            apply(&mut req, snap.secrets().iter()).expect("applies");
+            apply(&mut req, snap.secrets().iter(), "api.test", Body::Unread).expect("applies");
             assert_eq!(String::from_utf8_lossy(req.raw_path()), $want_target);
             $( assert_eq!(header(&req, $wk), vec![$wv.to_string()], "header {}", $wk); )*
             $( assert!(header(&req, $absent).is_empty(), "{} should be gone", $absent); )*
@@ -358,7 +422,8 @@ mod tests {
             hdr("x-k", "{value}"),
         )]);
         let mut req = request("/", &[]);
-        let err = apply(&mut req, snap.secrets().iter()).expect_err("refused");
+        let err =
+            apply(&mut req, snap.secrets().iter(), "api.test", Body::Unread).expect_err("refused");
         assert!(!err.to_string().contains("line1"), "{err}");
     }
 
@@ -366,7 +431,8 @@ mod tests {
     fn reflected_query_credentials_are_scrubbed_from_redirects() {
         let snap = snapshot(vec![(SecretKind::Generic, "k&y", query("key", "{value}"))]);
         let mut req = request("/maps", &[]);
-        let injected = apply(&mut req, snap.secrets().iter()).expect("applies");
+        let injected =
+            apply(&mut req, snap.secrets().iter(), "api.test", Body::Unread).expect("applies");
         assert_eq!(injected.secret_ids, ["s0"]);
         let mut resp = ResponseHeader::build(302, None).expect("resp");
         resp.insert_header("location", "https://h.test/maps/?key=k%26y&z=1")
@@ -416,7 +482,7 @@ mod tests {
     fn injected_header_values_are_marked_sensitive() {
         let snap = snapshot(vec![(SecretKind::Openai, "sk", None)]);
         let mut req = request("/", &[]);
-        apply(&mut req, snap.secrets().iter()).expect("applies");
+        apply(&mut req, snap.secrets().iter(), "api.test", Body::Unread).expect("applies");
         assert!(req
             .headers
             .get("authorization")
@@ -431,7 +497,8 @@ mod tests {
         });
         let snap = snapshot(vec![(SecretKind::Generic, "123:ABC", template)]);
         let mut req = request("/botPLACEHOLDER/getMe?offset=1", &[]);
-        let injected = apply(&mut req, snap.secrets().iter()).expect("applies");
+        let injected =
+            apply(&mut req, snap.secrets().iter(), "api.test", Body::Unread).expect("applies");
         assert_eq!(
             String::from_utf8_lossy(req.raw_path()),
             "/bot123:ABC/getMe?offset=1",
@@ -449,7 +516,8 @@ mod tests {
         );
         // A path the template does not fit: nothing injected, nothing recorded.
         let mut req = request("/getMe", &[]);
-        let injected = apply(&mut req, snap.secrets().iter()).expect("applies");
+        let injected =
+            apply(&mut req, snap.secrets().iter(), "api.test", Body::Unread).expect("applies");
         assert_eq!(String::from_utf8_lossy(req.raw_path()), "/getMe");
         assert!(injected.secret_ids.is_empty() && injected.url_values.is_empty());
     }

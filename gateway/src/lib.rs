@@ -27,6 +27,7 @@ pub mod rate_limit;
 pub mod remote;
 pub mod retire;
 pub mod server;
+pub mod sigv4;
 pub mod subscriber;
 pub mod tunnel;
 

@@ -171,6 +171,7 @@ impl ProxyHttp for GatewayProxy {
             Verdict::Refuse(refusal) => self.answer(session, ctx, refusal).await,
             Verdict::Hold => self.approve(session, ctx).await,
             Verdict::Proceed if session.is_upgrade_req() => self.upgrade(session, ctx).await,
+            Verdict::Proceed if self.needs_body(session, ctx) => self.with_body(session, ctx).await,
             Verdict::Proceed => Ok(false),
         }
     }
@@ -220,7 +221,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (target, snapshot, token) = ctx.resolved()?;
-        match prepare_upstream_request(req, &target, &snapshot, &token) {
+        match prepare_upstream_request(req, &target, &snapshot, &token, inject::Body::Unread) {
             Ok(injected) => {
                 self.shared
                     .metrics
@@ -479,22 +480,20 @@ impl GatewayProxy {
         let Some(_slot) = self.shared.held.try_take(&agent.id) else {
             return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
         };
-        let body = match tokio::time::timeout(
-            self.shared.config.held_body_timeout,
-            approval::read_body(session),
-        )
-        .await
-        {
-            Err(_) => return self.answer(session, ctx, Refusal::RequestTimeout).await,
-            Ok(body) => match body? {
-                Some(body) => body,
-                None => return self.answer(session, ctx, Refusal::PayloadTooLarge).await,
-            },
+        let body = match self.read_body(session).await? {
+            Ok(body) => body,
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
         let original = session.req_header().clone();
         // What the reviewer is told the gateway would inject (names only).
         let mut preview = original.clone();
-        let injected = match prepare_upstream_request(&mut preview, &target, &snapshot, &token) {
+        let injected = match prepare_upstream_request(
+            &mut preview,
+            &target,
+            &snapshot,
+            &token,
+            inject::Body::Known(&body),
+        ) {
             Ok(injected) => injected,
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
@@ -518,7 +517,7 @@ impl GatewayProxy {
             approval::Held::Approved => {
                 // Judged again, and injected, by the policy of now: an
                 // agent, secret or rule removed while it waited counts.
-                let upstream = match self.release(&original, body.len(), &target, &token, ctx) {
+                let upstream = match self.release(&original, &body, &target, &token, ctx) {
                     Ok(released) => released,
                     Err(refusal) => return self.answer(session, ctx, refusal).await,
                 };
@@ -527,23 +526,8 @@ impl GatewayProxy {
                     .injections
                     .inc_by(ctx.injected.secret_ids.len() as u64);
                 ctx.outcome = "approved";
-                match direct::forward(
-                    &self.shared,
-                    session,
-                    &target,
-                    &upstream,
-                    &body,
-                    &ctx.injected,
-                )
-                .await
-                {
-                    direct::Outcome::Relayed(_) => Ok(true),
-                    direct::Outcome::Broken => Err(Error::explain(
-                        ErrorType::ReadError,
-                        "upstream response cut off",
-                    )),
-                    direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
-                }
+                self.forward_direct(session, ctx, &target, &upstream, &body)
+                    .await
             }
             approval::Held::Denied { id } | approval::Held::TimedOut { id } => {
                 self.answer(
@@ -570,7 +554,7 @@ impl GatewayProxy {
     fn release(
         &self,
         original: &RequestHeader,
-        body_len: usize,
+        body: &[u8],
         target: &Target,
         token: &TokenHash,
         ctx: &mut RequestCtx,
@@ -593,15 +577,103 @@ impl GatewayProxy {
             return Err(refusal);
         }
         let mut upstream = original.clone();
-        ctx.injected = prepare_upstream_request(&mut upstream, target, &snapshot, token)?;
-        // The held body goes out in one piece, at once: no 100-continue.
-        upstream.remove_header("transfer-encoding");
-        upstream.remove_header("expect");
-        upstream
-            .insert_header("content-length", body_len.to_string())
-            .map_err(|_| Refusal::BadRequest("the request could not be framed"))?;
+        frame_held(&mut upstream, body.len())?;
+        ctx.injected = prepare_upstream_request(
+            &mut upstream,
+            target,
+            &snapshot,
+            token,
+            inject::Body::Known(body),
+        )?;
         ctx.snapshot = Some(snapshot);
         Ok(upstream)
+    }
+
+    /// Reads the whole request body, within the held-body deadline and size.
+    async fn read_body(
+        &self,
+        session: &mut Session,
+    ) -> Result<std::result::Result<Vec<u8>, Refusal>> {
+        match tokio::time::timeout(
+            self.shared.config.held_body_timeout,
+            approval::read_body(session),
+        )
+        .await
+        {
+            Err(_) => Ok(Err(Refusal::RequestTimeout)),
+            Ok(body) => Ok(body?.ok_or(Refusal::PayloadTooLarge)),
+        }
+    }
+
+    /// An AWS request with a body and no declared payload hash: the body
+    /// is hashed to sign the request.
+    fn needs_body(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        let Ok((target, snapshot, token)) = ctx.resolved() else {
+            return false;
+        };
+        let Some(agent) = snapshot.agent_by_token_hash(&token) else {
+            return false;
+        };
+        let req = session.req_header();
+        let path = String::from_utf8_lossy(req.raw_path());
+        let secrets = snapshot.injections(agent, &target.host, target.port, target.tls, &path);
+        inject::needs_body(req, secrets)
+    }
+
+    /// Reads the body (held like an approval's, within the same limits),
+    /// then prepares the request with it and forwards it.
+    async fn with_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (target, snapshot, token) = ctx.resolved()?;
+        let Some(agent) = snapshot.agent_by_token_hash(&token) else {
+            return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
+        };
+        let Some(_slot) = self.shared.held.try_take(&agent.id) else {
+            return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
+        };
+        let body = match self.read_body(session).await? {
+            Ok(body) => body,
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
+        };
+        let mut upstream = session.req_header().clone();
+        let prepared = frame_held(&mut upstream, body.len()).and_then(|()| {
+            prepare_upstream_request(
+                &mut upstream,
+                &target,
+                &snapshot,
+                &token,
+                inject::Body::Known(&body),
+            )
+        });
+        match prepared {
+            Ok(injected) => {
+                self.shared
+                    .metrics
+                    .injections
+                    .inc_by(injected.secret_ids.len() as u64);
+                ctx.injected = injected;
+            }
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
+        }
+        self.forward_direct(session, ctx, &target, &upstream, &body)
+            .await
+    }
+
+    async fn forward_direct(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        target: &Target,
+        upstream: &RequestHeader,
+        body: &[u8],
+    ) -> Result<bool> {
+        match direct::forward(&self.shared, session, target, upstream, body, &ctx.injected).await {
+            direct::Outcome::Relayed(_) => Ok(true),
+            direct::Outcome::Broken => Err(Error::explain(
+                ErrorType::ReadError,
+                "upstream response cut off",
+            )),
+            direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
+        }
     }
 
     /// Upgrade requests (WebSocket) are relayed by `upgrade`, not Pingora.
@@ -622,7 +694,13 @@ impl GatewayProxy {
                 .await;
         }
         let mut req = session.req_header().clone();
-        match prepare_upstream_request(&mut req, &target, &snapshot, &token) {
+        match prepare_upstream_request(
+            &mut req,
+            &target,
+            &snapshot,
+            &token,
+            inject::Body::Known(&[]),
+        ) {
             Ok(injected) => {
                 self.shared
                     .metrics
@@ -632,14 +710,7 @@ impl GatewayProxy {
             }
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         }
-        match direct::forward(&self.shared, session, &target, &req, &[], &ctx.injected).await {
-            direct::Outcome::Relayed(_) => Ok(true),
-            direct::Outcome::Broken => Err(Error::explain(
-                ErrorType::ReadError,
-                "upstream response cut off",
-            )),
-            direct::Outcome::Refused(refusal) => self.answer(session, ctx, refusal).await,
-        }
+        self.forward_direct(session, ctx, &target, &req, &[]).await
     }
 
     /// Records the refusal for `fail_to_proxy` and returns the error that gets there.
@@ -894,6 +965,7 @@ pub(crate) fn prepare_upstream_request(
     target: &Target,
     snapshot: &Snapshot,
     token: &TokenHash,
+    body: inject::Body<'_>,
 ) -> std::result::Result<inject::Injected, Refusal> {
     strip_hop_by_hop(req);
     to_origin_form(req, target)?;
@@ -903,9 +975,21 @@ pub(crate) fn prepare_upstream_request(
         .ok_or(Refusal::ProxyAuthRequired)?;
     let path = String::from_utf8_lossy(req.raw_path()).into_owned();
     let secrets = snapshot.injections(agent, &target.host, target.port, target.tls, &path);
-    inject::apply(req, secrets).map_err(|error| Refusal::BadGateway {
-        message: format!("OneCLI gateway could not inject a credential: {error}"),
+    inject::apply(req, secrets, &target.host, body).map_err(|error| match error {
+        inject::InjectError::Sign { error, .. } => Refusal::BadRequest(error.message()),
+        error => Refusal::BadGateway {
+            message: format!("OneCLI gateway could not inject a credential: {error}"),
+        },
     })
+}
+
+/// A body read whole goes out in one piece, at once: no 100-continue.
+fn frame_held(req: &mut RequestHeader, len: usize) -> std::result::Result<(), Refusal> {
+    req.remove_header("transfer-encoding");
+    req.remove_header("expect");
+    req.insert_header("content-length", len.to_string())
+        .map_err(|_| Refusal::BadRequest("the request could not be framed"))?;
+    Ok(())
 }
 
 /// Connection-level headers are the client's business with us, not the

@@ -70,6 +70,9 @@ struct RawSecret {
     path_template: Option<String>,
     path_regex: Option<String>,
     path_replacement: Option<String>,
+    /// Type `aws`: the key id; `value` is the secret access key.
+    access_key_id: Option<String>,
+    session_token_env: Option<String>,
     #[serde(default)]
     allow_plaintext: bool,
 }
@@ -222,6 +225,29 @@ pub fn parse_policy_file(
             path_template: s.path_template,
             path_regex: s.path_regex,
             path_replacement: s.path_replacement,
+            access_key_id: s.access_key_id,
+        };
+        // An AWS session token rides in the value, after the key.
+        let value = match (&s.session_token_env, s.kind) {
+            (None, _) => value,
+            (Some(var), SecretKind::Aws) => {
+                let joined = env(var)
+                    .ok_or_else(|| {
+                        format!("session_token_env: environment variable {var} is not set")
+                    })
+                    .and_then(|token| crate::credential::AwsKey::join(&value, Some(&token)));
+                match joined {
+                    Ok(joined) => joined,
+                    Err(e) => {
+                        fail(line, &item, e);
+                        continue;
+                    }
+                }
+            }
+            (Some(_), _) => {
+                fail(line, &item, "session_token_env goes with type aws".into());
+                continue;
+            }
         };
         let injection = match fields.into_doc() {
             Ok(injection) => injection,
@@ -231,7 +257,7 @@ pub fn parse_policy_file(
                         "path_regex and path_replacement go together"
                     }
                     InjectionFieldsError::SeveralWays => {
-                        "set one of header_name, param_name, path_template and path_regex"
+                        "set one of header_name, param_name, path_template, path_regex and access_key_id"
                     }
                 };
                 fail(line, &item, why.into());

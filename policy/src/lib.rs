@@ -8,6 +8,7 @@ pub mod approval;
 pub mod audit;
 pub mod canonical;
 pub mod config;
+pub mod credential;
 mod host_index;
 pub mod model;
 pub mod pattern;

@@ -101,6 +101,8 @@ pub enum SecretKind {
     Anthropic,
     Openai,
     Generic,
+    /// An AWS secret access key: requests are signed (SigV4), not sent it.
+    Aws,
 }
 
 /// How a generic secret is injected: a header or a query parameter, each
@@ -127,6 +129,11 @@ pub enum InjectionDoc {
         pattern: String,
         replacement: String,
     },
+    /// An AWS key pair: the secret's value is the secret access key (and,
+    /// after a newline, a session token: [`crate::credential::AwsKey`]).
+    Aws {
+        access_key_id: String,
+    },
 }
 
 /// The fields that say how a generic secret is injected, as the API and
@@ -140,6 +147,7 @@ pub struct InjectionFields {
     pub path_template: Option<String>,
     pub path_regex: Option<String>,
     pub path_replacement: Option<String>,
+    pub access_key_id: Option<String>,
 }
 
 /// Why [`InjectionFields`] name no single way in.
@@ -174,7 +182,10 @@ impl InjectionFields {
         let template = self
             .path_template
             .map(|template| InjectionDoc::PathTemplate { template });
-        let mut given = [header, query, template, regex].into_iter().flatten();
+        let aws = self
+            .access_key_id
+            .map(|access_key_id| InjectionDoc::Aws { access_key_id });
+        let mut given = [header, query, template, regex, aws].into_iter().flatten();
         match (given.next(), given.next()) {
             (one, None) => Ok(one),
             _ => Err(InjectionFieldsError::SeveralWays),

@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::canonical;
 use crate::host_index::HostIndex;
 use crate::model::{InjectionDoc, PolicyDoc, PolicyMode, RuleAction, SecretKind, SecretMode};
 use crate::pattern::{HostPattern, PathPattern};
 use crate::rules::{Decision, RequestFacts, RuleIndex};
 use crate::secret::SecretValue;
+use crate::{canonical, credential};
 
 pub type TokenHash = [u8; 32];
 
@@ -83,14 +83,34 @@ pub struct Secret {
     /// Also injected into plain HTTP (never on port 443).
     pub allow_plaintext: bool,
     value: SecretValue,
+    /// An AWS session token, signed into the request with the key.
+    session_token: Option<SecretValue>,
 }
 
 impl Secret {
-    /// The credential, for the injection site only.
+    /// The credential, for the injection site only: an API key, a token,
+    /// an AWS secret access key, a ChatGPT login's access token.
     pub fn value(&self) -> &SecretValue {
         &self.value
     }
+
+    /// The session token of temporary AWS credentials.
+    pub fn session_token(&self) -> Option<&SecretValue> {
+        self.session_token.as_ref()
+    }
+
+    /// A ChatGPT login (Codex), which the gateway also answers refreshes for.
+    pub fn is_chatgpt_login(&self) -> bool {
+        self.kind == SecretKind::Openai
+            && self
+                .ops
+                .iter()
+                .any(|op| matches!(op, InjectOp::SetHeaderText { name, .. } if name == CHATGPT_ACCOUNT_HEADER))
+    }
 }
+
+/// The header a ChatGPT login names its account in.
+pub const CHATGPT_ACCOUNT_HEADER: &str = "chatgpt-account-id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretPresence {
@@ -125,6 +145,17 @@ pub enum InjectOp {
     AddToList {
         name: String,
         token: String,
+    },
+    /// Replace the header with a value that is no secret (an account id).
+    SetHeaderText {
+        name: String,
+        value: String,
+    },
+    /// Sign the request with AWS Signature Version 4 as this key (the
+    /// secret's value is the secret access key), after every other step;
+    /// the agent's own signature is dropped.
+    SignAws {
+        access_key_id: String,
     },
 }
 
@@ -322,7 +353,7 @@ impl Snapshot {
                 .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()));
             let ops = injection_ops(s.kind, &s.value, s.injection.as_ref())
                 .map_err(|e| err(item.clone(), Some("injection"), e));
-            if let (Ok(host), Ok(path), Ok(ops)) = (host, path, ops) {
+            if let (Ok(host), Ok(path), Ok((ops, value, session_token))) = (host, path, ops) {
                 secrets.push(Secret {
                     project: project_of(&s.project),
                     id: s.id,
@@ -332,7 +363,8 @@ impl Snapshot {
                     path,
                     ops,
                     allow_plaintext: s.allow_plaintext,
-                    value: SecretValue::new(s.value.to_string()),
+                    value,
+                    session_token,
                 });
             }
         }
@@ -623,11 +655,15 @@ fn path_specificity(p: &PathPattern) -> usize {
     }
 }
 
+/// A secret's recipe, the value it injects and, for AWS, its session token.
+type Recipe = (Vec<InjectOp>, SecretValue, Option<SecretValue>);
+
 fn injection_ops(
     kind: SecretKind,
     value: &str,
     injection: Option<&InjectionDoc>,
-) -> Result<Vec<InjectOp>, String> {
+) -> Result<Recipe, String> {
+    let plain = |ops: Vec<InjectOp>| (ops, SecretValue::new(value.to_owned()), None);
     let header = |name: &str, format: ValueFormat| InjectOp::SetHeader {
         name: name.to_owned(),
         format,
@@ -636,22 +672,50 @@ fn injection_ops(
         name: name.to_owned(),
     };
     Ok(match kind {
-        SecretKind::Anthropic if value.starts_with(ANTHROPIC_OAUTH_PREFIX) => {
-            vec![
-                header("authorization", ValueFormat::bearer()),
-                remove("x-api-key"),
-                InjectOp::AddToList {
-                    name: "anthropic-beta".into(),
-                    token: ANTHROPIC_OAUTH_BETA.into(),
-                },
-            ]
-        }
-        SecretKind::Anthropic => vec![
+        SecretKind::Anthropic if value.starts_with(ANTHROPIC_OAUTH_PREFIX) => plain(vec![
+            header("authorization", ValueFormat::bearer()),
+            remove("x-api-key"),
+            InjectOp::AddToList {
+                name: "anthropic-beta".into(),
+                token: ANTHROPIC_OAUTH_BETA.into(),
+            },
+        ]),
+        SecretKind::Anthropic => plain(vec![
             header("x-api-key", ValueFormat::plain()),
             remove("authorization"),
-        ],
-        SecretKind::Openai => vec![header("authorization", ValueFormat::bearer())],
-        SecretKind::Generic => match injection {
+        ]),
+        SecretKind::Openai if credential::is_chatgpt_login(value) => {
+            let login = credential::ChatgptLogin::parse(value)?;
+            let ops = vec![
+                header("authorization", ValueFormat::bearer()),
+                InjectOp::SetHeaderText {
+                    name: CHATGPT_ACCOUNT_HEADER.into(),
+                    value: login.account_id.clone(),
+                },
+            ];
+            (ops, SecretValue::new(login.access_token.to_string()), None)
+        }
+        SecretKind::Openai => plain(vec![header("authorization", ValueFormat::bearer())]),
+        SecretKind::Aws => {
+            let Some(InjectionDoc::Aws { access_key_id }) = injection else {
+                return Err("an aws secret needs an access_key_id".into());
+            };
+            if !credential::is_access_key_id(access_key_id) {
+                return Err(format!("{access_key_id:?} is not an AWS access key id"));
+            }
+            let key = credential::AwsKey::split(value);
+            // The join checks what the split found.
+            credential::AwsKey::join(key.secret_access_key, key.session_token)?;
+            let ops = vec![InjectOp::SignAws {
+                access_key_id: access_key_id.clone(),
+            }];
+            (
+                ops,
+                SecretValue::new(key.secret_access_key.to_owned()),
+                key.session_token.map(|t| SecretValue::new(t.to_owned())),
+            )
+        }
+        SecretKind::Generic => plain(match injection {
             None => return Err("a generic secret needs a header_name or a param_name".into()),
             Some(InjectionDoc::Header { name, format }) => {
                 if !is_header_name(name) {
@@ -677,7 +741,10 @@ fn injection_ops(
                 }
                 vec![InjectOp::SetPath(path_rewrite(path)?)]
             }
-        },
+            Some(InjectionDoc::Aws { .. }) => {
+                return Err("an access_key_id goes with type aws, not generic".into())
+            }
+        }),
     })
 }
 

@@ -10,7 +10,8 @@ pub const MAGIC: [u8; 4] = *b"OCPS";
 /// 2: secrets carry `allow_plaintext`.
 /// 3: agents, secrets and rules carry their project.
 /// 4: secrets may be injected into the path.
-pub const SCHEMA_VERSION: u16 = 4;
+/// 5: AWS keys (SigV4 signing).
+pub const SCHEMA_VERSION: u16 = 5;
 /// Generous for 100k rules and 10k secrets, small enough to refuse garbage.
 pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 const HEADER_LEN: usize = 4 + 2 + 4;

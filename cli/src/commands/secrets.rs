@@ -20,8 +20,11 @@ pub enum SecretsCommand {
         /// A display name.
         #[arg(long)]
         name: String,
-        /// anthropic and openai know how their service takes the key; generic needs --header, --param, --path-template or --path-regex.
-        #[arg(long = "type", value_parser = ["anthropic", "openai", "generic"])]
+        /// anthropic and openai know how their service takes the key (openai: an API key, or
+        /// Codex's auth.json for a ChatGPT login, e.g. --value-file ~/.codex/auth.json);
+        /// aws signs requests with the key (--access-key-id; the value is the secret access key);
+        /// generic needs --header, --param, --path-template or --path-regex.
+        #[arg(long = "type", value_parser = ["anthropic", "openai", "generic", "aws"])]
         kind: String,
         /// Host pattern: api.example.com, *.example.com, optional :port.
         #[arg(long, visible_alias = "host-pattern")]
@@ -90,6 +93,12 @@ pub struct SecretFields {
     /// What --path-regex's match becomes: $1… for its captures, {value} for the secret.
     #[arg(long, requires = "path_regex")]
     path_replacement: Option<String>,
+    /// aws: the access key id (AKIA…, ASIA…); the value is its secret access key.
+    #[arg(long, conflicts_with_all = ["header", "param", "path_template", "path_regex"])]
+    access_key_id: Option<String>,
+    /// aws: read the session token of temporary credentials from this file.
+    #[arg(long, requires = "access_key_id")]
+    session_token_file: Option<PathBuf>,
     /// Also inject into plain-HTTP requests (never on port 443). Off by
     /// default: credentials travel over TLS only.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
@@ -113,7 +122,17 @@ impl SecretFields {
         Ok(value.map(|v| v.trim_end_matches(['\n', '\r']).to_owned()))
     }
 
-    fn apply(&self, body: &mut Map<String, Value>) {
+    fn apply(&self, body: &mut Map<String, Value>) -> Result<(), CliError> {
+        if let Some(id) = &self.access_key_id {
+            let mut config = json!({ "accessKeyId": id });
+            if let Some(file) = &self.session_token_file {
+                let token = std::fs::read_to_string(file).map_err(|e| {
+                    CliError::new(exit::GENERAL, format!("cannot read the session token: {e}"))
+                })?;
+                config["sessionToken"] = json!(token.trim());
+            }
+            body.insert("injectionConfig".into(), config);
+        }
         if let Some(p) = &self.path {
             body.insert("pathPattern".into(), json!(p));
         }
@@ -135,6 +154,7 @@ impl SecretFields {
         if let Some(allow) = self.allow_plaintext {
             body.insert("allowPlaintext".into(), json!(allow));
         }
+        Ok(())
     }
 }
 
@@ -181,7 +201,7 @@ pub fn run(command: SecretsCommand, api: &ApiArgs, out: Out) -> Result<(), CliEr
             body.insert("type".into(), json!(kind));
             body.insert("value".into(), json!(value));
             body.insert("hostPattern".into(), json!(host));
-            fields.apply(&mut body);
+            fields.apply(&mut body)?;
             let created = api.change(
                 dry.dry_run,
                 "POST",
@@ -219,7 +239,7 @@ pub fn run(command: SecretsCommand, api: &ApiArgs, out: Out) -> Result<(), CliEr
             if let Some(h) = host {
                 body.insert("hostPattern".into(), json!(h));
             }
-            fields.apply(&mut body);
+            fields.apply(&mut body)?;
             let id = secret.get();
             let result = api.change(
                 dry.dry_run,

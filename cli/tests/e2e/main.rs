@@ -2,6 +2,7 @@
 //! real clients (curl, Python `requests`, raw sockets).
 
 mod approvals;
+mod aws;
 mod compat;
 mod containers;
 mod control;

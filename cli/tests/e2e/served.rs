@@ -37,10 +37,21 @@ impl Served {
 
     /// With extra `onecli serve` arguments.
     pub async fn start_with(extra: &[&str]) -> Served {
+        Self::start_trusting(extra, None).await
+    }
+
+    /// With extra arguments, its upstreams also verified against `extra_ca`
+    /// (PEM): origins of a test's own.
+    pub async fn start_trusting(extra: &[&str], extra_ca: Option<&str>) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let origin = Origin::start_tls(dir.path(), &HOSTS, Protocols::Both)
             .await
             .expect("origin");
+        if let (Some(pem), Some(path)) = (extra_ca, origin.ca_path.as_ref()) {
+            let mut bundle = std::fs::read_to_string(path).expect("origin CA");
+            bundle.push_str(pem);
+            std::fs::write(path, bundle).expect("CA bundle");
+        }
         let (api_port, gateway_port) = (free_port(), free_port());
         let log_path = dir.path().join("serve-0.log");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();

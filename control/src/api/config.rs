@@ -10,6 +10,8 @@ use crate::store::{SecretRecord, StoreError};
 
 /// Where containers find the CA the SDK writes and mounts.
 pub const CONTAINER_CA_PATH: &str = "/tmp/onecli-gateway-ca.pem";
+/// What an agent's AWS SDK signs as: shaped like a key id, and no key.
+pub const AWS_PLACEHOLDER_KEY_ID: &str = "AKIAONECLIPLACEHOLDER";
 
 pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
     match (&call.method, segments) {
@@ -88,10 +90,15 @@ async fn container_config(api: &Api, call: &Call) -> ApiResult {
                         || agent.secret_ids.contains(&sec.id)
                 })
                 .collect();
-            Ok::<_, StoreError>(Some((agent.identifier.clone(), token, secrets)))
+            // Codex's placeholder login, for the first ChatGPT login it may use.
+            let codex = match secrets.iter().find(|sec| sec.chatgpt_login) {
+                Some(login) => s.chatgpt_placeholder(&login.id)?,
+                None => None,
+            };
+            Ok::<_, StoreError>(Some((agent.identifier.clone(), token, secrets, codex)))
         })
         .await?;
-    let Some((identifier, token, secrets)) = found else {
+    let Some((identifier, token, secrets, codex_auth)) = found else {
         let identifier = agent.unwrap_or_default();
         return Ok(json_response(
             StatusCode::NOT_FOUND,
@@ -127,15 +134,29 @@ async fn container_config(api: &Api, call: &Call) -> ApiResult {
         "ANTHROPIC_API_KEY"
     };
     env.insert(placeholder.into(), "placeholder".into());
-    if secrets.iter().any(|s| s.kind == SecretKind::Openai) {
+    // A ChatGPT login alone: Codex would take an API key over it.
+    if secrets
+        .iter()
+        .any(|s| s.kind == SecretKind::Openai && !s.chatgpt_login)
+    {
         env.insert("OPENAI_API_KEY".into(), "placeholder".into());
     }
+    // AWS SDKs sign with these; the gateway signs again with the real key.
+    if secrets.iter().any(|s| s.kind == SecretKind::Aws) {
+        env.insert("AWS_ACCESS_KEY_ID".into(), AWS_PLACEHOLDER_KEY_ID.into());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), "placeholder".into());
+    }
     tracing::debug!(agent = %identifier, project = %call.scope.project, "container config served");
-    ok(&json!({
+    let mut config = json!({
         "env": env,
         "caCertificate": ca_pem(api)?,
         "caCertificateContainerPath": CONTAINER_CA_PATH,
-    }))
+    });
+    // Beside COMPAT's fields: the auth.json `onecli run -- codex` writes.
+    if let Some(auth) = codex_auth {
+        config["codexAuthJson"] = Value::String(auth);
+    }
+    ok(&config)
 }
 
 /// Loopback, then the operator's hosts: what agents reach without the gateway.
@@ -169,12 +190,22 @@ pub fn skill(framework: &str, secrets: &[SecretRecord]) -> String {
     } else {
         ""
     };
+    let aws = if secrets.iter().any(|s| s.kind == SecretKind::Aws) {
+        "AWS is reached with placeholder keys: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are placeholders, and the gateway signs each request again with the real key. Use the AWS SDK or CLI as usual with them; do not look for other credentials.\n\n"
+    } else {
+        ""
+    };
+    let codex = if secrets.iter().any(|s| s.chatgpt_login) {
+        "ChatGPT (Codex) is reached with the user's login: the `auth.json` you hold is a placeholder, and its refresh token is managed by OneCLI. Keep it as it is; do not run `codex login` or ask for a token.\n\n"
+    } else {
+        ""
+    };
     format!(
         "---\nname: onecli-gateway\ndescription: Use when calling external APIs ({framework}): requests go through the OneCLI gateway, which adds credentials; never ask for API keys.\n---\n\n\
 # Working behind the OneCLI gateway\n\n\
 Your HTTP(S) traffic goes through the OneCLI gateway, which adds the right credentials for each service. \
 Call the real API URLs directly and send no auth headers of your own: any placeholder key in your environment is replaced on the way.\n\n\
-## Services configured\n\n{services}\n{claude_login}\
+## Services configured\n\n{services}\n{claude_login}{aws}{codex}\
 ## When a request fails\n\n\
 - `credential_not_found` or `app_not_connected`: show the user the link from the error (`secret_url`), with `&source=agent&agent_name=$ONECLI_AGENT_NAME` appended, \
 and ask them to connect the service. If they cannot open the link (no browser on this machine), they can add the key from their own terminal, for example \

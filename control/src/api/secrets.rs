@@ -10,8 +10,9 @@ use super::{json_response, no_content, not_found, ok, success, Api, ApiError, Ap
 use crate::store::{SecretInput, SecretRecord};
 
 /// COMPAT's `injectionConfig`: a header with a format, a query parameter,
-/// or the path (`pathTemplate`, or `pathRegex` with `pathReplacement`).
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// the path (`pathTemplate`, or `pathRegex` with `pathReplacement`), or an
+/// AWS key pair (`accessKeyId` and the write-only `sessionToken`).
+#[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InjectionConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,10 +29,32 @@ pub struct InjectionConfig {
     path_regex: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path_replacement: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<String>,
+    /// Never shown: sealed with the secret access key.
+    #[serde(skip_serializing)]
+    session_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for InjectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InjectionConfig")
+            .field("header_name", &self.header_name)
+            .field("param_name", &self.param_name)
+            .field("path_template", &self.path_template)
+            .field("path_regex", &self.path_regex)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl InjectionConfig {
     fn into_doc(self) -> Result<Option<InjectionDoc>, ApiError> {
+        if self.session_token.is_some() && self.access_key_id.is_none() {
+            return Err(ApiError::BadRequest(
+                "injectionConfig: sessionToken goes with accessKeyId.".into(),
+            ));
+        }
         let fields = InjectionFields {
             header_name: self.header_name,
             value_format: self.value_format,
@@ -40,6 +63,7 @@ impl InjectionConfig {
             path_template: self.path_template,
             path_regex: self.path_regex,
             path_replacement: self.path_replacement,
+            access_key_id: self.access_key_id,
         };
         fields.into_doc().map_err(|e| {
             ApiError::BadRequest(
@@ -48,7 +72,7 @@ impl InjectionConfig {
                         "injectionConfig: pathRegex and pathReplacement go together."
                     }
                     InjectionFieldsError::SeveralWays => {
-                        "injectionConfig takes one of headerName, paramName, pathTemplate and pathRegex."
+                        "injectionConfig takes one of headerName, paramName, pathTemplate, pathRegex and accessKeyId."
                     }
                 }
                 .into(),
@@ -78,6 +102,10 @@ impl InjectionConfig {
             } => InjectionConfig {
                 path_regex: Some(pattern.clone()),
                 path_replacement: Some(replacement.clone()),
+                ..Self::default()
+            },
+            InjectionDoc::Aws { access_key_id } => InjectionConfig {
+                access_key_id: Some(access_key_id.clone()),
                 ..Self::default()
             },
         }
@@ -138,10 +166,14 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 impl SecretBody {
     fn into_input(self) -> Result<SecretInput, ApiError> {
+        let mut session_token = None;
         let injection = match self.injection_config {
             None => None,
             Some(None) => Some(None),
-            Some(Some(config)) => Some(config.into_doc()?),
+            Some(Some(mut config)) => {
+                session_token = Some(config.session_token.take());
+                Some(config.into_doc()?)
+            }
         };
         Ok(SecretInput {
             name: self.name.map(|n| n.trim().to_owned()),
@@ -151,6 +183,7 @@ impl SecretBody {
             path_pattern: self.path_pattern,
             injection,
             allow_plaintext: self.allow_plaintext,
+            session_token,
         })
     }
 }

@@ -323,6 +323,7 @@ fn kind_name(kind: onecli_policy::model::SecretKind) -> &'static str {
         onecli_policy::model::SecretKind::Anthropic => "anthropic",
         onecli_policy::model::SecretKind::Openai => "openai",
         onecli_policy::model::SecretKind::Generic => "generic",
+        onecli_policy::model::SecretKind::Aws => "aws",
     }
 }
 
@@ -341,6 +342,8 @@ pub struct ConnectForm {
     pub param_format: String,
     /// `/bot{value}`: the key in the path.
     pub path_template: String,
+    /// An AWS key's id (its secret key is the value).
+    pub access_key_id: String,
     /// The agent that asked, when it came from an agent's link.
     pub agent_name: Option<String>,
     /// Editing this connection (its value may stay as it is).
@@ -351,7 +354,8 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
     let kinds = [
         ("generic", "Generic (any API)"),
         ("anthropic", "Anthropic"),
-        ("openai", "OpenAI"),
+        ("openai", "OpenAI (an API key, or Codex's auth.json)"),
+        ("aws", "AWS (requests signed with the key)"),
     ];
     html! {
         h1 { @if form.editing.is_some() { "Edit " (form.name) } @else { "Add a connection" } }
@@ -414,6 +418,15 @@ pub fn connect(form: &ConnectForm, csrf: &str, error: Option<&str>) -> Markup {
                     span.hint { "e.g. /bot{value}: the key replaces the rest of that path segment; the agent sends a placeholder there" }
                     input name="path_template" value=(form.path_template) placeholder="/bot{value}";
                 }
+            }
+            fieldset data-aws hidden[form.kind != "aws"] {
+                legend { "AWS key" }
+                label { "Access key id" input name="access_key_id" value=(form.access_key_id) placeholder="AKIA…"; }
+                label {
+                    "Session token" span.hint { "For temporary credentials only. Stored encrypted; never shown." }
+                    input type="password" name="session_token" autocomplete="off";
+                }
+                p.hint { "Agents sign with placeholder keys; the gateway signs each request again with this one. The value below is the secret access key." }
             }
             label {
                 "Value"

@@ -527,3 +527,79 @@ fn values_that_are_not_path_safe_are_refused_for_the_path() {
         assert!(!errors[0].message.contains(bad));
     }
 }
+
+#[test]
+fn aws_keys_sign_and_chatgpt_logins_name_their_account() {
+    let aws = |value: &str, id: &str| {
+        secret(
+            "aws",
+            SecretKind::Aws,
+            value,
+            "*.amazonaws.com",
+            "*",
+            Some(InjectionDoc::Aws {
+                access_key_id: id.into(),
+            }),
+        )
+    };
+    let login =
+        r#"{"tokens":{"access_token":"at-1","refresh_token":"rt-1","account_id":"acct-9"}}"#;
+    let mut d = doc();
+    d.agents.truncate(1);
+    d.secrets = vec![
+        aws("secret-key\nsession-token", "AKIAREALKEY000000000"),
+        secret("codex", SecretKind::Openai, login, "chatgpt.com", "*", None),
+    ];
+    let snap = Snapshot::compile(d).expect("compiles");
+    let signer = &snap.secrets()[0];
+    assert_eq!(
+        signer.ops,
+        vec![InjectOp::SignAws {
+            access_key_id: "AKIAREALKEY000000000".into()
+        }]
+    );
+    // The key and its token apart.
+    assert_eq!(signer.value().expose(), "secret-key");
+    assert_eq!(
+        signer.session_token().map(|t| t.expose()),
+        Some("session-token")
+    );
+    // A login injects its access token, never the refresh token, and its account.
+    let codex = &snap.secrets()[1];
+    assert!(codex.is_chatgpt_login());
+    assert_eq!(codex.value().expose(), "at-1");
+    assert!(codex.ops.contains(&InjectOp::SetHeaderText {
+        name: CHATGPT_ACCOUNT_HEADER.into(),
+        value: "acct-9".into()
+    }));
+
+    // What does not compile.
+    for bad in [
+        aws("key", "lower-case-id"),
+        secret("aws", SecretKind::Aws, "key", "*.amazonaws.com", "*", None),
+        secret(
+            "g",
+            SecretKind::Generic,
+            "key",
+            "h",
+            "*",
+            Some(InjectionDoc::Aws {
+                access_key_id: "AKIAREALKEY000000000".into(),
+            }),
+        ),
+        aws("key with space", "AKIAREALKEY000000000"),
+        secret(
+            "o",
+            SecretKind::Openai,
+            "{\"tokens\":{}}",
+            "chatgpt.com",
+            "*",
+            None,
+        ),
+    ] {
+        let mut d = doc();
+        d.agents.truncate(1);
+        d.secrets = vec![bad];
+        assert!(Snapshot::compile(d).is_err());
+    }
+}

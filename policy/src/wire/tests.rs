@@ -32,17 +32,17 @@ fn tiny() -> PolicyDoc {
     }
 }
 
-/// The exact bytes of schema version 4. If this fails, the wire format
+/// The exact bytes of schema version 5. If this fails, the wire format
 /// changed: bump SCHEMA_VERSION and update the bytes on purpose.
 #[test]
-fn golden_bytes_of_schema_v4() {
+fn golden_bytes_of_schema_v5() {
     let bytes = encode(&tiny()).expect("encodes");
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, GOLDEN);
     assert_eq!(decode(&bytes), Ok(tiny()));
 }
 
-const GOLDEN: &str = "4f43505304004c000000030101610764656661756c74014101610707070707070707070707070707070707070707070707070707070707070707010000000101730764656661756c7401530101760168012a00010000";
+const GOLDEN: &str = "4f43505305004c000000030101610764656661756c74014101610707070707070707070707070707070707070707070707070707070707070707010000000101730764656661756c7401530101760168012a00010000";
 
 #[test]
 fn round_trips() {

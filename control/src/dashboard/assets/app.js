@@ -23,6 +23,7 @@ function syncInjection() {
   if (!type || !how) return;
   const generic = type.value === "generic";
   document.querySelectorAll("[data-generic]").forEach((el) => { el.hidden = !generic; });
+  document.querySelectorAll("[data-aws]").forEach((el) => { el.hidden = type.value !== "aws"; });
   document.querySelectorAll("[data-inject]").forEach((el) => {
     el.hidden = !generic || el.dataset.inject !== how.value;
   });
