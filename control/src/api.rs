@@ -77,6 +77,8 @@ pub enum ApiError {
     Unauthorized,
     Forbidden(String),
     BadRequest(String),
+    /// A body over the limit (413).
+    TooLarge(String),
     NotFound(String),
     Conflict(String),
     Unavailable(String),
@@ -112,6 +114,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "Invalid API key or token.".to_owned(),
             ApiError::BadRequest(m)
+            | ApiError::TooLarge(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
@@ -128,6 +131,7 @@ impl ApiError {
                 "Invalid API key or token.".to_owned(),
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request_error", m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "permission_error", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found_error", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_request_error", m),
@@ -138,10 +142,17 @@ impl ApiError {
                 "Internal error.".to_owned(),
             ),
         };
-        json_response(
+        let mut response = json_response(
             status,
             &json!({ "error": { "message": message, "type": kind } }),
-        )
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"onecli\""),
+            );
+        }
+        response
     }
 }
 
@@ -394,7 +405,7 @@ impl Api {
                 .collect()
                 .await
                 .map_err(|_| {
-                    fail(ApiError::BadRequest(format!(
+                    fail(ApiError::TooLarge(format!(
                         "The request body exceeds {MAX_BODY} bytes."
                     )))
                 })?
@@ -430,7 +441,7 @@ impl Api {
             .collect()
             .await
             .map_err(|_| {
-                fail(ApiError::BadRequest(format!(
+                fail(ApiError::TooLarge(format!(
                     "The request body exceeds {MAX_BODY} bytes."
                 )))
             })?
@@ -658,11 +669,10 @@ fn bearer(headers: &hyper::HeaderMap) -> Option<String> {
     headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_owned())
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned())
 }
 
 async fn blocking<T: Send + 'static>(

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod ids;
 pub mod metrics;
 pub mod publish;
+pub mod refresh;
 pub mod store;
 
 pub use onecli_policy::seal::SealingKey;

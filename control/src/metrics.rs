@@ -22,6 +22,7 @@ pub struct ControlMetrics {
     approvals_decided: IntCounterVec,
     audit_records: IntCounter,
     audit_lost: IntCounter,
+    logins_refreshed: IntCounterVec,
 }
 
 static METRICS: LazyLock<ControlMetrics> =
@@ -96,6 +97,14 @@ impl ControlMetrics {
             "onecli_control_audit_records_lost_total",
             "Audit records the store could not write",
         )?;
+        let logins_refreshed = IntCounterVec::new(
+            Opts::new(
+                "onecli_control_login_refreshes_total",
+                "ChatGPT login refreshes, by outcome (ok, failed, store_failed)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(logins_refreshed.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(api_seconds.clone()))?;
         registry.register(Box::new(policy_version.clone()))?;
@@ -118,7 +127,12 @@ impl ControlMetrics {
             approvals_decided,
             audit_records,
             audit_lost,
+            logins_refreshed,
         })
+    }
+
+    pub fn login_refreshed(&self, outcome: &'static str) {
+        self.logins_refreshed.with_label_values(&[outcome]).inc();
     }
 
     /// One request answered.

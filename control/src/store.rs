@@ -831,6 +831,46 @@ impl Store {
         Ok(out)
     }
 
+    /// Every project's ChatGPT logins: (id, name, login), for the refresher.
+    pub fn chatgpt_logins(&self) -> Result<Vec<(String, String, credential::ChatgptLogin)>> {
+        let mut logins = Vec::new();
+        for s in self.all::<SecretRecord>(SECRETS)? {
+            if !s.chatgpt_login {
+                continue;
+            }
+            let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
+            if let Ok(login) = credential::ChatgptLogin::parse(&value) {
+                logins.push((s.id, s.name, login));
+            }
+        }
+        Ok(logins)
+    }
+
+    /// Stores a refreshed login, if the secret still holds the login the
+    /// refresh started from (same refresh token): an edit or a delete
+    /// meanwhile wins. Whether it was stored.
+    pub fn refreshed_login(
+        &self,
+        id: &str,
+        old_refresh_token: &str,
+        fresh: &credential::ChatgptLogin,
+    ) -> Result<bool> {
+        self.write(|w| {
+            let Some(mut s) = w.one::<SecretRecord>(SECRETS, id)? else {
+                return Ok(false);
+            };
+            let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
+            let current = credential::ChatgptLogin::parse(&value).map_err(StoreError::Invalid)?;
+            if !s.chatgpt_login || *current.refresh_token != *old_refresh_token {
+                return Ok(false);
+            }
+            let json = fresh.to_json();
+            s.value_sealed = crypto::seal(&self.key, s.id.as_bytes(), json.as_bytes())?;
+            w.put(SECRETS, id, &s)?;
+            Ok(true)
+        })
+    }
+
     /// A durable write that does not change what gateways enforce.
     fn write_unversioned<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -1125,6 +1165,13 @@ impl Scoped<'_> {
             let mut s: SecretRecord = w
                 .mine(SECRETS, id, &self.project)?
                 .ok_or(StoreError::NotFound("secret"))?;
+            // A value is read by its type (an AWS key and its token, a
+            // ChatGPT login): kept under another, its parts would leak.
+            if input.kind.is_some_and(|k| k != s.kind) && input.value.is_none() {
+                return Err(StoreError::Invalid(
+                    "a secret's type changes only with a new value".into(),
+                ));
+            }
             let old = crypto::open_string(&self.store.key, s.id.as_bytes(), &s.value_sealed)?;
             let kind = input.kind.unwrap_or(s.kind);
             let value = match (kind, input.value, input.session_token) {

@@ -104,9 +104,17 @@ pub enum Held {
 
 /// Reads the whole request body, or `None` when it is over [`MAX_HELD_BODY`].
 pub async fn read_body(session: &mut Session) -> pingora_core::Result<Option<Vec<u8>>> {
+    read_body_up_to(session, MAX_HELD_BODY).await
+}
+
+/// Reads the whole request body, or `None` when it is over `max` bytes.
+pub async fn read_body_up_to(
+    session: &mut Session,
+    max: usize,
+) -> pingora_core::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > MAX_HELD_BODY {
+        if body.len() + chunk.len() > max {
             return Ok(None);
         }
         body.extend_from_slice(&chunk);

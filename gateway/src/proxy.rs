@@ -25,6 +25,7 @@ use crate::errors::Refusal;
 use crate::front_door::TunnelFacts;
 use crate::head::parse_authority;
 use crate::{approval, auth, direct, guidance, inject, Shared};
+use onecli_policy::credential;
 
 pub struct GatewayProxy {
     shared: Arc<Shared>,
@@ -172,6 +173,9 @@ impl ProxyHttp for GatewayProxy {
             Verdict::Hold => self.approve(session, ctx).await,
             Verdict::Proceed if session.is_upgrade_req() => self.upgrade(session, ctx).await,
             Verdict::Proceed if self.needs_body(session, ctx) => self.with_body(session, ctx).await,
+            Verdict::Proceed if is_login_refresh(session.req_header(), ctx) => {
+                self.login_refresh(session, ctx).await
+            }
             Verdict::Proceed => Ok(false),
         }
     }
@@ -658,6 +662,79 @@ impl GatewayProxy {
             .await
     }
 
+    /// Codex refreshing its ChatGPT login: with the managed refresh token
+    /// (the placeholder login OneCLI gave it), the gateway answers with
+    /// placeholder tokens itself and nothing leaves; the control service
+    /// keeps the real login fresh. Any other refresh goes on as sent.
+    async fn login_refresh(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (target, snapshot, token) = ctx.resolved()?;
+        let Some(agent) = snapshot.agent_by_token_hash(&token) else {
+            return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
+        };
+        let read = tokio::time::timeout(
+            self.shared.config.held_body_timeout,
+            approval::read_body_up_to(session, LOGIN_REFRESH_BODY),
+        )
+        .await;
+        let body = match read {
+            Err(_) => return self.answer(session, ctx, Refusal::RequestTimeout).await,
+            Ok(body) => match body? {
+                Some(body) => body,
+                None => return self.answer(session, ctx, Refusal::PayloadTooLarge).await,
+            },
+        };
+        if refresh_token_of(&body).as_deref() != Some(credential::MANAGED_REFRESH_TOKEN) {
+            let mut upstream = session.req_header().clone();
+            let prepared = frame_held(&mut upstream, body.len()).and_then(|()| {
+                prepare_upstream_request(
+                    &mut upstream,
+                    &target,
+                    &snapshot,
+                    &token,
+                    inject::Body::Known(&body),
+                )
+            });
+            match prepared {
+                Ok(injected) => ctx.injected = injected,
+                Err(refusal) => return self.answer(session, ctx, refusal).await,
+            }
+            return self
+                .forward_direct(session, ctx, &target, &upstream, &body)
+                .await;
+        }
+        let (status, answer) = match snapshot.chatgpt_login(agent).and_then(|s| s.refresh_answer()) {
+            Some(answer) => (200, answer.to_owned()),
+            None => (
+                400,
+                serde_json::json!({
+                    "error": "invalid_grant",
+                    "error_description": "OneCLI holds no ChatGPT login this agent may use: store one with `onecli secrets create --type openai --value-file ~/.codex/auth.json`.",
+                })
+                .to_string(),
+            ),
+        };
+        ctx.outcome = "login_refresh_answered";
+        self.respond_json(session, status, answer).await
+    }
+
+    /// A JSON answer of the gateway's own.
+    async fn respond_json(&self, session: &mut Session, status: u16, body: String) -> Result<bool> {
+        let body = Bytes::from(body);
+        let mut resp = ResponseHeader::build(status, Some(3))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        // A HEAD answer announces the body's length but carries none (over
+        // h2, a body there is a protocol error).
+        if session.req_header().method == http::Method::HEAD {
+            session.write_response_header(Box::new(resp), true).await?;
+        } else {
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
+
     async fn forward_direct(
         &self,
         session: &mut Session,
@@ -733,20 +810,36 @@ impl GatewayProxy {
             _ => return self.answer(session, ctx, Refusal::NotAProxyRequest).await,
         };
         ctx.outcome = "own_api";
-        let body = Bytes::from(body.to_string());
-        let mut resp = ResponseHeader::build(status, Some(2))?;
-        resp.insert_header("content-type", "application/json")?;
-        resp.insert_header("content-length", body.len().to_string())?;
-        // A HEAD answer announces the body's length but carries none (over
-        // h2, a body there is a protocol error).
-        if session.req_header().method == http::Method::HEAD {
-            session.write_response_header(Box::new(resp), true).await?;
-        } else {
-            session.write_response_header(Box::new(resp), false).await?;
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(true)
+        self.respond_json(session, status, body.to_string()).await
     }
+}
+
+/// The most a login refresh carries (Codex sends a few hundred bytes).
+const LOGIN_REFRESH_BODY: usize = 64 * 1024;
+
+/// A POST to the ChatGPT login's token endpoint (any port: tests pin one).
+fn is_login_refresh(req: &RequestHeader, ctx: &RequestCtx) -> bool {
+    req.method == http::Method::POST
+        && req.uri.path() == credential::CHATGPT_TOKEN_PATH
+        && ctx
+            .target
+            .as_ref()
+            .is_some_and(|t| t.host == credential::CHATGPT_TOKEN_HOST)
+}
+
+/// The `refresh_token` of a token request, JSON (as Codex sends it) or a form.
+fn refresh_token_of(body: &[u8]) -> Option<String> {
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+        return json.get("refresh_token")?.as_str().map(str::to_owned);
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "refresh_token").then(|| {
+            String::from_utf8_lossy(&crate::sigv4::percent_decode(&value.replace('+', " ")))
+                .into_owned()
+        })
+    })
 }
 
 fn tunnel_facts(session: &Session) -> Option<&TunnelFacts> {

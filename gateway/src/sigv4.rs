@@ -31,12 +31,20 @@ const PRESIGN_PARAMS: [&str; 7] = [
     "x-amz-security-token",
 ];
 
+/// A service the host names and the one a signature names agree: the
+/// same, or a signing name of the host's service (`iot` hosts sign as
+/// `iotdata`).
+fn same_service(host_service: &str, signed: &str) -> bool {
+    host_service == signed || matches!((host_service, signed), ("iot", "iotdata"))
+}
+
 /// Declared payload hashes that leave the body as the agent sent it.
 const PASS_THROUGH_PAYLOADS: [&str; 2] = ["UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"];
 
 const SIGNED_CHUNKS: &str = "a body whose chunks are signed (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) cannot be signed again by the OneCLI gateway: let the AWS SDK send UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER, as it does over HTTPS by default";
 const BAD_PAYLOAD_HASH: &str = "x-amz-content-sha256 must be a SHA-256 in hex, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 const NO_SCOPE: &str = "the request names no AWS region and service, in its signature or its host";
+const SCOPE_MISMATCH: &str = "the request's signature names another AWS service or region than its host: the OneCLI gateway signs with the stored key only for the service and region the host names";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignError {
@@ -50,6 +58,8 @@ pub enum SignError {
     BadPayloadHash,
     #[error("{}", NO_SCOPE)]
     NoScope,
+    #[error("{}", SCOPE_MISMATCH)]
+    ScopeMismatch,
 }
 
 impl SignError {
@@ -60,6 +70,7 @@ impl SignError {
             SignError::SignedChunks => SIGNED_CHUNKS,
             SignError::BadPayloadHash => BAD_PAYLOAD_HASH,
             SignError::NoScope => NO_SCOPE,
+            SignError::ScopeMismatch => SCOPE_MISMATCH,
         }
     }
 }
@@ -107,10 +118,23 @@ pub fn sign(
 ) -> Result<(), SignError> {
     let agent = agent_signature(req);
     strip_presigned_query(req);
-    let (region, service) = match &agent {
-        Some(a) => (a.region.clone(), a.service.clone()),
-        None => scope_of_host(host).ok_or(SignError::NoScope)?,
+    let named = scope_of_host(host);
+    let (region, service) = match (&agent, &named) {
+        (Some(a), _) => (a.region.clone(), a.service.clone()),
+        (None, Some(named)) => named.clone(),
+        (None, None) => return Err(SignError::NoScope),
     };
+    // A signature is good for the service it names, wherever it is sent:
+    // one for STS sent to a host that logs requests (an API Gateway, an
+    // instance) could be replayed at STS. The key signs only for the
+    // service the host is, and in its region when it names one.
+    if let Some((host_region, host_service)) = &named {
+        let region_named = host.split('.').any(|l| l == host_region.as_str())
+            || host.contains(&format!("s3-{host_region}."));
+        if !same_service(host_service, &service) || (region_named && *host_region != region) {
+            return Err(SignError::ScopeMismatch);
+        }
+    }
     let payload = payload_hash(req, &service, body)?;
     let (amz_date, day) = amz_date(now);
     req.remove_header("authorization");
@@ -227,6 +251,8 @@ pub fn scope_of_host(host: &str) -> Option<(String, String)> {
             && parts.last().is_some_and(|n| n.parse::<u8>().is_ok())
     };
     let (service, region) = match labels.iter().rposition(|l| is_region(l)) {
+        // `search-d.us-east-1.es`, `id.us-east-1.aoss`: the service after.
+        Some(i) if i + 1 < labels.len() => (labels[i + 1], labels[i]),
         Some(0) => return None,
         Some(i) => (labels[i - 1], labels[i]),
         None => {
@@ -445,7 +471,7 @@ fn strip_presigned_query(req: &mut RequestHeader) {
     let _ = req.set_raw_path(&target);
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -578,14 +604,8 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=PLACEHOLDER/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
         )
         .expect("header");
-        sign(
-            r,
-            "example.amazonaws.com",
-            &key,
-            body,
-            at("20150830T123600Z"),
-        )
-        .expect("sign");
+        // The suite's made-up service is checked against no host.
+        sign(r, "example.internal", &key, body, at("20150830T123600Z")).expect("sign");
     }
 
     /// AWS's published Signature Version 4 test suite (aws-sig-v4-test-suite).
@@ -734,6 +754,70 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_for_another_service_than_the_host_is_refused() {
+        let secret = SecretValue::new(SECRET.into());
+        let key = Key {
+            access_key_id: AKID,
+            secret_access_key: &secret,
+            session_token: None,
+        };
+        let now = at("20261201T080000Z");
+        let signed_as = |scope: &str, host: &str| {
+            let mut r = req("GET", "/", &[("host", host)]);
+            r.insert_header(
+                "authorization",
+                format!("AWS4-HMAC-SHA256 Credential=P/20261201/{scope}/aws4_request, SignedHeaders=host, Signature=00"),
+            )
+            .expect("header");
+            sign(&mut r, host, &key, Body::Unread, now)
+        };
+        // An STS signature sent to a host that could log and replay it.
+        for host in [
+            "abc123defg.execute-api.us-east-1.amazonaws.com",
+            "ec2-1-2-3-4.compute-1.amazonaws.com",
+            "sts.s3.us-east-1.amazonaws.com",
+        ] {
+            assert_eq!(
+                signed_as("us-east-1/sts", host),
+                Err(SignError::ScopeMismatch),
+                "{host}"
+            );
+        }
+        // Another region than the host names.
+        assert_eq!(
+            signed_as("eu-west-1/s3", "s3.us-east-1.amazonaws.com"),
+            Err(SignError::ScopeMismatch)
+        );
+        // What the host is.
+        assert_eq!(signed_as("us-east-1/sts", "sts.amazonaws.com"), Ok(()));
+        assert_eq!(
+            signed_as("eu-west-1/sts", "sts.amazonaws.com"),
+            Ok(()),
+            "a global endpoint names no region"
+        );
+        assert_eq!(
+            signed_as(
+                "us-east-1/bedrock",
+                "bedrock-runtime.us-east-1.amazonaws.com"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            signed_as("us-west-2/iotdata", "abc-ats.iot.us-west-2.amazonaws.com"),
+            Ok(())
+        );
+        assert_eq!(
+            signed_as(
+                "us-east-1/execute-api",
+                "abc123defg.execute-api.us-east-1.amazonaws.com"
+            ),
+            Ok(())
+        );
+        // Hosts outside amazonaws.com (MinIO, LocalStack): the operator's pattern decides.
+        assert_eq!(signed_as("us-east-1/s3", "minio.internal"), Ok(()));
+    }
+
+    #[test]
     fn hosts_name_their_region_and_service() {
         let scope = |h: &str| scope_of_host(h).map(|(r, s)| format!("{r}/{s}"));
         assert_eq!(
@@ -756,6 +840,14 @@ mod tests {
         assert_eq!(
             scope("s3-external-1.amazonaws.com").as_deref(),
             Some("us-east-1/s3")
+        );
+        assert_eq!(
+            scope("search-logs-x.eu-west-1.es.amazonaws.com").as_deref(),
+            Some("eu-west-1/es")
+        );
+        assert_eq!(
+            scope("abc.iot.us-west-2.amazonaws.com").as_deref(),
+            Some("us-west-2/iot")
         );
         assert_eq!(scope("example.com"), None);
     }

@@ -245,6 +245,17 @@ impl ChatgptLogin {
         (access, id, MANAGED_REFRESH_TOKEN)
     }
 
+    /// What the gateway answers an agent's refresh with: the placeholder
+    /// tokens again, as the token endpoint would put them.
+    pub fn refresh_answer(&self) -> String {
+        let (access, id, refresh) = self.placeholder_tokens();
+        serde_json::json!({
+            "access_token": access, "id_token": id, "refresh_token": refresh,
+            "token_type": "Bearer", "expires_in": 864_000,
+        })
+        .to_string()
+    }
+
     /// The `auth.json` an agent holds: the placeholder tokens.
     pub fn placeholder_auth_json(&self) -> String {
         let (access, id, refresh) = self.placeholder_tokens();

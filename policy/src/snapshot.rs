@@ -85,6 +85,8 @@ pub struct Secret {
     value: SecretValue,
     /// An AWS session token, signed into the request with the key.
     session_token: Option<SecretValue>,
+    /// A ChatGPT login: the gateway's answer to the agent's refresh.
+    refresh_answer: Option<String>,
 }
 
 impl Secret {
@@ -101,11 +103,13 @@ impl Secret {
 
     /// A ChatGPT login (Codex), which the gateway also answers refreshes for.
     pub fn is_chatgpt_login(&self) -> bool {
-        self.kind == SecretKind::Openai
-            && self
-                .ops
-                .iter()
-                .any(|op| matches!(op, InjectOp::SetHeaderText { name, .. } if name == CHATGPT_ACCOUNT_HEADER))
+        self.refresh_answer.is_some()
+    }
+
+    /// For a ChatGPT login: the token endpoint's answer an agent gets when
+    /// it refreshes its placeholder login (placeholder tokens only).
+    pub fn refresh_answer(&self) -> Option<&str> {
+        self.refresh_answer.as_deref()
     }
 }
 
@@ -353,6 +357,11 @@ impl Snapshot {
                 .map_err(|e| err(item.clone(), Some("path_pattern"), e.to_string()));
             let ops = injection_ops(s.kind, &s.value, s.injection.as_ref())
                 .map_err(|e| err(item.clone(), Some("injection"), e));
+            let refresh_answer = (s.kind == SecretKind::Openai
+                && credential::is_chatgpt_login(&s.value))
+            .then(|| credential::ChatgptLogin::parse(&s.value).ok())
+            .flatten()
+            .map(|login| login.refresh_answer());
             if let (Ok(host), Ok(path), Ok((ops, value, session_token))) = (host, path, ops) {
                 secrets.push(Secret {
                     project: project_of(&s.project),
@@ -365,6 +374,7 @@ impl Snapshot {
                     allow_plaintext: s.allow_plaintext,
                     value,
                     session_token,
+                    refresh_answer,
                 });
             }
         }
@@ -617,6 +627,19 @@ impl Snapshot {
             .collect();
         indices.sort_unstable();
         indices.into_iter().map(move |i| &self.secrets[i])
+    }
+
+    /// The first ChatGPT login `agent` may use, wherever it is injected.
+    pub fn chatgpt_login(&self, agent: &Agent) -> Option<&Secret> {
+        self.secrets.iter().enumerate().find_map(|(i, s)| {
+            (s.project == agent.project_index
+                && s.is_chatgpt_login()
+                && agent
+                    .visible_secrets
+                    .as_ref()
+                    .is_none_or(|v| v.contains(&i)))
+            .then_some(s)
+        })
     }
 
     /// Whether any secret for the host exists, and whether `agent` may use

@@ -10,6 +10,7 @@ use onecli_control::api::{Api, ApiConfig, Surface};
 use onecli_control::approvals::ApprovalsHub;
 use onecli_control::audit::{AuditLog, AuditWriter};
 use onecli_control::publish::{PolicySink, Publisher, Subscriptions};
+use onecli_control::refresh::RefreshConfig;
 use onecli_control::{bootstrap, crypto, Store};
 
 use super::gateway::default_data_dir;
@@ -37,6 +38,10 @@ pub struct ControlArgs {
     /// e.g. a Kubernetes Secret), beside <data-dir>/gateway-token.
     #[arg(long, env = "ONECLI_GATEWAY_TOKEN_FILE")]
     pub gateway_token_file: Option<PathBuf>,
+    /// Also trust this CA (PEM) for the control service's own HTTPS calls
+    /// (the ChatGPT login refresh), beside the system's.
+    #[arg(long)]
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// What configures the control service, alone or inside `onecli serve`.
@@ -64,6 +69,25 @@ pub struct ControlOptions {
         value_name = "HOST,…"
     )]
     pub no_proxy: Vec<String>,
+    /// Where ChatGPT logins (Codex's auth.json, stored as an openai secret)
+    /// are refreshed, with the real refresh token, before they expire.
+    #[arg(long, env = "ONECLI_CHATGPT_TOKEN_URL", default_value = onecli_control::refresh::DEFAULT_TOKEN_URL)]
+    pub chatgpt_token_url: String,
+    /// How often ChatGPT logins are looked at; each is refreshed in its last hour.
+    #[arg(long, value_parser = super::gateway::parse_duration, default_value = "60s")]
+    pub login_refresh_every: std::time::Duration,
+}
+
+impl ControlOptions {
+    /// The login refresher's settings; `extra_ca` is trusted beside the system's.
+    pub fn refresh_config(&self, extra_ca: Option<PathBuf>) -> RefreshConfig {
+        RefreshConfig {
+            token_url: self.chatgpt_token_url.clone(),
+            extra_ca,
+            every: self.login_refresh_every,
+            ahead: std::time::Duration::from_secs(3600),
+        }
+    }
 }
 
 /// `onecli control` alone: where its Prometheus metrics are served.
@@ -334,6 +358,10 @@ pub fn run(args: ControlArgs) -> Result<(), CliError> {
         }
         api.publisher.publish(&api.store).await;
         tokio::spawn(audit_writer.run());
+        tokio::spawn(onecli_control::refresh::run(
+            api.clone(),
+            args.control.refresh_config(args.upstream_ca.clone()),
+        ));
         tracing::info!(%listen, "control service listening");
         args.control.warn_if_guessing();
         api.serve(listener, shutdown_signal()).await;

@@ -73,6 +73,17 @@ const PLACEHOLDERS: [&str; 3] = [
     "OPENAI_API_KEY",
 ];
 
+/// With AWS placeholders from the config, what would make an AWS SDK use
+/// the operator's own credentials, or send their session token, instead.
+const AWS_OWN_CREDENTIALS: [&str; 6] = [
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+];
+
 /// Whether a variable holds an operator's credential, or says where one
 /// is (`ONECLI_API_KEY`, `ONECLI_SECRET_KEY`, `ONECLI_GATEWAY_TOKEN_FILE`,
 /// …): never passed on to the agent, which could use it to change its own
@@ -209,6 +220,23 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             skill,
         ));
     }
+    // Codex with a ChatGPT login: a home of its own holding the placeholder
+    // login (the user's settings come along; their own login stays put).
+    let codex_auth = config["codexAuthJson"].as_str();
+    if let (Some((_, "codex", _)), Some(auth)) = (known, codex_auth) {
+        let codex_home = home_dir().join("codex");
+        env.insert("CODEX_HOME".into(), codex_home.display().to_string());
+        files.push((codex_home.join("auth.json"), "codex-login", auth.to_owned()));
+        let theirs = std::env::var_os("CODEX_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".codex"));
+        if !codex_home.join("config.toml").exists() {
+            if let Ok(settings) = std::fs::read_to_string(theirs.join("config.toml")) {
+                files.push((codex_home.join("config.toml"), "codex-config", settings));
+            }
+        }
+    }
+    let aws_placeholders = env.contains_key("AWS_ACCESS_KEY_ID");
     let plan = Plan {
         binary,
         args: args.command[1..].to_vec(),
@@ -217,7 +245,10 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         env,
         removed: std::env::vars_os()
             .filter_map(|(name, _)| name.into_string().ok())
-            .filter(|name| is_operator_credential(name))
+            .filter(|name| {
+                is_operator_credential(name)
+                    || (aws_placeholders && AWS_OWN_CREDENTIALS.contains(&name.as_str()))
+            })
             .collect(),
         files,
     };

@@ -86,6 +86,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         api,
         listener: std::sync::Mutex::new(Some(listener)),
         audit_writer: std::sync::Mutex::new(Some(audit_writer)),
+        refresh: args
+            .control
+            .refresh_config(args.gateway.upstream_ca.clone()),
     };
     gateway
         .server
@@ -110,6 +113,8 @@ struct ControlApi {
     api: Arc<Api>,
     listener: std::sync::Mutex<Option<std::net::TcpListener>>,
     audit_writer: std::sync::Mutex<Option<AuditWriter>>,
+    /// ChatGPT logins, refreshed in this process too.
+    refresh: onecli_control::refresh::RefreshConfig,
 }
 
 #[async_trait]
@@ -131,6 +136,10 @@ impl BackgroundService for ControlApi {
             .unwrap_or(None)
         {
             tokio::spawn(writer.run());
+            tokio::spawn(onecli_control::refresh::run(
+                self.api.clone(),
+                self.refresh.clone(),
+            ));
         }
         // The gateway is not ready until it holds a policy: publish the current one.
         self.api.publisher.publish(&self.api.store).await;

@@ -3,15 +3,12 @@
 //! S3 and Bedrock (`aws_origin.py`) check each signature as AWS does, with
 //! botocore's own signer and the real key.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use onecli_benches::origin::TestPki;
 use serde_json::{json, Value};
 
-use crate::harness::{free_port, python};
+use crate::harness::{python, PyServer};
 use crate::served::Served;
 
 const AKID: &str = "AKIAREALKEYID4ONECLI";
@@ -20,61 +17,13 @@ const TOKEN: &str = "FwoGZXIvYXdzEREAL+session/token=";
 const S3_HOST: &str = "s3.us-east-1.amazonaws.com";
 const BEDROCK_HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 
-/// The local AWS, killed when dropped; its request log on a channel.
-struct AwsOrigin {
-    child: Child,
-    port: u16,
-    log: mpsc::Receiver<String>,
-}
-
-impl Drop for AwsOrigin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl AwsOrigin {
-    fn start(dir: &std::path::Path, pki: &TestPki) -> AwsOrigin {
-        let (cert, key) = (dir.join("aws-cert.pem"), dir.join("aws-key.pem"));
-        std::fs::write(&cert, &pki.cert_pem).expect("cert");
-        std::fs::write(&key, &pki.key_pem).expect("key");
-        let port = free_port();
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/e2e/aws_origin.py"
-            ))
-            .arg(port.to_string())
-            .args([&cert, &key])
-            .args([AKID, SECRET, TOKEN])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 aws_origin.py");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = log
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the AWS origin started");
-        assert_eq!(first, "ready");
-        AwsOrigin { child, port, log }
-    }
-
-    /// The requests it judged so far.
-    fn seen(&self) -> Vec<Value> {
-        self.log
-            .try_iter()
-            .map(|l| serde_json::from_str(&l).expect("log line"))
-            .collect()
-    }
+/// The local AWS, its request log on a channel.
+fn aws_origin(dir: &std::path::Path, pki: &TestPki) -> PyServer {
+    let (cert, key) = (dir.join("aws-cert.pem"), dir.join("aws-key.pem"));
+    std::fs::write(&cert, &pki.cert_pem).expect("cert");
+    std::fs::write(&key, &pki.key_pem).expect("key");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    PyServer::start("aws_origin.py", &[&cert, &key, AKID, SECRET, TOKEN])
 }
 
 /// botocore through the gateway: S3 PUTs with a hashed, an unsigned and a
@@ -146,7 +95,7 @@ fn botocore(s: &Served, token: &str, port: u16) -> Value {
 async fn botocore_through_the_gateway_is_signed_with_the_real_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = TestPki::new(&[S3_HOST, BEDROCK_HOST]).expect("pki");
-    let aws = AwsOrigin::start(dir.path(), &pki);
+    let aws = aws_origin(dir.path(), &pki);
     let pins: Vec<String> = [S3_HOST, BEDROCK_HOST]
         .iter()
         .map(|h| format!("{h}:{}:127.0.0.1", aws.port))
@@ -255,4 +204,19 @@ async fn aws_secrets_are_checked_when_made() {
         assert!(!answer.to_string().contains(SECRET));
         assert!(!answer.to_string().contains(TOKEN));
     }
+    // A key and its token never become one generic value by a type change.
+    let aws = json!({ "name": "AWS", "type": "aws", "value": SECRET, "hostPattern": "*.amazonaws.com",
+        "injectionConfig": { "accessKeyId": AKID, "sessionToken": TOKEN } });
+    let (_, created) = s.api("POST", "/v1/secrets", Some(aws)).await;
+    let id = created["id"].as_str().expect("id");
+    let retype = json!({ "type": "generic", "injectionConfig": { "headerName": "x-key" } });
+    let (status, _) = s
+        .api("PATCH", &format!("/v1/secrets/{id}"), Some(retype))
+        .await;
+    assert_eq!(status, 400);
+    let (_, kept) = s.api("GET", &format!("/v1/secrets/{id}"), None).await;
+    assert_eq!(
+        (kept["type"].as_str(), kept["preview"].as_str()),
+        (Some("aws"), Some("••••••••wxyz"))
+    );
 }

@@ -802,3 +802,53 @@ async fn the_three_agents_operators_describe() {
         .expect("Retry-After");
     assert!((30..=36).contains(&retry), "{retry}");
 }
+
+/// HTTP's rules for authentication and body size, as clients expect them.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_schemes_and_oversized_bodies_get_http_s_answers() {
+    let s = crate::served::Served::start().await;
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "20"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = format!("http://127.0.0.1:{}/v1/agents", s.api_port);
+    // 401 names the scheme it wants.
+    let head = curl(&[&url]);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer realm=\"onecli\""),
+        "{head}"
+    );
+    // The scheme is case-insensitive.
+    let head = curl(&["-H", &format!("Authorization: BEARER {}", s.api_key), &url]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A body over the limit is 413, and changes nothing.
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let file = s.dir.path().join("big.json");
+    std::fs::write(&file, big).expect("body");
+    let head = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {}", s.api_key),
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "Expect:",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &url,
+    ]);
+    assert!(
+        head.starts_with("HTTP/1.1 413"),
+        "{}",
+        &head[..head.len().min(300)]
+    );
+    let (_, agents) = s.api("GET", "/v1/agents", None).await;
+    assert!(agents.as_array().is_some_and(|a| a
+        .iter()
+        .all(|a| a["name"].as_str().is_none_or(|n| n.len() < 100))));
+}

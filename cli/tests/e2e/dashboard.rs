@@ -960,3 +960,62 @@ async fn sessions_stay_in_their_project_and_admins_switch() {
     assert_eq!(r.status, 404);
     assert!(!text(&r).contains("default-only"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aws_key_is_connected_from_the_form() {
+    let s = Served::start().await;
+    let cookie = sign_in(&s).await;
+    let html = text(&call(&s, "GET", "/connections", &[("Cookie", &cookie)], None).await);
+    let csrf = csrf_of(&html);
+    let form = text(
+        &call(
+            &s,
+            "GET",
+            "/connections/custom?create=aws&host=s3.us-east-1.amazonaws.com",
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await,
+    );
+    assert!(form.contains("name=\"access_key_id\"") && form.contains("name=\"session_token\""));
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("type", "aws"),
+        ("name", "AWS"),
+        ("host", "*.amazonaws.com"),
+        ("access_key_id", "AKIAFORMKEY000000000"),
+        ("session_token", "form-session-token"),
+        ("value", "form/secret+access+key0000wxyz"),
+    ];
+    let r = call(
+        &s,
+        "POST",
+        "/connections",
+        &[("Cookie", &cookie)],
+        Some(&fields),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let (_, listed) = s.api("GET", "/v1/secrets", None).await;
+    let aws = &listed[0];
+    assert_eq!(aws["type"], "aws");
+    assert_eq!(
+        aws["injectionConfig"],
+        json!({ "accessKeyId": "AKIAFORMKEY000000000" })
+    );
+    assert_eq!(aws["preview"], "••••••••wxyz");
+    // The edit form shows the key id, never the secret key or the token.
+    let id = aws["id"].as_str().expect("id");
+    let edit = text(
+        &call(
+            &s,
+            "GET",
+            &format!("/connections/{id}/edit"),
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await,
+    );
+    assert!(edit.contains("AKIAFORMKEY000000000"));
+    assert!(!edit.contains("form-session-token") && !edit.contains("form/secret"));
+}

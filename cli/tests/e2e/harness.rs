@@ -625,3 +625,58 @@ pub fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A Python test server from `tests/e2e/` (`script PORT ARGS…`), killed when
+/// dropped: it prints `ready` once listening, then one JSON line a request.
+pub struct PyServer {
+    child: std::process::Child,
+    pub port: u16,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PyServer {
+    pub fn start(script: &str, args: &[&str]) -> PyServer {
+        use std::io::BufRead;
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR")))
+            .arg(port.to_string())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 test server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = log
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{script} did not start"));
+        assert_eq!(first, "ready", "{script}");
+        PyServer { child, port, log }
+    }
+
+    /// The requests it logged since last asked.
+    pub fn seen(&self) -> Vec<serde_json::Value> {
+        self.log
+            .try_iter()
+            .map(|l| serde_json::from_str(&l).expect("log line"))
+            .collect()
+    }
+}

@@ -14,6 +14,7 @@ mod gateway;
 mod harness;
 mod hostile;
 mod load;
+mod logins;
 mod manage;
 mod projects;
 mod quickstart;

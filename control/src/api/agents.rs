@@ -106,8 +106,15 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         (&Method::GET, ["agents", "default"]) => {
             let agent = api
                 .read(&call.scope, |s| {
-                    match s.agents()?.into_iter().find(|a| a.is_default) {
-                        Some(a) => view(s, a).map(Some),
+                    // The agent container config falls back to as well: an
+                    // agent named `default` where none is marked default.
+                    let agents = s.agents()?;
+                    let default = agents
+                        .iter()
+                        .position(|a| a.is_default)
+                        .or_else(|| agents.iter().position(|a| a.identifier == "default"));
+                    match default {
+                        Some(i) => view(s, agents[i].clone()).map(Some),
                         None => Ok(None),
                     }
                 })

@@ -566,7 +566,17 @@ fn aws_keys_sign_and_chatgpt_logins_name_their_account() {
     );
     // A login injects its access token, never the refresh token, and its account.
     let codex = &snap.secrets()[1];
-    assert!(codex.is_chatgpt_login());
+    assert!(codex.is_chatgpt_login() && !signer.is_chatgpt_login());
+    let answer = codex.refresh_answer().expect("an answer");
+    assert!(
+        answer.contains(crate::credential::MANAGED_REFRESH_TOKEN)
+            && !answer.contains("at-1")
+            && !answer.contains("rt-1")
+    );
+    assert_eq!(
+        snap.chatgpt_login(&snap.agents()[0]).map(|s| s.id.as_str()),
+        Some("codex")
+    );
     assert_eq!(codex.value().expose(), "at-1");
     assert!(codex.ops.contains(&InjectOp::SetHeaderText {
         name: CHATGPT_ACCOUNT_HEADER.into(),
