@@ -385,8 +385,11 @@ impl Api {
         let query = req.uri().query().map(parse_query).unwrap_or_default();
         let method = req.method().clone();
         let route = segments_str(&segments);
-        let public =
-            method == Method::GET && matches!(route.as_slice(), ["health"] | ["gateway", "ca"]);
+        let public = method == Method::GET
+            && matches!(
+                route.as_slice(),
+                ["health"] | ["openapi.json"] | ["gateway", "ca"]
+            );
         // What gateways call, with their gateway token.
         let for_gateways = matches!(
             route.as_slice(),
@@ -486,6 +489,7 @@ impl Api {
         let segments = segments_str(&call.segments);
         match segments.first().copied() {
             Some("health")
+            | Some("openapi.json")
             | Some("gateway")
             | Some("gateway-url")
             | Some("container-config")

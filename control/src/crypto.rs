@@ -87,7 +87,7 @@ pub fn load_key(
             rand::Rng::fill(&mut rand::rng(), &mut key[..]);
             let encoded =
                 Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&key[..]));
-            fs::create_dir_all(data_dir).map_err(io)?;
+            crate::store::create_private_dir(data_dir).map_err(io)?;
             // create_new: two processes racing must not overwrite each other's key.
             let mut f = fs::OpenOptions::new()
                 .write(true)

@@ -91,14 +91,66 @@ pub async fn run(api: Arc<Api>, config: RefreshConfig) {
             return;
         }
     };
+    let mut failing = Failing::default();
     loop {
-        refresh_due(&api, &client, &config).await;
+        refresh_due(&api, &client, &config, &mut failing).await;
         tokio::time::sleep(config.every).await;
     }
 }
 
+/// Logins whose refresh failed, by secret id: retried later and later, and
+/// a refused one (400/401) not again until its value changes, so that no
+/// login (a tenant's junk included) costs every pass a round trip.
+#[derive(Default)]
+pub struct Failing(std::collections::HashMap<String, Failure>);
+
+struct Failure {
+    /// Which refresh token failed: a new one is tried at once.
+    refresh_sha256: [u8; 32],
+    next: std::time::Instant,
+    failures: u32,
+    refused: bool,
+}
+
+/// The longest wait between two tries of a failing login.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+impl Failing {
+    fn skip(&self, id: &str, login: &ChatgptLogin) -> bool {
+        self.0.get(id).is_some_and(|f| {
+            f.refresh_sha256 == onecli_policy::token_sha256(&login.refresh_token)
+                && (f.refused || std::time::Instant::now() < f.next)
+        })
+    }
+
+    fn failed(&mut self, id: &str, login: &ChatgptLogin, every: Duration, refused: bool) {
+        let sha = onecli_policy::token_sha256(&login.refresh_token);
+        let failures = match self.0.get(id) {
+            Some(f) if f.refresh_sha256 == sha => f.failures + 1,
+            _ => 1,
+        };
+        let wait = every
+            .saturating_mul(1u32 << failures.min(16))
+            .min(MAX_BACKOFF);
+        self.0.insert(
+            id.to_owned(),
+            Failure {
+                refresh_sha256: sha,
+                next: std::time::Instant::now() + wait,
+                failures,
+                refused,
+            },
+        );
+    }
+}
+
 /// One pass: every login whose access token is about to expire.
-pub async fn refresh_due(api: &Api, client: &Client, config: &RefreshConfig) {
+pub async fn refresh_due(
+    api: &Api,
+    client: &Client,
+    config: &RefreshConfig,
+    failing: &mut Failing,
+) {
     let logins = match api.read_store(|store| store.chatgpt_logins()).await {
         Ok(logins) => logins,
         Err(error) => {
@@ -107,12 +159,16 @@ pub async fn refresh_due(api: &Api, client: &Client, config: &RefreshConfig) {
         }
     };
     let now = unix_now();
+    let known: std::collections::HashSet<&str> =
+        logins.iter().map(|(id, _, _)| id.as_str()).collect();
+    failing.0.retain(|id, _| known.contains(id.as_str()));
     for (id, name, login) in logins {
-        if !due(&login, now, config.ahead) {
+        if !due(&login, now, config.ahead) || failing.skip(&id, &login) {
             continue;
         }
         match client.refresh(&login).await {
             Ok(fresh) => {
+                failing.0.remove(&id);
                 let old_refresh = login.refresh_token.clone();
                 let stored = api
                     .write_store(move |store| store.refreshed_login(&id, &old_refresh, &fresh))
@@ -132,6 +188,8 @@ pub async fn refresh_due(api: &Api, client: &Client, config: &RefreshConfig) {
             }
             Err(error) => {
                 crate::metrics::metrics().login_refreshed("failed");
+                let refused = matches!(error, RefreshError::Status(400 | 401));
+                failing.failed(&id, &login, config.every, refused);
                 match error {
                     RefreshError::Status(400 | 401) => tracing::error!(
                         secret = %name, %error,
@@ -315,6 +373,25 @@ mod tests {
             .format(&time::format_description::well_known::Rfc3339)
             .expect("format");
         assert!(!due(&login(None, Some(&recent)), now, hour));
+    }
+
+    #[test]
+    fn failing_logins_wait_longer_and_refused_ones_until_they_change() {
+        let every = Duration::from_millis(100);
+        let mut failing = Failing::default();
+        let a = login(None, None);
+        assert!(!failing.skip("a", &a));
+        failing.failed("a", &a, every, false);
+        assert!(failing.skip("a", &a), "waits after a failure");
+        assert!(failing.0["a"].next > std::time::Instant::now() + every);
+        failing.failed("a", &a, every, false);
+        assert_eq!(failing.0["a"].failures, 2);
+        // Refused: not again, however long, until the refresh token changes.
+        failing.failed("a", &a, Duration::ZERO, true);
+        assert!(failing.skip("a", &a));
+        let mut changed = login(None, None);
+        changed.refresh_token = Zeroizing::new("rt-new".into());
+        assert!(!failing.skip("a", &changed));
     }
 
     #[test]

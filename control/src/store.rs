@@ -6,6 +6,7 @@
 //! (agent tokens must be shown again by the API, so they cannot be only
 //! hashed); API keys and gateway tokens are stored as SHA-256 hashes.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use onecli_policy::audit::AuditRecord;
@@ -242,12 +243,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only (0700).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// The mode of a directory other users may read or enter, if it is one:
+/// reported at start, since the data directory holds the store and keys.
+pub fn open_to_others(dir: &Path) -> Option<u32> {
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
 impl Store {
     /// Opens (or creates) `<data-dir>/onecli.redb`, refusing one written by a
     /// newer schema.
     pub fn open(data_dir: &Path, key: SealingKey) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(db_err)?;
-        let db = Database::create(data_dir.join("onecli.redb")).map_err(db_err)?;
+        create_private_dir(data_dir).map_err(db_err)?;
+        let path = data_dir.join("onecli.redb");
+        let db = Database::create(&path).map_err(db_err)?;
+        // Sealed values, hashes and the audit log: the owner's only.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -859,10 +879,13 @@ impl Store {
             let Some(mut s) = w.one::<SecretRecord>(SECRETS, id)? else {
                 return Ok(false);
             };
-            let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
-            let current = credential::ChatgptLogin::parse(&value).map_err(StoreError::Invalid)?;
-            if !s.chatgpt_login || *current.refresh_token != *old_refresh_token {
+            if !s.chatgpt_login {
                 return Ok(false);
+            }
+            let value = crypto::open_string(&self.key, s.id.as_bytes(), &s.value_sealed)?;
+            match credential::ChatgptLogin::parse(&value) {
+                Ok(current) if *current.refresh_token == *old_refresh_token => {}
+                _ => return Ok(false),
             }
             let json = fresh.to_json();
             s.value_sealed = crypto::seal(&self.key, s.id.as_bytes(), json.as_bytes())?;
@@ -1177,12 +1200,26 @@ impl Scoped<'_> {
             let value = match (kind, input.value, input.session_token) {
                 // An AWS key and its token change apart or together.
                 (SecretKind::Aws, value, token) => {
-                    let was = credential::AwsKey::split(&old);
-                    let key =
-                        value.unwrap_or_else(|| Zeroizing::new(was.secret_access_key.to_owned()));
-                    let token = match token {
-                        Some(token) => token,
-                        None => was.session_token.map(|t| Zeroizing::new(t.to_owned())),
+                    // Parts of the old value only from an AWS key; a new
+                    // key drops the old token unless one is given.
+                    let was = (s.kind == SecretKind::Aws).then(|| credential::AwsKey::split(&old));
+                    let old_token = || {
+                        was.as_ref()
+                            .and_then(|w| w.session_token)
+                            .map(|t| Zeroizing::new(t.to_owned()))
+                    };
+                    let (key, token) = match value {
+                        Some(key) => (key, token.unwrap_or(None)),
+                        None => {
+                            let key =
+                                was.as_ref().map(|w| w.secret_access_key).ok_or_else(|| {
+                                    StoreError::Invalid("an aws secret needs its value".into())
+                                })?;
+                            (
+                                Zeroizing::new(key.to_owned()),
+                                token.unwrap_or_else(old_token),
+                            )
+                        }
                     };
                     aws_value(&key, token.as_deref().map(|t| t.as_str()))?
                 }

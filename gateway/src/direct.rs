@@ -118,7 +118,11 @@ pub async fn forward(
         return Outcome::Relayed(status);
     }
     let mut reader = BufReader::new(std::io::Cursor::new(early).chain(upstream));
-    match relay_body(session, &mut reader, framing, t.read).await {
+    let mut scrub = injected
+        .signature
+        .as_ref()
+        .and_then(|s| crate::inject::BodyScrub::new(s));
+    match relay_body(session, &mut reader, framing, t.read, &mut scrub).await {
         Ok(()) => Outcome::Relayed(status),
         Err(error) => {
             tracing::debug!(%error, host = %target.host, "response body relay ended early");
@@ -228,9 +232,13 @@ async fn relay_body<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     framing: Framing,
     idle: Duration,
+    scrub: &mut Option<crate::inject::BodyScrub>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
-    let send = |n: usize, buf: &[u8]| Bytes::copy_from_slice(&buf[..n]);
+    let mut send = |n: usize, buf: &[u8]| match scrub.as_mut() {
+        Some(scrub) => Bytes::from(scrub.feed(&buf[..n], false)),
+        None => Bytes::copy_from_slice(&buf[..n]),
+    };
     match framing {
         Framing::None => return Ok(()),
         Framing::Length(mut left) => {
@@ -285,6 +293,9 @@ async fn relay_body<R: AsyncRead + Unpin>(
             let mut crlf = Vec::new();
             timed(idle, (&mut *reader).take(2).read_until(b'\n', &mut crlf)).await?;
         },
+    }
+    if let Some(rest) = scrub.as_mut().map(|s| s.feed(&[], true)) {
+        write(session, Bytes::from(rest)).await?;
     }
     session
         .write_response_body(None, true)

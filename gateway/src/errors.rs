@@ -59,6 +59,8 @@ pub enum Refusal {
     PayloadTooLarge,
     /// As many requests wait for approval as the gateway holds at once.
     ApprovalsBusy,
+    /// As many bodies are being read to sign their requests as the gateway holds.
+    SigningBusy,
     /// A held request's body did not arrive in time.
     RequestTimeout,
     /// TRACE and TRACK echo the request, credentials included.
@@ -82,7 +84,7 @@ impl Refusal {
             Refusal::ApprovalUnavailable => 503,
             Refusal::ManualApprovalDenied { .. } => 403,
             Refusal::PayloadTooLarge => 413,
-            Refusal::ApprovalsBusy => 503,
+            Refusal::ApprovalsBusy | Refusal::SigningBusy => 503,
             Refusal::MethodNotAllowed { .. } => 405,
             Refusal::RequestTimeout => 408,
         }
@@ -105,6 +107,7 @@ impl Refusal {
             Refusal::ManualApprovalDenied { .. } => "manual_approval_denied",
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::ApprovalsBusy => "approvals_busy",
+            Refusal::SigningBusy => "signing_busy",
             Refusal::MethodNotAllowed { .. } => "method_not_allowed",
             Refusal::RequestTimeout => "request_timeout",
         }
@@ -143,6 +146,7 @@ impl Refusal {
             }
             Refusal::PayloadTooLarge => "This request needs approval, and its body is larger than OneCLI holds (16 MiB).".into(),
             Refusal::ApprovalsBusy => "This request needs approval, and too many requests already wait for one. Retry later.".into(),
+            Refusal::SigningBusy => "OneCLI gateway reads this request's body to sign it, and too many such requests are in flight. Retry later.".into(),
             Refusal::RequestTimeout => "This request needs approval, and its body did not arrive in time.".into(),
             Refusal::MethodNotAllowed { method } => format!(
                 "OneCLI gateway does not forward {method}: it echoes the request back, credentials included."

@@ -38,6 +38,10 @@ pub struct Injected {
     pub url_values: Vec<Zeroizing<String>>,
     /// Headers the secrets set or removed: a reviewer never sees them.
     pub header_names: Vec<String>,
+    /// An AWS signature the gateway made: good for its request for minutes,
+    /// so kept out of response headers and bodies (AWS's
+    /// `SignatureDoesNotMatch` quotes it).
+    pub signature: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Injected {
@@ -186,13 +190,16 @@ pub fn apply<'a>(
             access_key_id,
             secret_access_key: secret.value(),
             session_token: secret.session_token(),
+            exact_host: secret.host.is_exact(),
         };
-        sigv4::sign(req, host, &key, body, time::OffsetDateTime::now_utc()).map_err(|error| {
-            InjectError::Sign {
+        let signature = sigv4::sign(req, host, &key, body, time::OffsetDateTime::now_utc())
+            .map_err(|error| InjectError::Sign {
                 secret: secret.name.clone(),
                 error,
-            }
-        })?;
+            })?;
+        let signature = Zeroizing::new(signature);
+        injected.url_values.push(signature.clone());
+        injected.signature = Some(signature);
         injected.header_names.extend([
             "authorization".to_owned(),
             "x-amz-security-token".to_owned(),
@@ -201,11 +208,10 @@ pub fn apply<'a>(
     Ok(injected)
 }
 
-/// Whether injecting `secrets` needs the request's body first: an AWS
-/// signature over a body the agent declared no hash for.
+/// Whether injecting `secrets` into a request that has a body needs the
+/// body first: an AWS signature over a body the agent declared no hash for.
 pub fn needs_body<'a>(req: &RequestHeader, mut secrets: impl Iterator<Item = &'a Secret>) -> bool {
-    !sigv4::has_no_body(req)
-        && !req.headers.contains_key("x-amz-content-sha256")
+    !req.headers.contains_key("x-amz-content-sha256")
         && secrets.any(|s| {
             s.ops
                 .iter()
@@ -275,6 +281,64 @@ fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 }
 
 pub const REDACTED: &str = "onecli-redacted";
+
+/// Replaces a value (an AWS signature) in a streamed response body with a
+/// marker of the same length, so the body keeps its framing. A match split
+/// across chunks is found: the last bytes that could start one wait for
+/// the next chunk.
+pub struct BodyScrub {
+    needle: Zeroizing<Vec<u8>>,
+    held: Vec<u8>,
+}
+
+impl BodyScrub {
+    pub fn new(value: &str) -> Option<BodyScrub> {
+        (!value.is_empty()).then(|| BodyScrub {
+            needle: Zeroizing::new(value.as_bytes().to_vec()),
+            held: Vec::new(),
+        })
+    }
+
+    /// The scrubbed bytes of `chunk` that may go out now (all at the end).
+    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        let n = self.needle.len();
+        let mut data = std::mem::take(&mut self.held);
+        data.extend_from_slice(chunk);
+        let keep = if end { 0 } else { n - 1 };
+        let limit = data.len().saturating_sub(keep);
+        let marker: Vec<u8> = REDACTED
+            .bytes()
+            .chain(std::iter::repeat(b'-'))
+            .take(n)
+            .collect();
+        let mut out = Vec::with_capacity(data.len());
+        let mut i = 0;
+        while i < limit {
+            match data[i..limit].iter().position(|&b| b == self.needle[0]) {
+                None => {
+                    out.extend_from_slice(&data[i..limit]);
+                    i = limit;
+                }
+                Some(at) => {
+                    out.extend_from_slice(&data[i..i + at]);
+                    i += at;
+                    if data[i..].starts_with(&self.needle) {
+                        out.extend_from_slice(&marker);
+                        i += n;
+                    } else {
+                        out.push(data[i]);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.held = data[i.min(data.len())..].to_vec();
+        if end {
+            out.append(&mut self.held);
+        }
+        out
+    }
+}
 
 /// `path?query` with `name` set to `encoded_value`: existing parameters of
 /// that name are dropped, the new one appended.

@@ -55,6 +55,9 @@ pub struct Shared {
     pub hooks: ControlHooks,
     /// Slots for requests held for approval, in total and per agent.
     pub held: approval::HeldSlots,
+    /// Bodies read to be hashed for an AWS signature: slots of their own,
+    /// so that they never take approvals' (nor approvals theirs).
+    pub hashing: approval::HeldSlots,
 }
 
 /// What a control service provides a gateway beyond its policy.

@@ -73,6 +73,8 @@ pub struct RequestCtx {
     injected: inject::Injected,
     /// Set when the upstream's refusal is to be replaced by guidance.
     rewrite: Option<guidance::BodyRewrite>,
+    /// Set when the request was signed: the signature never comes back.
+    scrub: Option<inject::BodyScrub>,
     /// The rule that decided, for the audit log: (id, name).
     rule: Option<(String, String)>,
     /// The request's canonical form, which every decision judges.
@@ -111,6 +113,7 @@ impl ProxyHttp for GatewayProxy {
             refusal: None,
             injected: inject::Injected::default(),
             rewrite: None,
+            scrub: None,
             rule: None,
             canonical: None,
             outcome: "forwarded",
@@ -295,6 +298,11 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         inject::scrub_reflected(resp, &ctx.injected.url_values);
+        ctx.scrub = ctx
+            .injected
+            .signature
+            .as_ref()
+            .and_then(|s| inject::BodyScrub::new(s));
         if ctx.injected.secret_ids.is_empty() {
             let path = session.req_header().uri.path().to_owned();
             if let Some(rewrite) = self.guidance(resp.status.as_u16(), &path, ctx) {
@@ -321,6 +329,11 @@ impl ProxyHttp for GatewayProxy {
     ) -> Result<Option<std::time::Duration>> {
         if let Some(rewrite) = ctx.rewrite.as_mut() {
             rewrite.on_chunk(body, end_of_stream);
+        }
+        if let Some(scrub) = ctx.scrub.as_mut() {
+            let chunk = body.take().unwrap_or_default();
+            // Empty chunks are not written: held bytes wait safely.
+            *body = Some(Bytes::from(scrub.feed(&chunk, end_of_stream)));
         }
         Ok(None)
     }
@@ -593,11 +606,13 @@ impl GatewayProxy {
         Ok(upstream)
     }
 
-    /// Reads the whole request body, within the held-body deadline and size.
+    /// Reads the whole request body, within the held-body deadline and size;
+    /// a client waiting for `100 Continue` gets it first (Pingora sends none).
     async fn read_body(
         &self,
         session: &mut Session,
     ) -> Result<std::result::Result<Vec<u8>, Refusal>> {
+        continue_if_expected(session).await?;
         match tokio::time::timeout(
             self.shared.config.held_body_timeout,
             approval::read_body(session),
@@ -611,15 +626,22 @@ impl GatewayProxy {
 
     /// An AWS request with a body and no declared payload hash: the body
     /// is hashed to sign the request.
-    fn needs_body(&self, session: &Session, ctx: &RequestCtx) -> bool {
+    fn needs_body(&self, session: &mut Session, ctx: &RequestCtx) -> bool {
         let Ok((target, snapshot, token)) = ctx.resolved() else {
             return false;
         };
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return false;
         };
+        if session.is_body_empty() {
+            return false;
+        }
         let req = session.req_header();
-        let path = String::from_utf8_lossy(req.raw_path());
+        // The path secrets are matched on upstream: origin-form.
+        let path = match req.uri.path_and_query() {
+            Some(p) if req.uri.scheme().is_some() => p.as_str().to_owned(),
+            _ => String::from_utf8_lossy(req.raw_path()).into_owned(),
+        };
         let secrets = snapshot.injections(agent, &target.host, target.port, target.tls, &path);
         inject::needs_body(req, secrets)
     }
@@ -631,8 +653,8 @@ impl GatewayProxy {
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        let Some(_slot) = self.shared.held.try_take(&agent.id) else {
-            return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
+        let Some(_slot) = self.shared.hashing.try_take(&agent.id) else {
+            return self.answer(session, ctx, Refusal::SigningBusy).await;
         };
         let body = match self.read_body(session).await? {
             Ok(body) => body,
@@ -671,6 +693,7 @@ impl GatewayProxy {
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
+        continue_if_expected(session).await?;
         let read = tokio::time::timeout(
             self.shared.config.held_body_timeout,
             approval::read_body_up_to(session, LOGIN_REFRESH_BODY),
@@ -812,6 +835,19 @@ impl GatewayProxy {
         ctx.outcome = "own_api";
         self.respond_json(session, status, body.to_string()).await
     }
+}
+
+/// `Expect: 100-continue`: the client waits for a go before its body.
+async fn continue_if_expected(session: &mut Session) -> Result<()> {
+    let expects = session
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        session.write_continue_response().await?;
+    }
+    Ok(())
 }
 
 /// The most a login refresh carries (Codex sends a few hundred bytes).

@@ -82,10 +82,13 @@ pub fn build_server(
     mut hooks: ControlHooks,
 ) -> Result<GatewayServer, BuildError> {
     let gateway_dir = config.data_dir.join("gateway");
-    fs::create_dir_all(&gateway_dir).map_err(|source| BuildError::DataDir {
-        path: gateway_dir.clone(),
-        source,
-    })?;
+    // The CA key and the last policy (sealed): the owner's only.
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&gateway_dir)
+        .map_err(|source| BuildError::DataDir {
+            path: gateway_dir.clone(),
+            source,
+        })?;
 
     let metrics = Arc::new(GatewayMetrics::new()?);
     let ca = match &config.ca_files {
@@ -169,6 +172,7 @@ pub fn build_server(
         metrics: metrics.clone(),
         hooks,
         held: crate::approval::HeldSlots::new(),
+        hashing: crate::approval::HeldSlots::new(),
         rate_limiter: RateLimits::new(
             RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
             shared_limits.clone(),

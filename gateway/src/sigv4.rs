@@ -35,7 +35,13 @@ const PRESIGN_PARAMS: [&str; 7] = [
 /// same, or a signing name of the host's service (`iot` hosts sign as
 /// `iotdata`).
 fn same_service(host_service: &str, signed: &str) -> bool {
-    host_service == signed || matches!((host_service, signed), ("iot", "iotdata"))
+    host_service == signed
+        || signed.strip_suffix("-fips") == Some(host_service)
+        || host_service.strip_suffix("-fips") == Some(signed)
+        || matches!(
+            (host_service, signed),
+            ("iot", "iotdata") | ("s3", "s3-object-lambda" | "s3express" | "s3-outposts")
+        )
 }
 
 /// Declared payload hashes that leave the body as the agent sent it.
@@ -44,6 +50,9 @@ const PASS_THROUGH_PAYLOADS: [&str; 2] = ["UNSIGNED-PAYLOAD", "STREAMING-UNSIGNE
 const SIGNED_CHUNKS: &str = "a body whose chunks are signed (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) cannot be signed again by the OneCLI gateway: let the AWS SDK send UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER, as it does over HTTPS by default";
 const BAD_PAYLOAD_HASH: &str = "x-amz-content-sha256 must be a SHA-256 in hex, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 const NO_SCOPE: &str = "the request names no AWS region and service, in its signature or its host";
+const BAD_HEADER_VALUE: &str = "a header the request signs holds characters other than visible ASCII, spaces and tabs: the OneCLI gateway does not sign what AWS might read differently";
+const PAYLOAD_MISMATCH: &str = "x-amz-content-sha256 is not the SHA-256 of the body";
+const CUSTOMER_HOST: &str = "this host serves what an AWS customer deployed (an API, a load balancer, an instance): the OneCLI gateway signs for it only when the secret's host pattern names it exactly";
 const SCOPE_MISMATCH: &str = "the request's signature names another AWS service or region than its host: the OneCLI gateway signs with the stored key only for the service and region the host names";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,6 +69,12 @@ pub enum SignError {
     NoScope,
     #[error("{}", SCOPE_MISMATCH)]
     ScopeMismatch,
+    #[error("{}", BAD_HEADER_VALUE)]
+    BadHeaderValue,
+    #[error("{}", PAYLOAD_MISMATCH)]
+    PayloadMismatch,
+    #[error("{}", CUSTOMER_HOST)]
+    CustomerHost,
 }
 
 impl SignError {
@@ -71,6 +86,9 @@ impl SignError {
             SignError::BadPayloadHash => BAD_PAYLOAD_HASH,
             SignError::NoScope => NO_SCOPE,
             SignError::ScopeMismatch => SCOPE_MISMATCH,
+            SignError::BadHeaderValue => BAD_HEADER_VALUE,
+            SignError::PayloadMismatch => PAYLOAD_MISMATCH,
+            SignError::CustomerHost => CUSTOMER_HOST,
         }
     }
 }
@@ -80,7 +98,24 @@ pub struct Key<'a> {
     pub access_key_id: &'a str,
     pub secret_access_key: &'a SecretValue,
     pub session_token: Option<&'a SecretValue>,
+    /// The secret names one host (no `*`): it may sign for hosts whose
+    /// content AWS customers control.
+    pub exact_host: bool,
 }
+
+/// Services whose hosts serve what an AWS customer deploys (an API, a load
+/// balancer, an instance, a search domain): such a host can log a request,
+/// headers and signature included. A key signs for them only when its
+/// secret names the host itself.
+const CUSTOMER_HOSTS: [&str; 7] = [
+    "execute-api",
+    "elb",
+    "compute",
+    "compute-1",
+    "es",
+    "aoss",
+    "appsync-api",
+];
 
 /// What the payload hash comes from when the agent declared none.
 pub enum Body<'a> {
@@ -108,14 +143,15 @@ pub fn amz_date(now: time::OffsetDateTime) -> (String, String) {
     (full, day)
 }
 
-/// Signs `req` (origin-form, its `Host` set) for `host` with `key`.
+/// Signs `req` (origin-form, its `Host` set) for `host` with `key`; the
+/// signature, which the gateway keeps out of what comes back.
 pub fn sign(
     req: &mut RequestHeader,
     host: &str,
     key: &Key<'_>,
     body: Body<'_>,
     now: time::OffsetDateTime,
-) -> Result<(), SignError> {
+) -> Result<String, SignError> {
     let agent = agent_signature(req);
     strip_presigned_query(req);
     let named = scope_of_host(host);
@@ -134,6 +170,9 @@ pub fn sign(
         if !same_service(host_service, &service) || (region_named && *host_region != region) {
             return Err(SignError::ScopeMismatch);
         }
+        if !key.exact_host && CUSTOMER_HOSTS.contains(&host_service.as_str()) {
+            return Err(SignError::CustomerHost);
+        }
     }
     let payload = payload_hash(req, &service, body)?;
     let (amz_date, day) = amz_date(now);
@@ -144,7 +183,7 @@ pub fn sign(
         set(req, "x-amz-security-token", token.expose(), true);
     }
     let signed = signed_headers(req, agent.as_ref().map(|a| a.signed_headers.as_slice()));
-    let canonical = canonical_request(req, &service, &signed, &payload);
+    let canonical = canonical_request(req, &service, &signed, &payload)?;
     let scope = format!("{day}/{region}/{service}/aws4_request");
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
@@ -158,7 +197,7 @@ pub fn sign(
         signed.join(";")
     );
     set(req, "authorization", &authorization, true);
-    Ok(())
+    Ok(signature)
 }
 
 fn set(req: &mut RequestHeader, name: &'static str, value: &str, sensitive: bool) {
@@ -203,7 +242,7 @@ fn agent_signature(req: &RequestHeader) -> Option<AgentSignature> {
                 query
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| String::from_utf8_lossy(&percent_decode(v)).into_owned())
             };
             (
                 get("X-Amz-Credential")?,
@@ -283,12 +322,31 @@ fn payload_hash(
     body: Body<'_>,
 ) -> Result<String, SignError> {
     if let Some(declared) = req.headers.get("x-amz-content-sha256") {
-        let declared = declared.to_str().map_err(|_| SignError::BadPayloadHash)?;
+        let declared = declared
+            .to_str()
+            .map_err(|_| SignError::BadPayloadHash)?
+            .to_owned();
         if declared.len() == 64 && declared.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(declared.to_ascii_lowercase());
+            let declared = declared.to_ascii_lowercase();
+            // A body the gateway holds is the one signed for.
+            if let Body::Known(bytes) = body {
+                if hex::encode(Sha256::digest(bytes)) != declared {
+                    return Err(SignError::PayloadMismatch);
+                }
+            }
+            set(req, "x-amz-content-sha256", &declared, false);
+            return Ok(declared);
         }
-        if PASS_THROUGH_PAYLOADS.contains(&declared) {
-            return Ok(declared.to_owned());
+        if declared == "UNSIGNED-PAYLOAD" {
+            if let Body::Known(bytes) = body {
+                // Held: signed for exactly this body.
+                let hash = hex::encode(Sha256::digest(bytes));
+                set(req, "x-amz-content-sha256", &hash, false);
+                return Ok(hash);
+            }
+        }
+        if PASS_THROUGH_PAYLOADS.contains(&declared.as_str()) {
+            return Ok(declared);
         }
         if declared.starts_with("STREAMING-") {
             return Err(SignError::SignedChunks);
@@ -353,16 +411,16 @@ fn canonical_request(
     service: &str,
     signed: &[String],
     payload: &str,
-) -> String {
+) -> Result<String, SignError> {
     let raw = req.raw_path();
     let split = raw.iter().position(|&b| b == b'?').unwrap_or(raw.len());
     let path = String::from_utf8_lossy(&raw[..split]);
-    let uri = if service == "s3" {
-        // S3 signs the path as sent.
+    let uri = if service.starts_with("s3") {
+        // S3 signs the path decoded and encoded once, nothing dropped.
         if path.is_empty() {
             "/".to_owned()
         } else {
-            path.into_owned()
+            uri_encode(percent_decode(&path), true)
         }
     } else {
         // Every other service: empty segments dropped, then encoded again.
@@ -376,17 +434,24 @@ fn canonical_request(
     out.push_str(&canonical_query(req));
     out.push('\n');
     for name in signed {
-        let values: Vec<String> = req
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .split_whitespace()
+        let mut values = Vec::new();
+        for value in req.headers.get_all(name.as_str()) {
+            let bytes = value.as_bytes();
+            // Only what every reader folds the same way is signed.
+            if !bytes
+                .iter()
+                .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t')
+            {
+                return Err(SignError::BadHeaderValue);
+            }
+            let text = String::from_utf8_lossy(bytes);
+            values.push(
+                text.split([' ', '\t'])
+                    .filter(|w| !w.is_empty())
                     .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
+                    .join(" "),
+            );
+        }
         out.push_str(name);
         out.push(':');
         out.push_str(&values.join(","));
@@ -396,7 +461,7 @@ fn canonical_request(
     out.push_str(&signed.join(";"));
     out.push('\n');
     out.push_str(payload);
-    out
+    Ok(out)
 }
 
 fn collapse_slashes(path: &str) -> String {
@@ -597,6 +662,7 @@ mod tests {
             access_key_id: AKID,
             secret_access_key: &secret,
             session_token: None,
+            exact_host: false,
         };
         // The agent's placeholder signature names the suite's scope.
         r.insert_header(
@@ -650,6 +716,7 @@ mod tests {
             access_key_id: AKID,
             secret_access_key: &secret,
             session_token: None,
+            exact_host: false,
         };
         let now = at("20150830T123600Z");
         let s3 = |extra: &[(&str, &str)]| {
@@ -732,6 +799,7 @@ mod tests {
             access_key_id: "AKIAREALKEYID0000000",
             secret_access_key: &secret,
             session_token: Some(&token),
+            exact_host: false,
         };
         let mut r = req(
             "GET",
@@ -760,6 +828,7 @@ mod tests {
             access_key_id: AKID,
             secret_access_key: &secret,
             session_token: None,
+            exact_host: false,
         };
         let now = at("20261201T080000Z");
         let signed_as = |scope: &str, host: &str| {
@@ -769,7 +838,7 @@ mod tests {
                 format!("AWS4-HMAC-SHA256 Credential=P/20261201/{scope}/aws4_request, SignedHeaders=host, Signature=00"),
             )
             .expect("header");
-            sign(&mut r, host, &key, Body::Unread, now)
+            sign(&mut r, host, &key, Body::Unread, now).map(|_| ())
         };
         // An STS signature sent to a host that could log and replay it.
         for host in [
@@ -806,15 +875,106 @@ mod tests {
             signed_as("us-west-2/iotdata", "abc-ats.iot.us-west-2.amazonaws.com"),
             Ok(())
         );
+        // A customer's API: only for a secret that names that host.
+        let api = "abc123defg.execute-api.us-east-1.amazonaws.com";
         assert_eq!(
-            signed_as(
-                "us-east-1/execute-api",
-                "abc123defg.execute-api.us-east-1.amazonaws.com"
-            ),
-            Ok(())
+            signed_as("us-east-1/execute-api", api),
+            Err(SignError::CustomerHost)
         );
+        let exact = Key {
+            exact_host: true,
+            ..key
+        };
+        let mut r = req("GET", "/", &[("host", api)]);
+        r.insert_header("authorization", "AWS4-HMAC-SHA256 Credential=P/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=00")
+            .expect("header");
+        assert!(sign(&mut r, api, &exact, Body::Unread, now).is_ok());
         // Hosts outside amazonaws.com (MinIO, LocalStack): the operator's pattern decides.
         assert_eq!(signed_as("us-east-1/s3", "minio.internal"), Ok(()));
+    }
+
+    #[test]
+    fn what_aws_might_read_differently_is_not_signed() {
+        let secret = SecretValue::new(SECRET.into());
+        let key = Key {
+            access_key_id: AKID,
+            secret_access_key: &secret,
+            session_token: None,
+            exact_host: false,
+        };
+        let now = at("20261201T080000Z");
+        let host = "s3.us-east-1.amazonaws.com";
+        let put = |headers: &[(&str, &str)]| {
+            let mut h = vec![("host", host), ("content-length", "5")];
+            h.extend_from_slice(headers);
+            let mut r = req("PUT", "/b/k", &h);
+            r.insert_header("authorization", "AWS4-HMAC-SHA256 Credential=P/20261201/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-meta-a;x-amz-content-sha256, Signature=00")
+                .expect("header");
+            r
+        };
+        // A non-breaking space, which some readers fold and others keep.
+        let mut r = put(&[("x-amz-content-sha256", "UNSIGNED-PAYLOAD")]);
+        r.insert_header(
+            "x-amz-meta-a",
+            http::HeaderValue::from_bytes(b"a\xc2\xa0b").expect("value"),
+        )
+        .expect("header");
+        assert_eq!(
+            sign(&mut r, host, &key, Body::Unread, now),
+            Err(SignError::BadHeaderValue)
+        );
+        // Spaces and tabs fold to one space, as AWS folds them.
+        let mut r = put(&[
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+            ("x-amz-meta-a", "a \t  b"),
+        ]);
+        assert!(sign(&mut r, host, &key, Body::Unread, now).is_ok());
+        // A held body is signed for itself: a declared hash must be its own,
+        // and an unsigned payload becomes its hash.
+        let other = "0000000000000000000000000000000000000000000000000000000000000000";
+        let mut r = put(&[("x-amz-content-sha256", other), ("x-amz-meta-a", "a")]);
+        assert_eq!(
+            sign(&mut r, host, &key, Body::Known(b"hello"), now),
+            Err(SignError::PayloadMismatch)
+        );
+        let mut r = put(&[
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+            ("x-amz-meta-a", "a"),
+        ]);
+        sign(&mut r, host, &key, Body::Known(b"hello"), now).expect("signed");
+        assert_eq!(
+            r.headers["x-amz-content-sha256"],
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        // A presigned URL's scope is read decoded, for a host that names none.
+        let mut r = req(
+            "GET",
+            "/b/k?X-Amz-Credential=P%2F20261201%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00",
+            &[("host", "minio.internal")],
+        );
+        sign(&mut r, "minio.internal", &key, Body::Unread, now).expect("signed");
+        assert!(r.headers["authorization"]
+            .to_str()
+            .expect("ascii")
+            .contains("/us-east-1/s3/aws4_request"));
+    }
+
+    #[test]
+    fn a_signature_in_a_body_is_replaced_across_chunks() {
+        let sig = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let body =
+            format!("<Error><SignatureProvided>{sig}</SignatureProvided><X>{sig}</X></Error>");
+        for split in [0, 1, 30, 40, 60, 100, body.len()] {
+            let mut scrub = crate::inject::BodyScrub::new(sig).expect("scrub");
+            let (a, b) = body.as_bytes().split_at(split.min(body.len()));
+            let mut out = scrub.feed(a, false);
+            out.extend(scrub.feed(b, false));
+            out.extend(scrub.feed(&[], true));
+            let out = String::from_utf8(out).expect("utf8");
+            assert_eq!(out.len(), body.len(), "same length");
+            assert!(!out.contains(sig), "{split}: {out}");
+            assert_eq!(out.matches("onecli-redacted").count(), 2);
+        }
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct HostPattern {
 }
 
 impl HostPattern {
+    /// One host, no `*`.
+    pub fn is_exact(&self) -> bool {
+        self.suffix.is_none()
+    }
+
     pub fn parse(raw: &str) -> Result<Self, PatternError> {
         let raw = raw.trim();
         if raw.is_empty() {

@@ -237,6 +237,18 @@ pub struct ControlParts {
     pub audit_writer: AuditWriter,
 }
 
+/// A data directory other users can read or enter: they could copy the
+/// store and the keys in it. Reported, not changed: the operator decides.
+pub fn warn_if_open(data_dir: &Path) {
+    if let Some(mode) = onecli_control::store::open_to_others(data_dir) {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            mode = %format!("{mode:04o}"),
+            "the data directory is open to other users, who could copy the store and its keys: chmod 700 it"
+        );
+    }
+}
+
 impl ControlParts {
     /// Opens the store, creating the key and the first key files on first start.
     pub fn open(data_dir: &Path) -> Result<ControlParts, CliError> {
@@ -251,6 +263,7 @@ impl ControlParts {
         for path in written {
             eprintln!("onecli: created {}", path.display());
         }
+        warn_if_open(data_dir);
         let (audit, audit_writer) = AuditLog::new(store.clone());
         Ok(ControlParts {
             store,

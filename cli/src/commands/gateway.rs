@@ -183,6 +183,7 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
         None => {}
     }
     let config = args.options.config(args.listen, "http://localhost:10254")?;
+    super::control::warn_if_open(&config.data_dir);
     let listen = config.listen;
     let ca_path = config.data_dir.join("gateway").join("ca.pem");
     let source = match (args.policy, args.control_url, args.gateway_token_file) {

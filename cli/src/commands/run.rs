@@ -75,13 +75,19 @@ const PLACEHOLDERS: [&str; 3] = [
 
 /// With AWS placeholders from the config, what would make an AWS SDK use
 /// the operator's own credentials, or send their session token, instead.
-const AWS_OWN_CREDENTIALS: [&str; 6] = [
+const AWS_OWN_CREDENTIALS: [&str; 12] = [
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
 ];
 
 /// Whether a variable holds an operator's credential, or says where one

@@ -157,7 +157,9 @@ async fn botocore_through_the_gateway_is_signed_with_the_real_key() {
     assert_eq!(streamed["bytes"], 16 * 65536);
 
     // With a wrong key stored, AWS (here, its stand-in) refuses.
-    let wrong = json!({ "value": "wrong/Secret+Access+Key0123456789abcdefwxyz" });
+    // (A new key drops the old token unless one comes with it.)
+    let wrong = json!({ "value": "wrong/Secret+Access+Key0123456789abcdefwxyz",
+        "injectionConfig": { "accessKeyId": AKID, "sessionToken": TOKEN } });
     let (status, _) = s
         .api("PATCH", &format!("/v1/secrets/{id}"), Some(wrong))
         .await;
@@ -178,6 +180,31 @@ async fn botocore_through_the_gateway_is_signed_with_the_real_key() {
         .seen()
         .iter()
         .any(|r| r["error"] == "SignatureDoesNotMatch"));
+    // AWS quotes the signature it was given in its error; the gateway's
+    // never reaches the agent, which could replay it for minutes.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+        ])
+        .args(["--user", "AKIAONECLIPLACEHOLDER:placeholder"])
+        .args([
+            "--proxy",
+            &format!("http://x:{token}@127.0.0.1:{}", s.gateway_port),
+        ])
+        .arg("--cacert")
+        .arg(s.gateway_ca())
+        .arg(format!("https://{S3_HOST}:{}/b/hashed", aws.port))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains("<SignatureProvided>onecli-redacted-"),
+        "{body}"
+    );
 
     // No key or token in the log.
     let log = std::fs::read_to_string(&s.log_path).expect("log");

@@ -52,6 +52,7 @@ def decode_aws_chunked(raw):
 
 
 def check_signature(handler, body):
+    """None, or the error AWS would answer."""
     headers = {k.lower(): v for k, v in handler.headers.items()}
     m = AUTH.match(headers.get("authorization", ""))
     if not m:
@@ -112,7 +113,11 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def refuse(self, code):
-        self.answer(403, f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode())
+        # As S3 does, the signature it was given comes back in the error.
+        m = AUTH.match(self.headers.get("authorization", ""))
+        provided = m.group(6) if m else ""
+        self.answer(403, (f"<Error><Code>{code}</Code><Message>{code}</Message>"
+                          f"<SignatureProvided>{provided}</SignatureProvided></Error>").encode())
 
     def handle_any(self):
         raw = self.read_body()

@@ -852,3 +852,43 @@ async fn auth_schemes_and_oversized_bodies_get_http_s_answers() {
         .iter()
         .all(|a| a["name"].as_str().is_none_or(|n| n.len() < 100))));
 }
+
+/// The data directory and the store are the owner's only; one open to
+/// other users is reported at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_directory_and_store_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let s = Served::start().await;
+    let data = s.data_dir();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("onecli.redb")), 0o600);
+    assert_eq!(mode(&data.join("gateway")), 0o700);
+    assert_eq!(mode(&data.join("secret.key")) & 0o077, 0);
+    assert!(!s.log().contains("open to other users"));
+    drop(s);
+
+    // A directory made open by someone else: reported, and the store file
+    // inside is made private again.
+    let mut s = Served::start().await;
+    let data = s.data_dir();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(
+        data.join("onecli.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    s.restart(false).await;
+    assert_eq!(mode(&s.data_dir().join("onecli.redb")), 0o600);
+    let log = s.log();
+    assert!(
+        log.contains("open to other users") && log.contains("0755"),
+        "{log}"
+    );
+}

@@ -15,6 +15,7 @@ pub const AWS_PLACEHOLDER_KEY_ID: &str = "AKIAONECLIPLACEHOLDER";
 
 pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
     match (&call.method, segments) {
+        (&Method::GET, ["openapi.json"]) => ok(openapi()),
         (&Method::GET, ["health"]) => ok(&json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
@@ -219,4 +220,86 @@ Then poll `onecli secrets list --fields hostPattern --quiet hostPattern` every f
 - ask the user for API keys or tokens, or put keys in commands or files;\n\
 - print or log the proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`): they hold your gateway token.\n"
     )
+}
+
+/// docs/openapi.yaml, the API's description, as JSON (read once).
+pub fn openapi() -> &'static Value {
+    static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_yaml::from_str(include_str!("../../../docs/openapi.yaml"))
+            .unwrap_or_else(|_| json!({ "openapi": "3.1.0", "info": {}, "paths": {} }))
+    });
+    &DOC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The description parses, and every route the dispatchers answer is
+    /// in it: a route added without its description fails here.
+    #[test]
+    fn the_openapi_description_parses_and_names_every_route() {
+        let doc: Value = serde_yaml::from_str(include_str!("../../../docs/openapi.yaml"))
+            .expect("docs/openapi.yaml parses");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        let sources = [
+            include_str!("agents.rs"),
+            include_str!("secrets.rs"),
+            include_str!("rules.rs"),
+            include_str!("approvals.rs"),
+            include_str!("config.rs"),
+            include_str!("gateways.rs"),
+            include_str!("logs.rs"),
+            include_str!("projects.rs"),
+        ];
+        let mut checked = 0;
+        for source in sources {
+            // `(&Method::GET, ["agents", id, "secrets"])` → GET /v1/agents/{…}/secrets
+            for (i, _) in source.match_indices("(&Method::") {
+                let arm = &source[i..];
+                let Some(end) = arm.find("])") else { continue };
+                let arm = &arm[..end];
+                let Some((method, segments)) = arm
+                    .strip_prefix("(&Method::")
+                    .and_then(|a| a.split_once(", ["))
+                else {
+                    continue;
+                };
+                if segments.contains("..") {
+                    continue;
+                }
+                let path: Vec<String> = segments
+                    .split(',')
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(
+                        |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                            Some(literal) => literal.to_owned(),
+                            None => "{}".to_owned(),
+                        },
+                    )
+                    .collect();
+                let found = paths.iter().any(|(p, item)| {
+                    let parts: Vec<&str> = p.trim_start_matches("/v1/").split('/').collect();
+                    parts.len() == path.len()
+                        && parts
+                            .iter()
+                            .zip(&path)
+                            .all(|(a, b)| a == b || (b == "{}" && a.starts_with('{')))
+                        && item.get(method.to_ascii_lowercase()).is_some()
+                });
+                assert!(
+                    found,
+                    "{method} /v1/{} is not in docs/openapi.yaml",
+                    path.join("/")
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 30,
+            "only {checked} routes found: the test lost track of the code"
+        );
+    }
 }

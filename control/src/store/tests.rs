@@ -833,3 +833,60 @@ fn a_project_holds_a_bounded_number_of_objects() {
         .create_agent("C", "c", false)
         .expect("another project's room");
 }
+
+#[test]
+fn an_aws_key_and_its_token_change_together_or_apart_as_said() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let s = store.scoped(DEFAULT_PROJECT);
+    let value_of = |id: &str| {
+        let doc = store.policy_doc().expect("doc");
+        doc.secrets
+            .iter()
+            .find(|x| x.id == id)
+            .expect("secret")
+            .value
+            .to_string()
+    };
+    let aws = |value: Option<&str>, token: Option<Option<&str>>| SecretInput {
+        name: Some("AWS".into()),
+        kind: Some(SecretKind::Aws),
+        value: value.map(|v| Zeroizing::new(v.into())),
+        host_pattern: Some("*.amazonaws.com".into()),
+        injection: Some(Some(InjectionDoc::Aws {
+            access_key_id: "AKIAREALKEY000000000".into(),
+        })),
+        session_token: token.map(|t| t.map(|t| Zeroizing::new(t.into()))),
+        ..SecretInput::default()
+    };
+    let id = s
+        .create_secret(aws(Some("key-1"), Some(Some("token-1"))))
+        .expect("create")
+        .id;
+    assert_eq!(value_of(&id), "key-1\ntoken-1");
+    // Only the token: the key stays.
+    s.update_secret(&id, aws(None, Some(Some("token-2"))))
+        .expect("token");
+    assert_eq!(value_of(&id), "key-1\ntoken-2");
+    // A new key without a token: temporary credentials became long-term.
+    s.update_secret(
+        &id,
+        SecretInput {
+            value: Some(Zeroizing::new("key-2".into())),
+            ..SecretInput::default()
+        },
+    )
+    .expect("key");
+    assert_eq!(value_of(&id), "key-2");
+    // From another type: nothing of the old value is read as a key or token.
+    let other = s
+        .create_secret(secret("OpenAI", "sk-a-0123456789abcdef", "api.openai.com"))
+        .expect("openai");
+    assert!(
+        s.update_secret(&other.id, aws(None, None)).is_err(),
+        "a new type needs a new value"
+    );
+    s.update_secret(&other.id, aws(Some("key-3"), None))
+        .expect("retyped");
+    assert_eq!(value_of(&other.id), "key-3");
+}

@@ -583,6 +583,15 @@ fn aws_keys_sign_and_chatgpt_logins_name_their_account() {
         value: "acct-9".into()
     }));
 
+    // Another project's agent has no login to refresh.
+    let mut d = doc();
+    d.agents.truncate(1);
+    let mut codex = secret("codex", SecretKind::Openai, login, "chatgpt.com", "*", None);
+    codex.project = "other".into();
+    d.secrets = vec![codex];
+    let snap = Snapshot::compile(d).expect("compiles");
+    assert!(snap.chatgpt_login(&snap.agents()[0]).is_none());
+
     // What does not compile.
     for bad in [
         aws("key", "lower-case-id"),
