@@ -735,6 +735,14 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Entry point of the fuzz target `api_bodies` (and the replay of its
+/// corpus): the JSON bodies the API checks beyond their shape.
+#[doc(hidden)]
+pub fn fuzz_bodies(data: &[u8]) {
+    secrets::fuzz_body(data);
+    rules::fuzz_body(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

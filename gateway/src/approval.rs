@@ -102,11 +102,6 @@ pub enum Held {
     ClientGone,
 }
 
-/// Reads the whole request body, or `None` when it is over [`MAX_HELD_BODY`].
-pub async fn read_body(session: &mut Session) -> pingora_core::Result<Option<Vec<u8>>> {
-    read_body_up_to(session, MAX_HELD_BODY).await
-}
-
 /// Reads the whole request body, or `None` when it is over `max` bytes.
 pub async fn read_body_up_to(
     session: &mut Session,

@@ -95,7 +95,7 @@ async fn read_until<S: AsyncRead + Unpin, T>(
     }
 }
 
-fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
+pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     match resp.parse(buf) {
@@ -114,7 +114,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
     }
 }
 
-fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {

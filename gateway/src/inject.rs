@@ -118,32 +118,11 @@ pub fn apply<'a>(
                     if !listed.iter().any(|item| item.eq_ignore_ascii_case(token)) {
                         let mut all = listed;
                         all.push(token.clone());
-                        let value = HeaderValue::from_str(&all.join(",")).map_err(|_| {
-                            InjectError::BadHeaderValue {
-                                secret: secret.name.clone(),
-                                header: name.clone(),
-                            }
-                        })?;
-                        req.insert_header(name.clone(), value).map_err(|_| {
-                            InjectError::BadHeaderValue {
-                                secret: secret.name.clone(),
-                                header: name.clone(),
-                            }
-                        })?;
+                        put_header(req, secret, name, &all.join(","))?;
                     }
                 }
                 InjectOp::SetHeaderText { name, value } => {
-                    let value =
-                        HeaderValue::from_str(value).map_err(|_| InjectError::BadHeaderValue {
-                            secret: secret.name.clone(),
-                            header: name.clone(),
-                        })?;
-                    req.insert_header(name.clone(), value).map_err(|_| {
-                        InjectError::BadHeaderValue {
-                            secret: secret.name.clone(),
-                            header: name.clone(),
-                        }
-                    })?;
+                    put_header(req, secret, name, value)?;
                     injected.header_names.push(name.clone());
                 }
                 // One signature: the first key that applies signs.
@@ -206,6 +185,23 @@ pub fn apply<'a>(
         ]);
     }
     Ok(injected)
+}
+
+/// Sets a header that holds no secret value; an error names the secret.
+fn put_header(
+    req: &mut RequestHeader,
+    secret: &Secret,
+    name: &str,
+    value: &str,
+) -> Result<(), InjectError> {
+    let bad = || InjectError::BadHeaderValue {
+        secret: secret.name.clone(),
+        header: name.to_owned(),
+    };
+    let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+    req.insert_header(name.to_owned(), value)
+        .map_err(|_| bad())?;
+    Ok(())
 }
 
 /// Whether injecting `secrets` into a request that has a body needs the

@@ -15,6 +15,8 @@ pub mod direct;
 pub mod egress;
 pub mod errors;
 pub mod front_door;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guidance;
 pub mod head;
 pub mod head_deadline;

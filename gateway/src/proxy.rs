@@ -497,7 +497,7 @@ impl GatewayProxy {
         let Some(_slot) = self.shared.held.try_take(&agent.id) else {
             return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
         };
-        let body = match self.read_body(session).await? {
+        let body = match self.read_body(session, approval::MAX_HELD_BODY).await? {
             Ok(body) => body,
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
@@ -611,11 +611,12 @@ impl GatewayProxy {
     async fn read_body(
         &self,
         session: &mut Session,
+        max: usize,
     ) -> Result<std::result::Result<Vec<u8>, Refusal>> {
         continue_if_expected(session).await?;
         match tokio::time::timeout(
             self.shared.config.held_body_timeout,
-            approval::read_body(session),
+            approval::read_body_up_to(session, max),
         )
         .await
         {
@@ -649,17 +650,29 @@ impl GatewayProxy {
     /// Reads the body (held like an approval's, within the same limits),
     /// then prepares the request with it and forwards it.
     async fn with_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let (target, snapshot, token) = ctx.resolved()?;
+        let (_, snapshot, token) = ctx.resolved()?;
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
         let Some(_slot) = self.shared.hashing.try_take(&agent.id) else {
             return self.answer(session, ctx, Refusal::SigningBusy).await;
         };
-        let body = match self.read_body(session).await? {
+        let body = match self.read_body(session, approval::MAX_HELD_BODY).await? {
             Ok(body) => body,
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
+        self.forward_read(session, ctx, &body).await
+    }
+
+    /// A request whose body was read: prepared with it (credentials
+    /// injected, signed over it) and forwarded.
+    async fn forward_read(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        body: &[u8],
+    ) -> Result<bool> {
+        let (target, snapshot, token) = ctx.resolved()?;
         let mut upstream = session.req_header().clone();
         let prepared = frame_held(&mut upstream, body.len()).and_then(|()| {
             prepare_upstream_request(
@@ -667,7 +680,7 @@ impl GatewayProxy {
                 &target,
                 &snapshot,
                 &token,
-                inject::Body::Known(&body),
+                inject::Body::Known(body),
             )
         });
         match prepared {
@@ -680,7 +693,7 @@ impl GatewayProxy {
             }
             Err(refusal) => return self.answer(session, ctx, refusal).await,
         }
-        self.forward_direct(session, ctx, &target, &upstream, &body)
+        self.forward_direct(session, ctx, &target, &upstream, body)
             .await
     }
 
@@ -689,41 +702,16 @@ impl GatewayProxy {
     /// placeholder tokens itself and nothing leaves; the control service
     /// keeps the real login fresh. Any other refresh goes on as sent.
     async fn login_refresh(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let (target, snapshot, token) = ctx.resolved()?;
+        let (_, snapshot, token) = ctx.resolved()?;
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        continue_if_expected(session).await?;
-        let read = tokio::time::timeout(
-            self.shared.config.held_body_timeout,
-            approval::read_body_up_to(session, LOGIN_REFRESH_BODY),
-        )
-        .await;
-        let body = match read {
-            Err(_) => return self.answer(session, ctx, Refusal::RequestTimeout).await,
-            Ok(body) => match body? {
-                Some(body) => body,
-                None => return self.answer(session, ctx, Refusal::PayloadTooLarge).await,
-            },
+        let body = match self.read_body(session, LOGIN_REFRESH_BODY).await? {
+            Ok(body) => body,
+            Err(refusal) => return self.answer(session, ctx, refusal).await,
         };
         if refresh_token_of(&body).as_deref() != Some(credential::MANAGED_REFRESH_TOKEN) {
-            let mut upstream = session.req_header().clone();
-            let prepared = frame_held(&mut upstream, body.len()).and_then(|()| {
-                prepare_upstream_request(
-                    &mut upstream,
-                    &target,
-                    &snapshot,
-                    &token,
-                    inject::Body::Known(&body),
-                )
-            });
-            match prepared {
-                Ok(injected) => ctx.injected = injected,
-                Err(refusal) => return self.answer(session, ctx, refusal).await,
-            }
-            return self
-                .forward_direct(session, ctx, &target, &upstream, &body)
-                .await;
+            return self.forward_read(session, ctx, &body).await;
         }
         let (status, answer) = match snapshot.chatgpt_login(agent).and_then(|s| s.refresh_answer()) {
             Some(answer) => (200, answer.to_owned()),

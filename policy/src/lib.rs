@@ -9,6 +9,8 @@ pub mod audit;
 pub mod canonical;
 pub mod config;
 pub mod credential;
+#[doc(hidden)]
+pub mod fuzzing;
 mod host_index;
 pub mod model;
 pub mod pattern;

@@ -175,3 +175,10 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         _ => Err(not_found(call)),
     }
 }
+
+/// The fuzz target's way in: a body parsed and checked as `POST` does.
+pub(crate) fn fuzz_body(data: &[u8]) {
+    if let Ok(body) = serde_json::from_slice::<RuleBody>(data) {
+        let _ = body.into_input(None);
+    }
+}

@@ -229,3 +229,33 @@ pub async fn dispatch(api: &Api, call: &Call, segments: &[&str]) -> ApiResult {
         _ => Err(not_found(call)),
     }
 }
+
+/// The fuzz target's way in: a body parsed and checked as `POST` does,
+/// then compiled as a gateway would.
+pub(crate) fn fuzz_body(data: &[u8]) {
+    let Ok(body) = serde_json::from_slice::<SecretBody>(data) else {
+        return;
+    };
+    let Ok(input) = body.into_input() else {
+        return;
+    };
+    if let (Some(name), Some(kind), Some(value), Some(host)) =
+        (input.name, input.kind, input.value, input.host_pattern)
+    {
+        let doc = onecli_policy::PolicyDoc {
+            secrets: vec![onecli_policy::model::SecretDoc {
+                id: "s".into(),
+                project: onecli_policy::model::default_project(),
+                name,
+                kind,
+                value,
+                host_pattern: host,
+                path_pattern: input.path_pattern.unwrap_or_else(|| "*".into()),
+                injection: input.injection.flatten(),
+                allow_plaintext: input.allow_plaintext.unwrap_or(false),
+            }],
+            ..Default::default()
+        };
+        let _ = onecli_policy::Snapshot::compile(doc);
+    }
+}

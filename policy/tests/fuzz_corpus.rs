@@ -1,0 +1,47 @@
+//! The committed fuzz corpora (`fuzz/corpus/<target>`), replayed through
+//! the fuzz targets' own entry points on the project's toolchain: every
+//! input the fuzzers kept, and every crash found (`fuzz/regressions/`),
+//! stays a test.
+
+use std::path::PathBuf;
+
+fn replay(target: &str, entry: fn(&[u8])) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut replayed = 0;
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for file in files {
+            let path = file.expect("corpus entry").path();
+            let data = std::fs::read(&path).expect("corpus file");
+            let outcome = std::panic::catch_unwind(|| entry(&data));
+            assert!(outcome.is_ok(), "{target}: {} fails", path.display());
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "no committed corpus for {target}");
+}
+
+#[test]
+fn patterns_corpus() {
+    replay("patterns", onecli_policy::fuzzing::patterns);
+}
+
+#[test]
+fn policy_file_corpus() {
+    replay("policy_file", onecli_policy::fuzzing::policy_file);
+}
+
+#[test]
+fn wire_and_seal_corpus() {
+    replay("wire_and_seal", onecli_policy::fuzzing::wire_and_seal);
+}
+
+#[test]
+fn credentials_corpus() {
+    replay("credentials", onecli_policy::fuzzing::credentials);
+}
