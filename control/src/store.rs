@@ -1122,7 +1122,9 @@ impl Scoped<'_> {
     /// The `auth.json` an agent holds for a ChatGPT login: placeholder
     /// tokens, the managed refresh token.
     pub fn chatgpt_placeholder(&self, id: &str) -> Result<Option<String>> {
-        let s = self.secret(id)?;
+        let s: SecretRecord = self
+            .one(SECRETS, id)?
+            .ok_or(StoreError::NotFound("secret"))?;
         if !s.chatgpt_login {
             return Ok(None);
         }
