@@ -29,10 +29,9 @@ use tokio::net::TcpListener;
 
 use crate::approvals::ApprovalsHub;
 use crate::publish::{Publisher, Subscriptions};
-use crate::store::{KeyRecord, Scoped, Store, StoreError};
+use crate::store::{DiskFault, KeyRecord, Scoped, Store, StoreError};
 
 const MAX_BODY: usize = 1024 * 1024;
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the API needs to answer container-config, skill and CA requests.
 #[derive(Debug, Clone)]
@@ -52,6 +51,8 @@ pub struct ApiConfig {
     /// The address the service listens on: the dashboard answers requests
     /// for it (and `localhost` on its port), and no other `Host`.
     pub listen: Option<SocketAddr>,
+    /// Time a client has to send a request head (no slowloris).
+    pub header_timeout: std::time::Duration,
 }
 
 pub struct Api {
@@ -82,6 +83,8 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     Unavailable(String),
+    /// The data directory's disk is full (507).
+    InsufficientStorage(String),
     Internal,
 }
 
@@ -93,6 +96,20 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
+            StoreError::Disk { fault, detail } => {
+                tracing::error!(error = %detail, "the store could not use its disk");
+                match fault {
+                    DiskFault::Full => ApiError::InsufficientStorage(
+                        "The data directory's disk has no space left: nothing was changed. Free some space; the service goes on by itself.".into(),
+                    ),
+                    DiskFault::ReadOnly => ApiError::Unavailable(
+                        "The data directory is on a read-only filesystem: nothing was changed. Make it writable; the service goes on by itself.".into(),
+                    ),
+                    DiskFault::Failed => ApiError::Unavailable(
+                        "The data directory could not be read or written: nothing was changed. Retry shortly.".into(),
+                    ),
+                }
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal
@@ -118,7 +135,8 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
-            | ApiError::Unavailable(m) => m.clone(),
+            | ApiError::Unavailable(m)
+            | ApiError::InsufficientStorage(m) => m.clone(),
             ApiError::Internal => "Internal error.".to_owned(),
         }
     }
@@ -136,6 +154,7 @@ impl ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found_error", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_request_error", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", m),
+            ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, "api_error", m),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "api_error",
@@ -313,7 +332,7 @@ impl Api {
                     });
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     // A client has this long to send its request head (no slowloris).
-                    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(self.config.header_timeout);
                     let conn = builder.serve_connection(TokioIo::new(tcp), service).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -759,5 +778,27 @@ mod tests {
         );
         assert_eq!(percent_decode("%2F%2A"), "/*");
         assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn disk_failures_are_answered_507_or_503_without_their_detail() {
+        let answer = |fault| {
+            let e = StoreError::Disk {
+                fault,
+                detail: "/secret/path: os error".into(),
+            };
+            let response = ApiError::from(e).into_response();
+            let status = response.status().as_u16();
+            let body = format!("{:?}", response.into_body());
+            assert!(!body.contains("/secret/path"), "{body}");
+            (status, body)
+        };
+        let (status, body) = answer(DiskFault::Full);
+        assert_eq!(status, 507);
+        assert!(body.contains("no space left"), "{body}");
+        let (status, body) = answer(DiskFault::ReadOnly);
+        assert_eq!(status, 503);
+        assert!(body.contains("read-only"), "{body}");
+        assert_eq!(answer(DiskFault::Failed).0, 503);
     }
 }

@@ -68,10 +68,197 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error("store error: {0}")]
     Db(String),
+    /// The disk under the data directory failed a read or write: the
+    /// transaction was not applied.
+    #[error("the data directory's disk: {detail}")]
+    Disk { fault: DiskFault, detail: String },
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
+/// What went wrong with the disk under the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFault {
+    /// No space left (or over quota).
+    Full,
+    ReadOnly,
+    /// Another I/O error, or the store waiting to be opened again after one.
+    Failed,
+}
+
+/// A disk failure, naming where it happened.
+fn at_path(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Disk { fault, detail } => StoreError::Disk {
+            fault,
+            detail: format!("{}: {detail}", path.display()),
+        },
+        other => other,
+    }
+}
+
+fn db_err<E: Fault>(e: E) -> StoreError {
+    match e.disk() {
+        Some(fault) => StoreError::Disk {
+            fault,
+            detail: e.to_string(),
+        },
+        None => StoreError::Db(e.to_string()),
+    }
+}
+
+/// Errors that may say what the disk did.
+trait Fault: std::fmt::Display {
+    fn disk(&self) -> Option<DiskFault> {
+        None
+    }
+}
+
+impl Fault for serde_json::Error {}
+
+impl Fault for std::io::Error {
+    fn disk(&self) -> Option<DiskFault> {
+        Some(match self.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => DiskFault::Full,
+            std::io::ErrorKind::ReadOnlyFilesystem => DiskFault::ReadOnly,
+            _ => DiskFault::Failed,
+        })
+    }
+}
+
+impl Fault for redb::StorageError {
+    fn disk(&self) -> Option<DiskFault> {
+        match self {
+            redb::StorageError::Io(e) => e.disk(),
+            redb::StorageError::PreviousIo | redb::StorageError::DatabaseClosed => {
+                Some(DiskFault::Failed)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Fault for redb::Error {
+    fn disk(&self) -> Option<DiskFault> {
+        match self {
+            redb::Error::Io(e) => e.disk(),
+            redb::Error::PreviousIo | redb::Error::DatabaseClosed => Some(DiskFault::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// redb's per-operation errors, each of which may wrap a storage error.
+macro_rules! storage_fault {
+    ($($error:ty),*) => {$(
+        impl Fault for $error {
+            fn disk(&self) -> Option<DiskFault> {
+                match self {
+                    Self::Storage(e) => e.disk(),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+storage_fault!(
+    redb::TransactionError,
+    redb::CommitError,
+    redb::TableError,
+    redb::DatabaseError,
+    redb::CompactionError
+);
+
+/// The redb database, opened again after an I/O failure: redb refuses
+/// every operation after one (a full or read-only disk) until the file is
+/// reopened, which also rolls it back to its last commit. A failed commit
+/// marks it; the next transaction reopens it first, at most once a second
+/// while the disk still fails.
+struct Db {
+    path: std::path::PathBuf,
+    /// The database, and how many times it was opened.
+    current: std::sync::RwLock<(u64, Option<Database>)>,
+    failed: std::sync::atomic::AtomicBool,
+    last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+type DbResult<T> = std::result::Result<T, redb::Error>;
+
+impl Db {
+    fn open(path: &Path) -> std::result::Result<Db, redb::DatabaseError> {
+        Ok(Db {
+            path: path.to_owned(),
+            current: std::sync::RwLock::new((1, Some(Database::create(path)?))),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            last_reopen: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn begin_write(&self) -> DbResult<redb::WriteTransaction> {
+        self.begin(Database::begin_write)
+    }
+
+    fn begin_read(&self) -> DbResult<redb::ReadTransaction> {
+        self.begin(|db| db.begin_read())
+    }
+
+    /// Commits `txn`; an I/O failure marks the database to be reopened.
+    fn commit(&self, txn: redb::WriteTransaction) -> DbResult<()> {
+        txn.commit().map_err(|e| self.noting(e.into()))
+    }
+
+    fn compact(&self) -> DbResult<bool> {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let db = current.1.as_mut().ok_or(redb::Error::PreviousIo)?;
+        db.compact().map_err(|e| self.noting(e.into()))
+    }
+
+    fn noting(&self, e: redb::Error) -> redb::Error {
+        if e.disk().is_some() {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        e
+    }
+
+    fn begin<T>(
+        &self,
+        begin: impl Fn(&Database) -> std::result::Result<T, redb::TransactionError>,
+    ) -> DbResult<T> {
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            let generation = self.current.read().unwrap_or_else(|p| p.into_inner()).0;
+            self.reopen(generation)?;
+        }
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let db = current.1.as_ref().ok_or(redb::Error::PreviousIo)?;
+        begin(db).map_err(|e| self.noting(e.into()))
+    }
+
+    /// Drops the failed database and opens the file again (redb repairs it
+    /// to its last commit), unless another caller already did, or the last
+    /// try was less than a second ago.
+    fn reopen(&self, failed_generation: u64) -> DbResult<()> {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.0 != failed_generation && current.1.is_some() {
+            return Ok(());
+        }
+        {
+            let mut last = self.last_reopen.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
+                return Err(redb::Error::PreviousIo);
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        // The file lock goes with the old database: drop it first.
+        current.1 = None;
+        current.0 += 1;
+        let db = Database::create(&self.path).map_err(redb::Error::from)?;
+        current.1 = Some(db);
+        self.failed
+            .store(false, std::sync::atomic::Ordering::Release);
+        tracing::warn!(path = %self.path.display(), "the store was opened again after a disk failure");
+        Ok(())
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -227,7 +414,7 @@ pub struct RuleInput {
 }
 
 pub struct Store {
-    db: Database,
+    db: Db,
     key: SealingKey,
     /// Agents, secrets and rules one project may hold, each: no project can
     /// grow the policy every gateway compiles without bound.
@@ -263,11 +450,12 @@ impl Store {
     /// Opens (or creates) `<data-dir>/onecli.redb`, refusing one written by a
     /// newer schema.
     pub fn open(data_dir: &Path, key: SealingKey) -> Result<Store> {
-        create_private_dir(data_dir).map_err(db_err)?;
+        let at = |e| at_path(data_dir, db_err(e));
+        create_private_dir(data_dir).map_err(at)?;
         let path = data_dir.join("onecli.redb");
-        let db = Database::create(&path).map_err(db_err)?;
+        let db = Db::open(&path).map_err(|e| at_path(&path, db_err(e)))?;
         // Sealed values, hashes and the audit log: the owner's only.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(db_err)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(at)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -327,7 +515,7 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(db_err)?;
+        db.commit(txn).map_err(db_err)?;
         let mut store = Store {
             db,
             key,
@@ -364,7 +552,7 @@ impl Store {
                 rewritten += 1;
             }
         }
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn).map_err(db_err)?;
         if rewritten > 0 {
             self.db.compact().map_err(db_err)?;
         }
@@ -710,7 +898,7 @@ impl Store {
                 meta.insert(key.as_str(), len).map_err(db_err)?;
             }
         }
-        txn.commit().map_err(db_err)
+        self.db.commit(txn).map_err(db_err)
     }
 
     /// Records written before the per-project index get their entries
@@ -739,7 +927,7 @@ impl Store {
             }
             meta.insert("audit_indexed", 1).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)
+        self.db.commit(txn).map_err(db_err)
     }
 
     // ---- the policy document --------------------------------------------
@@ -847,7 +1035,7 @@ impl Store {
                 .map_or(0, |v| v.value());
             meta.insert("policy_version", version + 1).map_err(db_err)?;
         }
-        finish(txn)?;
+        finish(&self.db, txn)?;
         Ok(out)
     }
 
@@ -898,7 +1086,7 @@ impl Store {
     fn write_unversioned<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let out = f(&mut Writer { txn: &txn })?;
-        finish(txn)?;
+        finish(&self.db, txn)?;
         Ok(out)
     }
 }
@@ -1419,11 +1607,11 @@ pub fn dry_run<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Commits a write, or rolls it back inside [`dry_run`].
-fn finish(txn: redb::WriteTransaction) -> Result<()> {
+fn finish(db: &Db, txn: redb::WriteTransaction) -> Result<()> {
     if DRY_RUN.with(std::cell::Cell::get) {
         txn.abort().map_err(db_err)
     } else {
-        txn.commit().map_err(db_err)
+        db.commit(txn).map_err(db_err)
     }
 }
 

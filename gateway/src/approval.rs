@@ -20,63 +20,11 @@ pub const MAX_HELD: usize = 32;
 pub const MAX_HELD_PER_AGENT: usize = 8;
 
 /// The slots for held requests, in total and per agent.
-pub struct HeldSlots {
-    total: tokio::sync::Semaphore,
-    per_agent: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-}
+pub type HeldSlots = crate::slots::Slots<String>;
 
-/// One held request's slot, given back when dropped.
-pub struct HeldSlot<'a> {
-    slots: &'a HeldSlots,
-    agent: String,
-    _permit: tokio::sync::SemaphorePermit<'a>,
-}
-
-impl HeldSlots {
-    pub fn new() -> HeldSlots {
-        HeldSlots {
-            total: tokio::sync::Semaphore::new(MAX_HELD),
-            per_agent: Default::default(),
-        }
-    }
-
-    /// A slot for `agent`, or `None` when it or everyone has too many.
-    pub fn try_take(&self, agent: &str) -> Option<HeldSlot<'_>> {
-        let mut per_agent = self.per_agent.lock().unwrap_or_else(|p| p.into_inner());
-        let count = per_agent.entry(agent.to_owned()).or_default();
-        if *count >= MAX_HELD_PER_AGENT {
-            return None;
-        }
-        let permit = self.total.try_acquire().ok()?;
-        *count += 1;
-        Some(HeldSlot {
-            slots: self,
-            agent: agent.to_owned(),
-            _permit: permit,
-        })
-    }
-}
-
-impl Default for HeldSlots {
-    fn default() -> Self {
-        HeldSlots::new()
-    }
-}
-
-impl Drop for HeldSlot<'_> {
-    fn drop(&mut self) {
-        let mut per_agent = self
-            .slots
-            .per_agent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_agent.get_mut(&self.agent) {
-            *count -= 1;
-            if *count == 0 {
-                per_agent.remove(&self.agent);
-            }
-        }
-    }
+/// Slots for [`MAX_HELD`] requests, [`MAX_HELD_PER_AGENT`] of one agent.
+pub fn held_slots() -> HeldSlots {
+    HeldSlots::new(MAX_HELD, MAX_HELD_PER_AGENT)
 }
 
 /// Headers a reviewer never sees, on top of those the secrets inject.

@@ -38,6 +38,10 @@ pub struct GatewayConfig {
     /// The longest a request waits on the store before the gateway counts
     /// alone (with its share of each limit) for a while.
     pub rate_limit_store_timeout: Duration,
+    /// Client connections the gateway keeps open at once, and those from
+    /// one address: past them a new connection is answered 503 and closed.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
 }
 
 impl GatewayConfig {
@@ -60,14 +64,27 @@ impl GatewayConfig {
             held_body_timeout: Duration::from_secs(60),
             rate_limit_store: None,
             rate_limit_store_timeout: crate::rate_limit::shared::BUDGET,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
+
+/// Enough for every agent of a busy host, bounded by the file descriptors
+/// (one per client connection, one per upstream connection) and memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// One address may hold a quarter of them: one host's agents cannot take
+/// every connection from the others.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 4_096;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// Client must send its request head (or TLS ClientHello) within this.
     pub client_head: Duration,
+    /// A client connection through which no request has come yet (a
+    /// CONNECT tunnel after its handshake) is closed after this; between
+    /// requests, HTTP/1 keep-alive is 60 s and HTTP/2 `idle`.
+    pub client_idle: Duration,
     /// TCP connect to the upstream.
     pub connect: Duration,
     /// TCP connect plus TLS handshake to the upstream.
@@ -84,6 +101,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             client_head: Duration::from_secs(10),
+            client_idle: Duration::from_secs(60),
             connect: Duration::from_secs(10),
             tls: Duration::from_secs(15),
             read: Duration::from_secs(300),

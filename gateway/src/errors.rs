@@ -63,6 +63,9 @@ pub enum Refusal {
     SigningBusy,
     /// A held request's body did not arrive in time.
     RequestTimeout,
+    /// The client's address, or all clients, hold as many connections as
+    /// the gateway takes (`--max-connections[-per-client]`).
+    TooManyConnections,
     /// TRACE and TRACK echo the request, credentials included.
     MethodNotAllowed {
         method: String,
@@ -84,7 +87,7 @@ impl Refusal {
             Refusal::ApprovalUnavailable => 503,
             Refusal::ManualApprovalDenied { .. } => 403,
             Refusal::PayloadTooLarge => 413,
-            Refusal::ApprovalsBusy | Refusal::SigningBusy => 503,
+            Refusal::ApprovalsBusy | Refusal::SigningBusy | Refusal::TooManyConnections => 503,
             Refusal::MethodNotAllowed { .. } => 405,
             Refusal::RequestTimeout => 408,
         }
@@ -108,6 +111,7 @@ impl Refusal {
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::ApprovalsBusy => "approvals_busy",
             Refusal::SigningBusy => "signing_busy",
+            Refusal::TooManyConnections => "too_many_connections",
             Refusal::MethodNotAllowed { .. } => "method_not_allowed",
             Refusal::RequestTimeout => "request_timeout",
         }
@@ -148,6 +152,7 @@ impl Refusal {
             Refusal::ApprovalsBusy => "This request needs approval, and too many requests already wait for one. Retry later.".into(),
             Refusal::SigningBusy => "OneCLI gateway reads this request's body to sign it, and too many such requests are in flight. Retry later.".into(),
             Refusal::RequestTimeout => "This request needs approval, and its body did not arrive in time.".into(),
+            Refusal::TooManyConnections => "OneCLI gateway holds as many connections from this address (or in all) as it takes. Close idle connections, or retry later.".into(),
             Refusal::MethodNotAllowed { method } => format!(
                 "OneCLI gateway does not forward {method}: it echoes the request back, credentials included."
             ),

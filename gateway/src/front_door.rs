@@ -4,6 +4,7 @@
 //! with a minted leaf, or plain HTTP) and handed to the same `HttpProxy`, or
 //! passed through as raw bytes. Anything else is rewound and handed over.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::server::handshake_with_callback;
 use pingora_core::protocols::tls::TlsRef;
-use pingora_core::protocols::{GetProxyDigest, Stream, ALPN};
+use pingora_core::protocols::{GetProxyDigest, GetSocketDigest, Stream, ALPN};
 
 use crate::head_deadline::HeadDeadline;
 use pingora_core::server::ShutdownWatch;
@@ -26,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::errors::Refusal;
 use crate::head::{read_head, split_authority, HeadError};
 use crate::proxy::{enforce_rules, GatewayProxy, Target, Verdict};
+use crate::slots::Full;
 use crate::{auth, tunnel, Shared};
 
 /// What a CONNECT established, carried to every request in the tunnel
@@ -187,12 +189,15 @@ impl FrontDoor {
         } else {
             l4
         };
-        // HTTP/1.x heads get a deadline each (h2 frames its own).
+        // HTTP/1.x heads get a deadline each (h2 frames its own); both
+        // must start a request within the idle limit.
+        let timeouts = &self.shared.config.timeouts;
         let stream: Stream = match stream.selected_alpn_proto() {
-            Some(ALPN::H2) => stream,
+            Some(ALPN::H2) => Box::new(HeadDeadline::h2(stream, timeouts.client_idle)),
             _ => Box::new(HeadDeadline::new(
                 stream,
-                self.shared.config.timeouts.client_head,
+                timeouts.client_head,
+                timeouts.client_idle,
             )),
         };
         ServerApp::process_new(&self.proxy, stream, shutdown).await;
@@ -213,6 +218,29 @@ impl ServerApp for FrontDoor {
                 return None;
             }
         };
+        // Counted for the connection's whole life: the proxy serves every
+        // request of a connection inside this call.
+        let client = client_address(&l4);
+        let _slot = match self.shared.connections.try_take(&client) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let limit = match full {
+                    Full::Total => "total",
+                    Full::PerKey => "per_client",
+                };
+                let metrics = &self.shared.metrics;
+                metrics
+                    .connections_refused
+                    .with_label_values(&[limit])
+                    .inc();
+                tracing::warn!(%client, limit, "connection refused: too many open");
+                refuse(&mut l4, Refusal::TooManyConnections).await;
+                return None;
+            }
+        };
+        let metrics = &self.shared.metrics;
+        metrics.connections_open.inc();
+        let _open = scopeguard(|| metrics.connections_open.dec());
         let mut buf = Vec::with_capacity(1024);
         let head = match read_head(&mut l4, &mut buf, self.shared.config.timeouts.client_head).await
         {
@@ -237,9 +265,11 @@ impl ServerApp for FrontDoor {
             return None;
         }
         l4.rewind(&buf);
+        let timeouts = &self.shared.config.timeouts;
         let stream: Stream = Box::new(HeadDeadline::new(
             l4,
-            self.shared.config.timeouts.client_head,
+            timeouts.client_head,
+            timeouts.client_idle,
         ));
         ServerApp::process_new(&self.proxy, stream, shutdown).await
     }
@@ -254,6 +284,14 @@ async fn refuse(l4: &mut L4Stream, refusal: Refusal) {
     let _ = l4.write_all(&refusal.to_http1()).await;
     let _ = l4.flush().await;
     let _ = AsyncWriteExt::shutdown(l4).await;
+}
+
+/// The client's IP address; connections without one (none here: the
+/// listener is TCP) share the unspecified address's slots.
+fn client_address(l4: &L4Stream) -> IpAddr {
+    l4.get_socket_digest()
+        .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
 }
 
 fn established() -> ResponseHeader {

@@ -10,6 +10,10 @@
 //! again once a final response head (`HTTP/1.x` with a status of 200 or
 //! more) is written: interim answers (`100 Continue`) and upgrades (`101`)
 //! keep the request open, so a slow body or a WebSocket is never timed.
+//!
+//! Before its first byte, a connection has the idle limit: a tunnel opened
+//! and then left silent is closed, not kept forever. HTTP/2 connections get
+//! only that (h2 times its own frames).
 
 use std::future::Future;
 use std::io;
@@ -29,6 +33,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 enum State {
+    /// Nothing read yet: the connection may stay silent until `deadline`.
+    Fresh { deadline: Pin<Box<Sleep>> },
     /// Between requests: the next byte read starts a head.
     Idle,
     /// Reading a head; `tail` holds its last bytes, to find `\r\n\r\n`
@@ -47,10 +53,20 @@ pub struct HeadDeadline {
 }
 
 impl HeadDeadline {
-    pub fn new(inner: Stream, limit: Duration) -> HeadDeadline {
+    /// An HTTP/1.x connection: `idle` for its first byte, `head` for each
+    /// request head.
+    pub fn new(inner: Stream, head: Duration, idle: Duration) -> HeadDeadline {
         HeadDeadline {
             inner,
-            clock: Clock::new(limit),
+            clock: Clock::new(head, idle, false),
+        }
+    }
+
+    /// An HTTP/2 connection: `idle` for its first byte, nothing after.
+    pub fn h2(inner: Stream, idle: Duration) -> HeadDeadline {
+        HeadDeadline {
+            inner,
+            clock: Clock::new(idle, idle, true),
         }
     }
 }
@@ -58,20 +74,28 @@ impl HeadDeadline {
 /// Where the connection stands, from the bytes that went by.
 struct Clock {
     limit: Duration,
+    /// HTTP/2: once the first byte is in, nothing is timed here.
+    h2: bool,
     state: State,
 }
 
 impl Clock {
-    fn new(limit: Duration) -> Clock {
+    fn new(limit: Duration, idle: Duration, h2: bool) -> Clock {
         Clock {
             limit,
-            state: State::Idle,
+            h2,
+            state: State::Fresh {
+                deadline: Box::pin(tokio::time::sleep(idle)),
+            },
         }
     }
 
     fn saw_read(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
+        }
+        if matches!(self.state, State::Fresh { .. }) {
+            self.state = if self.h2 { State::Request } else { State::Idle };
         }
         if matches!(self.state, State::Idle) {
             self.state = State::Head {
@@ -94,7 +118,7 @@ impl Clock {
     }
 
     fn saw_write(&mut self, bytes: &[u8]) {
-        if matches!(self.state, State::Request) && is_final_response_head(bytes) {
+        if !self.h2 && matches!(self.state, State::Request) && is_final_response_head(bytes) {
             self.state = State::Idle;
         }
     }
@@ -133,13 +157,15 @@ impl AsyncRead for HeadDeadline {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if let State::Head { deadline, .. } = &mut this.clock.state {
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the request head did not arrive in time",
-                        )));
+                let (deadline, what) = match &mut this.clock.state {
+                    State::Head { deadline, .. } => {
+                        (deadline, "the request head did not arrive in time")
                     }
+                    State::Fresh { deadline } => (deadline, "no request came in time"),
+                    State::Idle | State::Request => return Poll::Pending,
+                };
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
                 }
                 Poll::Pending
             }
@@ -274,8 +300,10 @@ mod tests {
 
     #[tokio::test]
     async fn heads_are_timed_from_first_byte_to_blank_line() {
-        let mut clock = Clock::new(Duration::from_secs(10));
-        assert!(!in_head(&clock));
+        let mut clock = Clock::new(Duration::from_secs(10), Duration::from_secs(60), false);
+        assert!(matches!(clock.state, State::Fresh { .. }));
+        clock.saw_read(b"");
+        assert!(matches!(clock.state, State::Fresh { .. }));
         clock.saw_read(b"GET / HTTP/1.1\r\nHost: a\r");
         assert!(in_head(&clock));
         // The blank line split over three reads.
@@ -298,6 +326,49 @@ mod tests {
         // An upgrade keeps the stream a request for good.
         clock.saw_write(b"HTTP/1.1 101 Switching Protocols\r\n");
         assert!(matches!(clock.state, State::Request));
+    }
+
+    #[tokio::test]
+    async fn h2_connections_are_timed_only_until_their_first_byte() {
+        let mut clock = Clock::new(Duration::from_secs(60), Duration::from_secs(60), true);
+        assert!(matches!(clock.state, State::Fresh { .. }));
+        clock.saw_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(matches!(clock.state, State::Request));
+        // Frames are never read as HTTP/1 heads or answers.
+        clock.saw_write(b"HTTP/1.1 200 OK\r\n");
+        clock.saw_read(b"GET / HTTP/1.1\r\n");
+        assert!(matches!(clock.state, State::Request));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_fails_its_read_at_the_idle_limit_and_not_before() {
+        let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(
+            tokio::net::TcpStream::from_std(loopback_pair()).expect("tokio stream"),
+        ));
+        let mut wrapped =
+            HeadDeadline::new(stream, Duration::from_secs(10), Duration::from_secs(60));
+        let mut buf = [0u8; 8];
+        let read = tokio::io::AsyncReadExt::read(&mut wrapped, &mut buf);
+        tokio::pin!(read);
+        tokio::select! {
+            _ = &mut read => panic!("a read with nothing sent finished before the limit"),
+            _ = tokio::time::sleep(Duration::from_secs(59)) => {}
+        }
+        let error = read.await.expect_err("the idle limit fails the read");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(error.to_string(), "no request came in time");
+    }
+
+    /// The server side of a loopback TCP connection whose client stays
+    /// open and silent (leaked for the test's life).
+    fn loopback_pair() -> std::net::TcpStream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        std::mem::forget(client);
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        server
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod remote;
 pub mod retire;
 pub mod server;
 pub mod sigv4;
+pub mod slots;
 pub mod subscriber;
 pub mod tunnel;
 
@@ -60,6 +61,8 @@ pub struct Shared {
     /// Bodies read to be hashed for an AWS signature: slots of their own,
     /// so that they never take approvals' (nor approvals theirs).
     pub hashing: approval::HeldSlots,
+    /// Client connections open, in total and per address.
+    pub connections: slots::Slots<std::net::IpAddr>,
 }
 
 /// What a control service provides a gateway beyond its policy.

@@ -23,6 +23,8 @@ pub struct GatewayMetrics {
     pub injections: IntCounter,
     pub tunnels_open: IntGauge,
     pub tunnels: IntCounterVec,
+    pub connections_open: IntGauge,
+    pub connections_refused: IntCounterVec,
     pub leaf_minted: IntCounter,
     pub leaf_cached: IntGauge,
     pub policy_version: IntGauge,
@@ -126,6 +128,19 @@ impl GatewayMetrics {
             "Live gateways sharing the rate-limit store, as last heard from it",
         )?;
         registry.register(Box::new(rate_limit_gateways.clone()))?;
+        let connections_open = IntGauge::new(
+            "onecli_gateway_connections_open",
+            "Client connections open now",
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "onecli_gateway_connections_refused_total",
+                "Client connections refused by --max-connections (limit=total) or --max-connections-per-client (limit=per_client)",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
         let upstream = |name: &str, help: &str| {
             let h = Histogram::with_opts(
                 HistogramOpts::new(name, help).buckets(UPSTREAM_SECONDS.to_vec()),
@@ -156,6 +171,8 @@ impl GatewayMetrics {
             injections,
             tunnels_open,
             tunnels,
+            connections_open,
+            connections_refused,
             leaf_minted,
             leaf_cached,
             policy_version,

@@ -494,7 +494,7 @@ impl GatewayProxy {
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        let Some(_slot) = self.shared.held.try_take(&agent.id) else {
+        let Some(_slot) = self.shared.held.try_take(&agent.id).ok() else {
             return self.answer(session, ctx, Refusal::ApprovalsBusy).await;
         };
         let body = match self.read_body(session, approval::MAX_HELD_BODY).await? {
@@ -654,7 +654,7 @@ impl GatewayProxy {
         let Some(agent) = snapshot.agent_by_token_hash(&token) else {
             return self.answer(session, ctx, Refusal::ProxyAuthRequired).await;
         };
-        let Some(_slot) = self.shared.hashing.try_take(&agent.id) else {
+        let Some(_slot) = self.shared.hashing.try_take(&agent.id).ok() else {
             return self.answer(session, ctx, Refusal::SigningBusy).await;
         };
         let body = match self.read_body(session, approval::MAX_HELD_BODY).await? {
@@ -1191,10 +1191,21 @@ fn upstream_message(etype: &ErrorType, host: &str) -> String {
     match etype {
         ErrorType::ConnectRefused => format!("{host} refused the connection."),
         ErrorType::ConnectNoRoute => format!("{host} is unreachable."),
-        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => {
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
             format!(
                 "TLS with {host} failed: its certificate is not trusted or the handshake failed."
             )
+        }
+        ErrorType::InvalidHTTPHeader
+        | ErrorType::H1Error
+        | ErrorType::H2Error
+        | ErrorType::InvalidH2
+        | ErrorType::H2Downgrade => format!("{host} sent a response that is not valid HTTP."),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+            format!("{host} closed the connection before it answered.")
+        }
+        ErrorType::ConnectError | ErrorType::SocketError => {
+            format!("OneCLI gateway could not connect to {host}.")
         }
         _ => "OneCLI gateway internal error.".to_owned(),
     }

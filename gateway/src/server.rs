@@ -159,6 +159,9 @@ pub fn build_server(
             RedisLimiter::new(url, metrics.clone()).with_budget(config.rate_limit_store_timeout),
         )
     });
+    let connections =
+        crate::slots::Slots::new(config.max_connections, config.max_connections_per_client);
+    raise_open_file_limit(config.max_connections);
     let mut own = vec![config.listen];
     own.extend(config.metrics_listen);
     own.extend(config.protected.iter().copied());
@@ -171,8 +174,9 @@ pub fn build_server(
         leaves,
         metrics: metrics.clone(),
         hooks,
-        held: crate::approval::HeldSlots::new(),
-        hashing: crate::approval::HeldSlots::new(),
+        held: crate::approval::held_slots(),
+        hashing: crate::approval::held_slots(),
+        connections,
         rate_limiter: RateLimits::new(
             RateLimiter::new(Arc::new(MonotonicClock::default()), RATE_LIMIT_KEYS),
             shared_limits.clone(),
@@ -297,4 +301,27 @@ fn system_roots() -> Option<PathBuf> {
         .into_iter()
         .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
         .find(|p| p.is_file())
+}
+
+/// Raises the soft limit on open files to the hard one: every client
+/// connection takes a descriptor, and most an upstream one too. Reports a
+/// limit too low for `max_connections` of each.
+fn raise_open_file_limit(max_connections: usize) {
+    use rlimit::Resource;
+    let Ok((soft, hard)) = Resource::NOFILE.get() else {
+        return;
+    };
+    let soft = if soft < hard && Resource::NOFILE.set(hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let need = (max_connections as u64).saturating_mul(2);
+    if soft < need {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit is below two per connection (--max-connections): raise it (ulimit -n) or lower --max-connections"
+        );
+    }
 }

@@ -76,6 +76,9 @@ pub struct ControlOptions {
     /// How often ChatGPT logins are looked at; each is refreshed in its last hour.
     #[arg(long, value_parser = super::gateway::parse_duration, default_value = "60s")]
     pub login_refresh_every: std::time::Duration,
+    /// Time a client of the API and dashboard has to send a request head.
+    #[arg(long, value_parser = super::gateway::parse_duration, default_value = "30s")]
+    pub api_header_timeout: std::time::Duration,
 }
 
 impl ControlOptions {
@@ -297,6 +300,7 @@ impl ControlParts {
                 no_proxy: options.no_proxy_hosts(),
                 gateway_api_apart,
                 listen: Some(options.listen),
+                header_timeout: options.api_header_timeout,
             },
             sessions: Default::default(),
         });

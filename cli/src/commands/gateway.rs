@@ -76,6 +76,16 @@ pub struct GatewayOptions {
     /// Time a client has to send its request head or TLS hello.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub client_timeout: Duration,
+    /// How long a client connection (a CONNECT tunnel after its handshake) may stay
+    /// silent before its first request; later requests have HTTP keep-alive's limit.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub client_idle_timeout: Duration,
+    /// Client connections open at once; past it a new one is answered 503 and closed.
+    #[arg(long, default_value_t = onecli_gateway::config::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address.
+    #[arg(long, default_value_t = onecli_gateway::config::DEFAULT_MAX_CONNECTIONS_PER_CLIENT, value_parser = at_least_one)]
+    pub max_connections_per_client: usize,
     /// Dashboard base URL used in links of error bodies.
     #[arg(long, env = "ONECLI_DASHBOARD_URL")]
     pub dashboard_url: Option<String>,
@@ -140,6 +150,7 @@ impl GatewayOptions {
         config.egress_allow = self.allow_egress.clone();
         config.timeouts = Timeouts {
             client_head: self.client_timeout,
+            client_idle: self.client_idle_timeout,
             connect: self.connect_timeout,
             tls: self.tls_timeout,
             read: self.read_timeout,
@@ -154,6 +165,8 @@ impl GatewayOptions {
         config.shutdown_timeout = self.shutdown_timeout;
         config.approval_timeout = self.approval_timeout;
         config.held_body_timeout = self.held_body_timeout;
+        config.max_connections = self.max_connections;
+        config.max_connections_per_client = self.max_connections_per_client;
         config.rate_limit_store_timeout = self.rate_limit_store_timeout;
         config.rate_limit_store = match self.rate_limit_store.as_ref() {
             // An empty variable counts as unset.
@@ -260,9 +273,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
 }
 
+/// A count that must allow something: 0 would refuse every connection.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_limits_must_allow_one() {
+        assert!(at_least_one("0").is_err());
+        assert!(at_least_one("-1").is_err());
+        assert_eq!(at_least_one("4096"), Ok(4096));
+    }
 
     #[test]
     fn rate_limit_store_urls_are_checked_without_repeating_them() {

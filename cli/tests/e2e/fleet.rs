@@ -813,3 +813,180 @@ async fn every_grafana_panel_returns_data() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// `POST path` with a JSON body, `None` when the connection fails (the
+/// control service killed under it).
+async fn try_post(port: u16, path: &str, body: &Value, api_key: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {api_key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.ok()?;
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+}
+
+/// The control service is killed (SIGKILL) three times while writers
+/// store secrets as fast as they can and the gateway follows every change:
+/// each time it comes back with every write it acknowledged, the gateway
+/// serves throughout from the last policy it holds whole, and changes
+/// reach it again after each return.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_service_killed_mid_write_and_mid_push_loses_nothing() {
+    let mut fleet = Fleet::start().await;
+    shared_ca(&fleet);
+    let token_file = fleet.control_dir().join("gateway-token");
+    let port = free_port();
+    let gateway = fleet.gateway("gateway", port, &token_file);
+    wait_for(port, "/readyz", 200, &gateway).await;
+    let ca = fleet.control_dir().join("gateway").join("ca.pem");
+    let (status, agent) = fleet
+        .api(
+            "POST",
+            "/v1/agents",
+            Some(json!({ "name": "Kill", "identifier": "kill" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{agent}");
+    let (_, list) = fleet.api("GET", "/v1/agents", None).await;
+    let token = list[0]["accessToken"].as_str().expect("token").to_owned();
+    let base =
+        json!({ "name": "base", "type": "anthropic", "value": VALUE, "hostPattern": "api.test" });
+    assert_eq!(fleet.api("POST", "/v1/secrets", Some(base)).await.0, 201);
+    let to = Through {
+        port,
+        ca: ca.clone(),
+        token: token.clone(),
+        origin_port: fleet.origin.port(),
+    };
+    to.until_injected("x-api-key", VALUE).await;
+
+    let mut acknowledged: Vec<String> = Vec::new();
+    for (round, kill_after) in [40u64, 150, 400].into_iter().enumerate() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..3 {
+            let (api_port, key, stop) = (fleet.api_port, fleet.api_key.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut ok = Vec::new();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("r{round}-w{w}-{i}");
+                    let body = json!({ "name": name, "type": "generic", "value": format!("V-{name}"),
+                        "hostPattern": "api.test", "injectionConfig": { "headerName": format!("x-{name}") } });
+                    match try_post(api_port, "/v1/secrets", &body, &key).await {
+                        Some(201) => ok.push(name),
+                        Some(status) => panic!("{name}: {status}"),
+                        None => break,
+                    }
+                }
+                ok
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(kill_after)).await;
+        fleet.control = None; // SIGKILL, writes and pushes in flight
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for writer in writers {
+            acknowledged.extend(writer.await.expect("writer"));
+        }
+        // The gateway goes on with the last policy it received whole.
+        assert_eq!(to.injected("x-api-key").await, [VALUE.to_owned()]);
+        wait_for(port, "/readyz", 200, &gateway).await;
+
+        fleet.start_control().await;
+        let (status, list) = fleet.api("GET", "/v1/secrets", None).await;
+        assert_eq!(status, 200, "{list}");
+        let stored: std::collections::HashSet<&str> = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        for name in &acknowledged {
+            assert!(
+                stored.contains(name.as_str()),
+                "acknowledged {name} was lost"
+            );
+        }
+        // Changes reach the gateway again: the newest acknowledged secret,
+        // or a new one, is injected.
+        let marker = format!("after-kill-{round}");
+        let body = json!({ "name": marker, "type": "generic", "value": format!("V-{marker}"),
+            "hostPattern": "api.test", "injectionConfig": { "headerName": "x-marker" } });
+        assert_eq!(fleet.api("POST", "/v1/secrets", Some(body)).await.0, 201);
+        to.until_injected("x-marker", &format!("V-{marker}")).await;
+        let (status, _) = fleet
+            .api(
+                "DELETE",
+                &format!("/v1/secrets/{}", id_of(&fleet, &marker).await),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+    }
+    assert!(
+        acknowledged.len() > 3,
+        "the writers stored too little to prove anything"
+    );
+    let last = acknowledged.last().expect("one").clone();
+    to.until_injected(&format!("x-{last}"), &format!("V-{last}"))
+        .await;
+    let log = gateway.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains(VALUE) && !log.contains(&token));
+}
+
+async fn id_of(fleet: &Fleet, name: &str) -> String {
+    let (_, list) = fleet.api("GET", "/v1/secrets", None).await;
+    list.as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["name"] == name)
+        .and_then(|s| s["id"].as_str())
+        .expect("id")
+        .to_owned()
+}
+
+/// Requests through one gateway as one agent.
+struct Through {
+    port: u16,
+    ca: PathBuf,
+    token: String,
+    origin_port: u16,
+}
+
+impl Through {
+    /// The values of `header` the origin saw on a request to api.test.
+    async fn injected(&self, header: &str) -> Vec<String> {
+        let mut t = tls_tunnel_to(
+            self.port,
+            &self.ca,
+            &self.token,
+            "api.test",
+            self.origin_port,
+        )
+        .await;
+        let r = request(&mut t, "GET", "/v1/messages", "api.test", &[]).await;
+        echoed(&r.json(), header)
+    }
+
+    async fn until_injected(&self, header: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.injected(header).await != [want.to_owned()] {
+            assert!(Instant::now() < deadline, "{header} never became {want}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}

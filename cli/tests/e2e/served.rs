@@ -81,8 +81,14 @@ impl Served {
         served
     }
 
+    /// `--data-dir` when the test gave one, else `data` in its directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.extra
+            .iter()
+            .skip_while(|a| *a != "--data-dir")
+            .nth(1)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     pub fn gateway_ca(&self) -> PathBuf {
@@ -233,13 +239,14 @@ fn spawn(
     cmd.arg("serve")
         .args(["--listen", &format!("127.0.0.1:{api_port}")])
         .args(["--gateway-listen", &format!("127.0.0.1:{gateway_port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
         .arg("--upstream-ca")
         .arg(origin.ca_path.as_ref().expect("TLS origin"))
         .args(["--threads", "2", "--shutdown-timeout", "2s"]);
     for host in HOSTS.iter().filter(|h| **h != "localhost") {
         cmd.args(["--resolve", &format!("{host}:{}:127.0.0.1", origin.port())]);
+    }
+    if !extra.iter().any(|a| a == "--data-dir") {
+        cmd.arg("--data-dir").arg(dir.join("data"));
     }
     cmd.args(extra);
     let log = std::fs::File::create(log).expect("log file");

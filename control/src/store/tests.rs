@@ -890,3 +890,36 @@ fn an_aws_key_and_its_token_change_together_or_apart_as_said() {
         .expect("retyped");
     assert_eq!(value_of(&other.id), "key-3");
 }
+
+#[test]
+fn disk_failures_are_told_apart() {
+    use std::io::{Error, ErrorKind};
+    assert_eq!(
+        Error::from(ErrorKind::StorageFull).disk(),
+        Some(DiskFault::Full)
+    );
+    assert_eq!(
+        Error::from(ErrorKind::QuotaExceeded).disk(),
+        Some(DiskFault::Full)
+    );
+    assert_eq!(
+        Error::from(ErrorKind::ReadOnlyFilesystem).disk(),
+        Some(DiskFault::ReadOnly)
+    );
+    // As redb reports them, from a commit and after one failed.
+    let enospc = redb::CommitError::Storage(redb::StorageError::Io(Error::from_raw_os_error(28)));
+    assert_eq!(enospc.disk(), Some(DiskFault::Full));
+    let erofs =
+        redb::TransactionError::Storage(redb::StorageError::Io(Error::from_raw_os_error(30)));
+    assert_eq!(erofs.disk(), Some(DiskFault::ReadOnly));
+    assert_eq!(redb::Error::PreviousIo.disk(), Some(DiskFault::Failed));
+    assert!(matches!(
+        db_err(redb::Error::PreviousIo),
+        StoreError::Disk {
+            fault: DiskFault::Failed,
+            ..
+        }
+    ));
+    // Not a disk failure.
+    assert_eq!(redb::TableError::TableDoesNotExist("x".into()).disk(), None);
+}
