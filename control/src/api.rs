@@ -85,6 +85,12 @@ pub enum ApiError {
     Unavailable(String),
     /// The data directory's disk is full (507).
     InsufficientStorage(String),
+    /// The path exists, for these methods only (405 with `Allow`).
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: Vec<&'static str>,
+    },
     Internal,
 }
 
@@ -137,11 +143,20 @@ impl ApiError {
             | ApiError::Conflict(m)
             | ApiError::Unavailable(m)
             | ApiError::InsufficientStorage(m) => m.clone(),
+            ApiError::MethodNotAllowed {
+                method,
+                path,
+                allowed,
+            } => format!("{path} takes {}, not {method}.", allowed.join(", ")),
             ApiError::Internal => "Internal error.".to_owned(),
         }
     }
 
     fn into_response(self) -> Response<Body> {
+        let allow = match &self {
+            ApiError::MethodNotAllowed { allowed, .. } => Some(allowed.join(", ")),
+            _ => None,
+        };
         let (status, kind, message) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -155,6 +170,11 @@ impl ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_request_error", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", m),
             ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, "api_error", m),
+            e @ ApiError::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                e.message(),
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "api_error",
@@ -165,6 +185,9 @@ impl ApiError {
             status,
             &json!({ "error": { "message": message, "type": kind } }),
         );
+        if let Some(allow) = allow.and_then(|a| hyper::header::HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(hyper::header::ALLOW, allow);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 hyper::header::WWW_AUTHENTICATE,
@@ -404,11 +427,14 @@ impl Api {
         let query = req.uri().query().map(parse_query).unwrap_or_default();
         let method = req.method().clone();
         let route = segments_str(&segments);
-        let public = method == Method::GET
-            && matches!(
-                route.as_slice(),
-                ["health"] | ["openapi.json"] | ["gateway", "ca"]
-            );
+        let public_path = matches!(
+            route.as_slice(),
+            ["health"] | ["openapi.json"] | ["gateway", "ca"]
+        );
+        if public_path && method != Method::GET {
+            return Err(fail(no_route(&method, &segments)));
+        }
+        let public = public_path && method == Method::GET;
         // What gateways call, with their gateway token.
         let for_gateways = matches!(
             route.as_slice(),
@@ -476,10 +502,15 @@ impl Api {
         if dry_run {
             segments.remove(0);
             if method == Method::GET || !dry_runs(&segments_str(&segments)) {
-                return Err(fail(ApiError::NotFound(format!(
-                    "{method} /v1/{} cannot be dry-run.",
-                    segments.join("/")
-                ))));
+                let mut asked = vec!["dry-run".to_owned()];
+                asked.extend(segments.iter().cloned());
+                return Err(fail(match no_route(&method, &asked) {
+                    ApiError::NotFound(_) => ApiError::NotFound(format!(
+                        "{method} /v1/{} cannot be dry-run.",
+                        segments.join("/")
+                    )),
+                    other => other,
+                }));
             }
         }
         let call = Call {
@@ -706,12 +737,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Db(e.to_string()))?
 }
 
+/// No route answers this call.
 pub fn not_found(call: &Call) -> ApiError {
-    ApiError::NotFound(format!(
-        "No route for {} /v1/{}.",
-        call.method,
-        call.segments.join("/")
-    ))
+    no_route(&call.method, &call.segments)
+}
+
+/// 405 when the path takes other methods (as docs/openapi.yaml describes
+/// them), else 404.
+fn no_route(method: &Method, segments: &[String]) -> ApiError {
+    let path = format!("/v1/{}", segments.join("/"));
+    let allowed = config::methods_of(segments);
+    if allowed.is_empty() {
+        ApiError::NotFound(format!("No route for {method} {path}."))
+    } else {
+        ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            path,
+            allowed,
+        }
+    }
 }
 
 fn segments_str(segments: &[String]) -> Vec<&str> {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use onecli_policy::SecretValue;
 use pingora_http::RequestHeader;
 
+use crate::proxy::{canonical_request, prepare_upstream_request, Target};
 use crate::{auth, guidance, head, inject, sigv4};
 
 /// The first request head of a connection, its CONNECT authority and its
@@ -105,4 +106,33 @@ pub fn sigv4(data: &[u8]) {
             .windows(signature.len())
             .any(|w| w == signature.as_bytes()));
     }
+}
+
+/// One request through the gateway's handling of its head, as the agent
+/// holding `token` sends it inside a TLS tunnel to `host:port`: the target
+/// forwarded upstream and the ids of the secrets injected, or the refusal's
+/// code. For the property that no spelling injects outside a secret's scope.
+pub fn forward(
+    snapshot: &onecli_policy::Snapshot,
+    token: &onecli_policy::TokenHash,
+    method: &str,
+    target: &str,
+    host: &str,
+    port: u16,
+) -> Result<(String, Vec<String>), &'static str> {
+    let mut req =
+        RequestHeader::build(method, target.as_bytes(), None).map_err(|_| "unparsable")?;
+    canonical_request(&mut req).map_err(|refusal| refusal.code())?;
+    let target = Target {
+        host: onecli_policy::normalize_host(host).into_owned(),
+        port,
+        tls: true,
+    };
+    let injected =
+        prepare_upstream_request(&mut req, &target, snapshot, token, inject::Body::Unread)
+            .map_err(|refusal| refusal.code())?;
+    Ok((
+        String::from_utf8_lossy(req.raw_path()).into_owned(),
+        injected.secret_ids,
+    ))
 }

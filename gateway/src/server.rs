@@ -304,9 +304,13 @@ fn system_roots() -> Option<PathBuf> {
 }
 
 /// Raises the soft limit on open files to the hard one: every client
-/// connection takes a descriptor, and most an upstream one too. Reports a
-/// limit too low for `max_connections` of each.
+/// connection takes a descriptor (busy ones an upstream one too, from a
+/// shared pool). Reports a limit too low for `max_connections` and room
+/// for upstreams, files and the listeners.
 fn raise_open_file_limit(max_connections: usize) {
+    /// Descriptors beside the client connections: pooled and in-flight
+    /// upstream connections, files, listeners.
+    const UPSTREAM_ROOM: u64 = 2048;
     use rlimit::Resource;
     let Ok((soft, hard)) = Resource::NOFILE.get() else {
         return;
@@ -316,12 +320,12 @@ fn raise_open_file_limit(max_connections: usize) {
     } else {
         soft
     };
-    let need = (max_connections as u64).saturating_mul(2);
+    let need = (max_connections as u64).saturating_add(UPSTREAM_ROOM);
     if soft < need {
         tracing::warn!(
             open_files = soft,
             max_connections,
-            "the open-file limit is below two per connection (--max-connections): raise it (ulimit -n) or lower --max-connections"
+            "the open-file limit leaves too little room beside --max-connections for upstream connections: raise it (ulimit -n) or lower --max-connections"
         );
     }
 }

@@ -222,6 +222,35 @@ Then poll `onecli secrets list --fields hostPattern --quiet hostPattern` every f
     )
 }
 
+/// The methods docs/openapi.yaml gives the path of `segments` (after
+/// `/v1/`), a `{name}` there standing for any one segment.
+pub fn methods_of(segments: &[String]) -> Vec<&'static str> {
+    const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    let Some(paths) = openapi()["paths"].as_object() else {
+        return Vec::new();
+    };
+    let fits = |template: &str| {
+        let Some(rest) = template.strip_prefix("/v1/") else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(segments)
+                .all(|(part, segment)| part.starts_with('{') || part == segment)
+    };
+    METHODS
+        .into_iter()
+        .filter(|method| {
+            let key = method.to_ascii_lowercase();
+            paths
+                .iter()
+                .any(|(template, item)| fits(template) && item.get(&key).is_some())
+        })
+        .collect()
+}
+
 /// docs/openapi.yaml, the API's description, as JSON (read once).
 pub fn openapi() -> &'static Value {
     static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
@@ -237,6 +266,18 @@ mod tests {
 
     /// The description parses, and every route the dispatchers answer is
     /// in it: a route added without its description fails here.
+    #[test]
+    fn the_methods_of_a_path_come_from_the_description() {
+        let of = |path: &str| {
+            let segments: Vec<String> = path.split('/').map(str::to_owned).collect();
+            methods_of(&segments)
+        };
+        assert_eq!(of("agents"), ["GET", "POST"]);
+        assert!(of("agents/some-id").contains(&"DELETE"));
+        assert!(of("no-such-thing").is_empty());
+        assert!(of("agents/some-id/and/more/than/any").is_empty());
+    }
+
     #[test]
     fn the_openapi_description_parses_and_names_every_route() {
         let doc: Value = serde_yaml::from_str(include_str!("../../../docs/openapi.yaml"))
