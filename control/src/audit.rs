@@ -35,6 +35,10 @@ impl AuditSink for AuditLog {
     }
 }
 
+/// How long the writer waits after its disk failed before writing again
+/// (records meanwhile wait in the queue, or are dropped and counted).
+const DISK_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl AuditWriter {
     pub async fn run(mut self) {
         while let Some(first) = self.rx.recv().await {
@@ -54,6 +58,11 @@ impl AuditWriter {
             crate::metrics::metrics().audit_written(count, ok);
             if !ok {
                 tracing::error!("audit records could not be written; they are lost");
+            }
+            if let Ok(Err(crate::store::StoreError::Disk { .. })) = written {
+                // A full or failing disk: each failed commit costs the store
+                // a reopen, which readers wait for. Give it room.
+                tokio::time::sleep(DISK_BACKOFF).await;
             }
         }
     }

@@ -169,9 +169,10 @@ storage_fault!(
 
 /// The redb database, opened again after an I/O failure: redb refuses
 /// every operation after one (a full or read-only disk) until the file is
-/// reopened, which also rolls it back to its last commit. A failed commit
-/// marks it; the next transaction reopens it first, at most once a second
-/// while the disk still fails.
+/// reopened, which also rolls it back to its last commit. A failed commit,
+/// or a transaction refused for an earlier failure, marks it; the next
+/// transaction reopens it first. A reopen that fails is tried again at
+/// most once a second.
 struct Db {
     path: std::path::PathBuf,
     /// The database, and how many times it was opened.
@@ -225,13 +226,21 @@ impl Db {
         &self,
         begin: impl Fn(&Database) -> std::result::Result<T, redb::TransactionError>,
     ) -> DbResult<T> {
-        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
-            let generation = self.current.read().unwrap_or_else(|p| p.into_inner()).0;
-            self.reopen(generation)?;
+        for attempt in 0..2 {
+            if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+                let generation = self.current.read().unwrap_or_else(|p| p.into_inner()).0;
+                self.reopen(generation)?;
+            }
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            let db = current.1.as_ref().ok_or(redb::Error::PreviousIo)?;
+            match begin(db).map_err(|e| self.noting(e.into())) {
+                // Refused for a failure met inside an earlier transaction:
+                // reopen and try once more.
+                Err(redb::Error::PreviousIo) if attempt == 0 => continue,
+                done => return done,
+            }
         }
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        let db = current.1.as_ref().ok_or(redb::Error::PreviousIo)?;
-        begin(db).map_err(|e| self.noting(e.into()))
+        Err(redb::Error::PreviousIo)
     }
 
     /// Drops the failed database and opens the file again (redb repairs it
@@ -242,22 +251,33 @@ impl Db {
         if current.0 != failed_generation && current.1.is_some() {
             return Ok(());
         }
-        {
-            let mut last = self.last_reopen.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
-                return Err(redb::Error::PreviousIo);
-            }
-            *last = Some(std::time::Instant::now());
+        let mut last_failed = self.last_reopen.lock().unwrap_or_else(|p| p.into_inner());
+        if last_failed.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
+            return Err(redb::Error::PreviousIo);
         }
         // The file lock goes with the old database: drop it first.
         current.1 = None;
         current.0 += 1;
-        let db = Database::create(&self.path).map_err(redb::Error::from)?;
-        current.1 = Some(db);
-        self.failed
-            .store(false, std::sync::atomic::Ordering::Release);
-        tracing::warn!(path = %self.path.display(), "the store was opened again after a disk failure");
-        Ok(())
+        match Database::create(&self.path) {
+            Ok(db) => {
+                current.1 = Some(db);
+                *last_failed = None;
+                self.failed
+                    .store(false, std::sync::atomic::Ordering::Release);
+                tracing::warn!(path = %self.path.display(), "the store was opened again after a disk failure");
+                Ok(())
+            }
+            Err(e) => {
+                *last_failed = Some(std::time::Instant::now());
+                let e = redb::Error::from(e);
+                // A transaction still open keeps the file locked: retry later.
+                Err(if e.disk().is_some() {
+                    e
+                } else {
+                    redb::Error::PreviousIo
+                })
+            }
+        }
     }
 }
 

@@ -235,6 +235,20 @@ impl ServerApp for FrontDoor {
                     .inc();
                 tracing::warn!(%client, limit, "connection refused: too many open");
                 refuse(&mut l4, Refusal::TooManyConnections).await;
+                // What the client sent meanwhile, read and dropped briefly:
+                // closing with it unread would reset the connection, and the
+                // client might lose the answer.
+                let mut sink = [0u8; 4096];
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+                    let mut left = 64 * 1024;
+                    while left > 0 {
+                        match l4.read(&mut sink).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left -= n.min(left),
+                        }
+                    }
+                })
+                .await;
                 return None;
             }
         };
@@ -286,12 +300,26 @@ async fn refuse(l4: &mut L4Stream, refusal: Refusal) {
     let _ = AsyncWriteExt::shutdown(l4).await;
 }
 
-/// The client's IP address; connections without one (none here: the
-/// listener is TCP) share the unspecified address's slots.
+/// Whose connection this is, for the per-client limit: the IPv4 address
+/// (IPv4-mapped IPv6 included), or the IPv6 /64, which one host holds
+/// whole. Connections without an address (none here: the listener is TCP)
+/// share the unspecified address's slots.
 fn client_address(l4: &L4Stream) -> IpAddr {
-    l4.get_socket_digest()
+    let ip = l4
+        .get_socket_digest()
         .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    client_key(ip)
+}
+
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 fn established() -> ResponseHeader {
@@ -333,4 +361,19 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        let key = |s: &str| client_key(s.parse().expect("ip")).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
 }

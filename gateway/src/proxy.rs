@@ -1180,8 +1180,11 @@ fn classify(e: &Error, target: Option<&Target>) -> Option<Refusal> {
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
                 _ => Some(Refusal::BadRequest("the request could not be parsed")),
             },
-            _ => Some(Refusal::BadGateway {
+            ErrorSource::Upstream => Some(Refusal::BadGateway {
                 message: upstream_message(e.etype(), &host),
+            }),
+            _ => Some(Refusal::BadGateway {
+                message: "OneCLI gateway internal error.".to_owned(),
             }),
         },
     }

@@ -8,7 +8,7 @@
 mod shared;
 
 use onecli_gateway::fuzzing::forward;
-use onecli_policy::{normalize_host, token_sha256, Snapshot};
+use onecli_policy::{normalize_host, token_sha256, PolicyDoc, Snapshot};
 use proptest::prelude::*;
 use shared::*;
 
@@ -51,4 +51,31 @@ proptest! {
             );
         }
     }
+}
+
+/// The property above is not vacuous: `forward` injects a secret in its
+/// scope, not outside it, and refuses an ambiguous spelling.
+#[test]
+fn forward_injects_in_scope_and_refuses_ambiguity() {
+    let doc = PolicyDoc {
+        version: 1,
+        agents: vec![agent()],
+        secrets: vec![secret(0, "api.test".into(), "/v1/*".into())],
+        rules: vec![],
+        passthrough_hosts: vec![],
+    };
+    let snapshot = Snapshot::compile(doc).expect("valid");
+    let token = token_sha256("token");
+    let ids = |target: &str| forward(&snapshot, &token, "GET", target, "API.test.", 443);
+    assert_eq!(
+        ids("/v1/x?q"),
+        Ok(("/v1/x?q".to_owned(), vec!["s0".to_owned()]))
+    );
+    assert_eq!(
+        ids("/v%31/x"),
+        Ok(("/v1/x".to_owned(), vec!["s0".to_owned()]))
+    );
+    assert_eq!(ids("/v2/x"), Ok(("/v2/x".to_owned(), vec![])));
+    assert!(ids("/v1/%2e%2e/admin").is_err());
+    assert!(ids("/v1%2fx").is_err());
 }

@@ -93,9 +93,10 @@ async fn slowest_of(served: &Served, token: &str, n: usize) -> Duration {
     slowest
 }
 
-/// Writes `head` a byte every `every` until the peer closes (the answer).
-/// `None` when it is still open at `give_up`.
+/// Writes `head` a byte every `every` until the peer closes (the answer):
+/// how long after `started` that was, `None` when still open at `give_up`.
 async fn dribble<S>(
+    started: Instant,
     stream: S,
     head: &'static [u8],
     every: Duration,
@@ -104,7 +105,6 @@ async fn dribble<S>(
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let started = Instant::now();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let closed = tokio::spawn(async move {
         let mut buf = [0u8; 1024];
@@ -193,19 +193,38 @@ async fn slow_heads_on_both_ports_are_cut_at_their_deadline() {
     let every = Duration::from_millis(250);
     let give_up = Duration::from_secs(15);
     let mut dribblers = Vec::new();
+    // Each deadline runs from the connection (the ports) or from the
+    // head's first byte (in a tunnel): timed from just before.
     for _ in 0..200 {
+        let started = Instant::now();
         let tcp = TcpStream::connect(("127.0.0.1", served.gateway_port))
             .await
             .expect("connect");
-        dribblers.push(tokio::spawn(dribble(tcp, GATEWAY_HEAD, every, give_up)));
+        dribblers.push(tokio::spawn(dribble(
+            started,
+            tcp,
+            GATEWAY_HEAD,
+            every,
+            give_up,
+        )));
+        let started = Instant::now();
         let tcp = TcpStream::connect(("127.0.0.1", served.api_port))
             .await
             .expect("connect");
-        dribblers.push(tokio::spawn(dribble(tcp, API_HEAD, every, give_up)));
+        dribblers.push(tokio::spawn(dribble(
+            started, tcp, API_HEAD, every, give_up,
+        )));
     }
     for _ in 0..100 {
         let tunnel = served.tunnel(&token, "api.test").await;
-        dribblers.push(tokio::spawn(dribble(tunnel, TUNNEL_HEAD, every, give_up)));
+        let started = Instant::now();
+        dribblers.push(tokio::spawn(dribble(
+            started,
+            tunnel,
+            TUNNEL_HEAD,
+            every,
+            give_up,
+        )));
     }
     let opened = Instant::now();
 
@@ -226,9 +245,11 @@ async fn slow_heads_on_both_ports_are_cut_at_their_deadline() {
         "slow heads: 500 dribblers cut between {earliest:?} and {latest:?} (deadline {head_deadline:?}), all within {all_cut:?}; \
          well-behaved slowest {usual:?} before, {during:?} during; RSS {before:.1} MiB before, {peak:.1} MiB during"
     );
-    // Not before the deadline (bytes kept coming), and not long after.
+    // Not before the deadline (bytes kept coming; the tolerance is for a
+    // dribbler's first byte going out late on a busy machine), and not
+    // long after.
     assert!(
-        earliest >= head_deadline - Duration::from_millis(300),
+        earliest >= head_deadline - Duration::from_secs(1),
         "{earliest:?}"
     );
     assert!(
@@ -510,11 +531,15 @@ async fn ten_thousand_idle_intercepted_connections_are_held_in_bounded_memory() 
 /// when a connection closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_refuse_past_the_total_and_per_client() {
+    let _one = ONE_FLOOD_AT_A_TIME.lock().await;
+    // Connections here stay silent: a long head deadline keeps them.
     let (served, token, metrics_port) = serve_for_floods(&[
         "--max-connections",
         "6",
         "--max-connections-per-client",
         "4",
+        "--client-timeout",
+        "120s",
     ])
     .await;
     let port = served.gateway_port;

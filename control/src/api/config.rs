@@ -264,8 +264,6 @@ pub fn openapi() -> &'static Value {
 mod tests {
     use super::*;
 
-    /// The description parses, and every route the dispatchers answer is
-    /// in it: a route added without its description fails here.
     #[test]
     fn the_methods_of_a_path_come_from_the_description() {
         let of = |path: &str| {
@@ -278,6 +276,8 @@ mod tests {
         assert!(of("agents/some-id/and/more/than/any").is_empty());
     }
 
+    /// The description parses, and every route the dispatchers answer is
+    /// in it: a route added without its description fails here.
     #[test]
     fn the_openapi_description_parses_and_names_every_route() {
         let doc: Value = serde_yaml::from_str(include_str!("../../../docs/openapi.yaml"))
