@@ -48,7 +48,12 @@ impl HostPattern {
             return Err(PatternError::Empty);
         }
         let host = host.to_ascii_lowercase();
-        let host = host.trim_end_matches('.');
+        // One final dot, as `normalize_host` drops it from requests; a
+        // pattern of dots names no host.
+        let host = host.strip_suffix('.').unwrap_or(&host);
+        if host.bytes().all(|b| b == b'.') {
+            return Err(PatternError::Empty);
+        }
         if host.matches('*').count() > 1 {
             return Err(PatternError::TooManyWildcards(raw.into()));
         }

@@ -531,14 +531,19 @@ pub async fn connect_raw(port: u16, target: &str, auth: Option<&str>) -> (Respon
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to gateway");
+    let resp = send_connect(&mut s, target, auth).await;
+    (resp, s)
+}
+
+/// Sends a CONNECT on an open connection; the gateway's answer.
+pub async fn send_connect(s: &mut TcpStream, target: &str, auth: Option<&str>) -> Response {
     let auth = auth
         .map(|a| format!("Proxy-Authorization: {a}\r\n"))
         .unwrap_or_default();
     s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes())
         .await
         .expect("write");
-    let resp = read_response(&mut s).await.expect("CONNECT response");
-    (resp, s)
+    read_response(s).await.expect("CONNECT response")
 }
 
 pub type TlsTunnel = tokio_boring::SslStream<TcpStream>;

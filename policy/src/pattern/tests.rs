@@ -161,3 +161,19 @@ fn patterns_display_as_written() {
         assert_eq!(PathPattern::parse(raw).expect(raw).to_string(), raw);
     }
 }
+
+#[test]
+fn a_host_pattern_of_dots_names_no_host() {
+    // Found by the patterns fuzz target: ".." once compiled to an empty host.
+    for dots in [".", "..", "...", " .. "] {
+        assert_eq!(
+            HostPattern::parse(dots),
+            Err(PatternError::Empty),
+            "{dots:?}"
+        );
+    }
+    // One final dot goes, as it goes from requests (normalize_host).
+    let p = HostPattern::parse("a..").expect("a.. is a.");
+    assert!(p.matches(&normalize_host("a.."), 443));
+    assert!(!p.matches("a", 443));
+}

@@ -20,7 +20,7 @@ pub fn reference_host(pattern: &str, host: &str, port: u16) -> bool {
         Some((name, p)) => (name, Some(p.parse::<u16>().expect("generated port"))),
         None => (lower.as_str(), None),
     };
-    let name = name.trim_end_matches('.');
+    let name = name.strip_suffix('.').unwrap_or(name);
     let re = format!("(?s)^{}$", regex::escape(name).replace(r"\*", ".+"));
     wanted_port.is_none_or(|p| p == port) && Regex::new(&re).expect("regex").is_match(host)
 }
