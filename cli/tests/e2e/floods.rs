@@ -320,9 +320,26 @@ async fn unfinished_handshakes_and_silent_connections_are_closed_at_their_deadli
         }
         handshakes.push(closing(tcp));
     }
+    // Silent after the handshake: 150 that chose HTTP/1.1, 50 HTTP/2
+    // (which never send the connection preface).
     let mut silent = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..150 {
         silent.push(closing(served.tunnel(&token, "api.test").await));
+    }
+    let mut b = SslConnector::builder(SslMethod::tls()).expect("connector");
+    b.set_ca_file(served.gateway_ca()).expect("gateway CA");
+    b.set_alpn_protos(b"\x02h2").expect("alpn");
+    let h2 = b.build();
+    for _ in 0..50 {
+        let mut tcp = TcpStream::connect(("127.0.0.1", served.gateway_port))
+            .await
+            .expect("connect");
+        assert_eq!(connect_on(&mut tcp, &target, Some(&auth)).await, 200);
+        let tls = tokio_boring::connect(h2.configure().expect("configure"), "api.test", tcp)
+            .await
+            .expect("TLS through the tunnel");
+        assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"h2"[..]));
+        silent.push(closing(tls));
     }
     let all_open = opened.elapsed();
     let during = slowest_of(&served, &token, 5).await;
@@ -346,7 +363,7 @@ async fn unfinished_handshakes_and_silent_connections_are_closed_at_their_deadli
     let (idle_first, idle_last) = span(&silent_closed);
     eprintln!(
         "unfinished: 2,000 opened in {all_open:?}, each closed {hs_first:?}..{hs_last:?} after it opened (deadline 3 s); \
-         200 silent tunnels closed {idle_first:?}..{idle_last:?} after their handshake (idle limit 4 s); \
+         200 silent tunnels (50 of them h2) closed {idle_first:?}..{idle_last:?} after their handshake (idle limit 4 s); \
          well-behaved slowest {usual:?} before, {during:?} during; RSS {before:.1} MiB before, {peak:.1} MiB during"
     );
     assert!(hs_first >= Duration::from_millis(2700), "{hs_first:?}");
